@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# tamago-check.sh [-tags extra] PKGS...: compile (not link) tamago-tagged
+# packages with stock Go, using tools/tamagocheck/_stubs for what tamago-go
+# adds to the standard library. See tools/tamagocheck/README.md.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+tags=tamago
+if [ "${1:-}" = "-tags" ]; then
+	tags="tamago,$2"
+	shift 2
+fi
+[ $# -gt 0 ] || { echo "usage: $0 [-tags extra] PKGS..." >&2; exit 2; }
+goroot=$(go env GOROOT)
+tamago=$(cd "$top" && go list -m -f '{{.Dir}}' github.com/usbarmory/tamago)
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+stubs="$top/tools/tamagocheck/_stubs"
+cat >"$tmp/overlay.json" <<JSON
+{"Replace": {
+  "$goroot/src/runtime/goos/goos.go": "$stubs/goos.go",
+  "$goroot/src/runtime/goos/mem.go": "$tamago/goos/mem.go",
+  "$goroot/src/runtime/tamago_stub.go": "$stubs/runtime.go",
+  "$goroot/src/os/signal/tamago_stub.go": "$stubs/signal.go"
+}}
+JSON
+cd "$top"
+GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -tags "$tags" -overlay "$tmp/overlay.json" "$@"
+echo "tamago-check: compiled $* with -tags $tags"

@@ -1,0 +1,33 @@
+package shutdown
+
+import (
+	"context"
+
+	"github.com/gohv/gohv/drivers/ic"
+	"github.com/gohv/gohv/vmbus"
+)
+
+// Attach opens the shutdown channel ch and starts taking requests.
+// It can be called again for a channel offered after a rescind; the
+// counters carry over.
+func (d *Driver) Attach(ctx context.Context, ch *vmbus.Channel) error { return d.attach(ctx, ch) }
+
+func (d *Driver) attach(ctx context.Context, ch ic.Channel) error {
+	svc, err := ic.NewService(d.config())
+	if err != nil {
+		return err
+	}
+	if err := svc.Start(ctx, ch); err != nil {
+		return err
+	}
+	d.svc.Store(svc)
+	return nil
+}
+
+// Close stops taking requests and closes the current channel.
+func (d *Driver) Close(ctx context.Context) error {
+	if svc := d.svc.Load(); svc != nil {
+		return svc.Close(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,18 @@
+// Package hvsim is a simulated Hyper-V host partition: it owns a
+// guest-physical memory arena, implements the hv.Platform seam for a guest
+// driver stack running as an ordinary Linux process, and serves the host side
+// of VMBus (reference §2, §3, §4) and of the integration components
+// (reference §8) from goroutines that behave like the real host.
+//
+// hvsim is an independent implementation written from
+// shared/reference/hyperv-protocol.md. It must not import or share code with
+// gohv's guest side (vmbus, drivers, kernel): the only gohv package it uses is
+// hv, for the seam interfaces and hypercall status codes. That way a
+// misunderstanding of the protocol cannot hide in both ends.
+//
+// The host is strict: whatever a real host would reject is rejected and
+// recorded as a protocol violation (Host.Violations), so tests can assert that
+// a guest broke no rule. Faults (lost interrupts, delays, busy message
+// queues, malformed messages, rescinds, full rings, black-holed requests) are
+// injected through Host.Faults.
+package hvsim

@@ -1,0 +1,163 @@
+package hvsim
+
+import (
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Faults are the host's fault-injection controls. All are off by default;
+// every method is safe for concurrent use and takes effect at once.
+type Faults struct {
+	mu             sync.Mutex
+	rng            *rand.Rand
+	dropNext       int
+	dropFraction   float64
+	msgDelay       time.Duration
+	complDelay     time.Duration
+	reorder        map[uint32]bool
+	postBusy       int
+	blackhole      map[uint32]bool
+	truncateOffers int
+}
+
+func newFaults(seed uint64) *Faults {
+	return &Faults{rng: rand.New(rand.NewPCG(seed, 0x68767369)), reorder: map[uint32]bool{},
+		blackhole: map[uint32]bool{}}
+}
+
+// DropInterrupts loses the next n channel interrupts: the SIEFP bit is set
+// but the guest's handler is not called.
+func (f *Faults) DropInterrupts(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropNext = n
+}
+
+// DropInterruptFraction loses each channel interrupt with probability p.
+func (f *Faults) DropInterruptFraction(p float64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropFraction = p
+}
+
+// DelayMessages delays every host→guest SynIC message by d.
+func (f *Faults) DelayMessages(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.msgDelay = d
+}
+
+// DelayCompletions delays every completion packet (type 0xB) a device
+// sends by d.
+func (f *Faults) DelayCompletions(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.complDelay = d
+}
+
+// ReorderCompletions swaps completions on relid in pairs: the first is
+// held back and written after the second.
+func (f *Faults) ReorderCompletions(relid uint32, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reorder[relid] = on
+}
+
+// FailPostMessage makes the next n HvPostMessage calls return
+// HV_STATUS_INSUFFICIENT_BUFFERS.
+func (f *Faults) FailPostMessage(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.postBusy = n
+}
+
+// BlackHole makes the host silently ignore guest channel messages of
+// msgType (reference §3.2), to exercise guest timeouts.
+func (f *Faults) BlackHole(msgType uint32, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.blackhole[msgType] = on
+}
+
+// TruncateOffers sends the next n OFFERCHANNEL messages cut to 100 bytes.
+func (f *Faults) TruncateOffers(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.truncateOffers = n
+}
+
+func (f *Faults) takeDropInterrupt() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dropNext > 0 {
+		f.dropNext--
+		return true
+	}
+	return f.dropFraction > 0 && f.rng.Float64() < f.dropFraction
+}
+
+func (f *Faults) messageDelay() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.msgDelay
+}
+
+func (f *Faults) completionDelay() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.complDelay
+}
+
+func (f *Faults) reorders(relid uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reorder[relid]
+}
+
+func (f *Faults) takePostBusy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.postBusy > 0 {
+		f.postBusy--
+		return true
+	}
+	return false
+}
+
+func (f *Faults) blackholed(t uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.blackhole[t]
+}
+
+func (f *Faults) takeMalformedOffer() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.truncateOffers > 0 {
+		f.truncateOffers--
+		return true
+	}
+	return false
+}
+
+// FillGuestRing fills the host→guest ring of relid with empty in-band
+// packets and returns how many it wrote.
+func (h *Host) FillGuestRing(relid uint32) int {
+	ch := h.Channel(relid)
+	if ch == nil {
+		return 0
+	}
+	return ch.FillGuestRing()
+}
+
+// RescindAfterPackets rescinds relid once the host has taken n more
+// packets from the guest on it: a rescind with I/O outstanding.
+func (h *Host) RescindAfterPackets(relid uint32, n int) bool {
+	ch := h.Channel(relid)
+	if ch == nil || n <= 0 {
+		return false
+	}
+	ch.rescindAfter.Store(int64(n))
+	return true
+}

@@ -1,0 +1,268 @@
+package hvsim
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestGUIDWire(t *testing.T) {
+	// Example of reference "Conventions".
+	g := MustParseGUID("f8615163-df3e-46c5-913f-f2d2f965ed0e")
+	want := []byte{0x63, 0x51, 0x61, 0xf8, 0x3e, 0xdf, 0xc5, 0x46, 0x91, 0x3f, 0xf2, 0xd2, 0xf9, 0x65, 0xed, 0x0e}
+	if w := g.Wire(); !bytes.Equal(w[:], want) {
+		t.Fatalf("% x", w)
+	}
+	if g.String() != "f8615163-df3e-46c5-913f-f2d2f965ed0e" {
+		t.Fatal(g.String())
+	}
+	for _, bad := range []string{"", "f8615163-df3e-46c5-913f-f2d2f965ed0", "g8615163-df3e-46c5-913f-f2d2f965ed0e"} {
+		if _, err := ParseGUID(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+// TestInterruptPageEra runs protocol 0.13: no connection ids in offers,
+// host→guest events through the interrupt page's first half plus SIEFP bit
+// 0, guest→host through its second half and connection 2 (reference §3.12).
+func TestInterruptPageEra(t *testing.T) {
+	dev := newRecDevice("57164f39-9115-4e78-ab55-382f3bd5422d")
+	g := newGuest(t, Config{Profile: WS2012R2}, dev)
+	ip, _ := g.p.AllocPages(1)
+	g.mustPostOn(1, initiateContact(0xD, 0, ip.PFN<<12, 0, 0))
+	if r := g.expect(15, 16); r[8] != 1 {
+		t.Fatal("0.13 rejected")
+	}
+	offers := g.requestOffers()
+	if offers[0].conn != 0 {
+		t.Errorf("0.13 offer carries connection id %#x", offers[0].conn)
+	}
+	pages, _ := g.p.AllocPages(8)
+	relid := offers[0].relid
+	g.createGPADL(relid, 3, pfnList(pages))
+	if st := g.open(relid, 9, 3, 0, 4); st != 0 {
+		t.Fatal(st)
+	}
+	ch := recvCh(t, dev.opened)
+	if err := ch.Send(context.Background(), 6, 0, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, g, 0, 1)
+	if v := atomic.LoadUint64(a64(ip.Mem, 0)); v != 1<<relid {
+		t.Errorf("interrupt page first half %#x", v)
+	}
+	atomic.OrUint64(a64(ip.Mem, 2048), 1<<relid)
+	if err := g.p.SignalEvent(2, 0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch.Signaled():
+	case <-time.After(testWait):
+		t.Fatal("no host signal through the interrupt page")
+	}
+	if v := atomic.LoadUint64(a64(ip.Mem, 2048)); v != 0 {
+		t.Errorf("host left guest→host bits %#x", v)
+	}
+	// 0.13 has no UNLOAD_RESPONSE (reference §3.2: since 1.1).
+	m := make([]byte, 8)
+	put32(m, 0, 16)
+	g.mustPost(m)
+	g.noMessage()
+	noViolations(t, g.h)
+}
+
+// TestTargetVPs: control messages go to INITIATE_CONTACT's VP (3.0+), channel
+// events to OPENCHANNEL's VP, and MODIFYCHANNEL moves them (reference §3.4,
+// §3.8, §3.10).
+func TestTargetVPs(t *testing.T) {
+	dev := newRecDevice("57164f39-9115-4e78-ab55-382f3bd5422d")
+	g := newGuest(t, Config{VPs: 2}, dev)
+	g.mustPostOn(4, initiateContact(0x50003, 1, 0, 0, 0))
+	g.expect(15, 16)
+	if g.vpMsgs[1].Load() != 1 || g.vpMsgs[0].Load() != 0 {
+		t.Fatalf("VERSION_RESPONSE on VPs %d/%d", g.vpMsgs[0].Load(), g.vpMsgs[1].Load())
+	}
+	offers := g.requestOffers()
+	pages, _ := g.p.AllocPages(8)
+	relid := offers[0].relid
+	g.createGPADL(relid, 3, pfnList(pages))
+	if st := g.open(relid, 9, 3, 0, 4); st != 0 {
+		t.Fatal(st)
+	}
+	ch := recvCh(t, dev.opened)
+	in := gring{pages.Mem[4*4096:]}
+	send := func() {
+		if err := ch.Send(context.Background(), 6, 0, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		in.read()
+	}
+	send()
+	waitEvent(t, g, relid, 1)
+	if g.vpEvents[0].Load() != 1 {
+		t.Fatalf("event on VP0: %d", g.vpEvents[0].Load())
+	}
+	mod := make([]byte, 16)
+	put32(mod, 0, 22)
+	put32(mod, 8, relid)
+	put32(mod, 12, 1)
+	g.mustPost(mod)
+	if r := g.expect(24, 16); get32(r, 8) != relid || get32(r, 12) != 0 {
+		t.Fatalf("MODIFYCHANNEL_RESPONSE % x", r)
+	}
+	send()
+	waitEvent(t, g, relid, 2)
+	if g.vpEvents[1].Load() != 1 {
+		t.Fatalf("event on VP1: %d", g.vpEvents[1].Load())
+	}
+	noViolations(t, g.h)
+}
+
+func TestRescindAfterPackets(t *testing.T) {
+	oc := setupChannel(t, Config{}, 8, 4)
+	g, ch := oc.g, oc.ch
+	if !g.h.RescindAfterPackets(oc.relid, 2) {
+		t.Fatal("fault not armed")
+	}
+	for i := 0; i < 3; i++ {
+		oc.out.write(6, 1, uint64(i), nil)
+	}
+	buf := make([]byte, 64)
+	for i := 0; i < 2; i++ {
+		if _, ok, err := ch.Recv(buf); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	r := g.expect(2, 12)
+	if get32(r, 8) != oc.relid {
+		t.Fatalf("rescind % x", r)
+	}
+	<-ch.Done()
+	if _, _, err := ch.Recv(buf); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Recv after rescind: %v", err)
+	}
+}
+
+func TestFailFast(t *testing.T) {
+	h, err := New(Config{MemoryBytes: 1 << 20, FailFast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	defer func() {
+		r := recover()
+		if err, ok := r.(error); !ok || !errors.Is(err, ErrNotConnected) {
+			t.Fatalf("recovered %v", r)
+		}
+	}()
+	m := make([]byte, 8)
+	put32(m, 0, 3)
+	h.srv.handle(1, m)
+	t.Fatal("no panic")
+}
+
+func TestGuestRingCorruptionIsViolation(t *testing.T) {
+	oc := setupChannel(t, Config{}, 8, 4)
+	put32m(oc.out.hdr(), 0, 13) // not a multiple of 8
+	if _, _, err := oc.ch.Recv(make([]byte, 64)); !errors.Is(err, ErrRing) {
+		t.Fatalf("Recv: %v", err)
+	}
+	recvCh(t, oc.dev.closed)
+	if v := oc.g.h.Violations(); len(v) != 1 || !errors.Is(v[0], ErrRing) {
+		t.Fatalf("violations %v", v)
+	}
+}
+
+func TestDump(t *testing.T) {
+	oc := setupChannel(t, Config{}, 8, 4)
+	d := oc.g.h.Dump()
+	for _, want := range []string{"connected=true", "version=5.3", "relid 1", "open=true", "gpadl 0xe1e10"} {
+		if !bytes.Contains([]byte(d), []byte(want)) {
+			t.Errorf("dump lacks %q:\n%s", want, d)
+		}
+	}
+}
+
+func TestDelayFaults(t *testing.T) {
+	oc := setupChannel(t, Config{}, 8, 4)
+	g, ch := oc.g, oc.ch
+	g.h.Faults().DelayCompletions(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := ch.Send(ctx, 0xB, 0, 1, nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("delayed completion: %v", err)
+	}
+	if err := ch.Send(ctx, 6, 0, 1, nil); err != nil { // only completions wait
+		t.Fatalf("in-band: %v", err)
+	}
+	g.h.Faults().DelayCompletions(0)
+	g.h.Faults().DelayMessages(time.Hour)
+	g.h.Rescind(oc.relid)
+	g.noMessage() // held back; Close must still return
+}
+
+func BenchmarkHostSend(b *testing.B) {
+	oc := setupChannel(b, Config{}, 2+64, 2)
+	ch := oc.ch
+	put32m(oc.in.hdr(), 8, 1) // guest masks interrupts: measure the ring
+	payload := make([]byte, 1024)
+	ctx := context.Background()
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if err := ch.Send(ctx, 6, 0, uint64(i), payload); err != nil {
+			b.Fatal(err)
+		}
+		put32m(oc.in.hdr(), 4, get32m(oc.in.hdr(), 0)) // guest consumes everything
+	}
+}
+
+func BenchmarkHostRecv(b *testing.B) {
+	oc := setupChannel(b, Config{}, 2+64, 64)
+	ch := oc.ch
+	payload := make([]byte, 1024)
+	buf := make([]byte, 2048)
+	oc.out.write(6, 0, 1, payload)
+	w := get32m(oc.out.hdr(), 0)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok, err := ch.Recv(buf); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+		// Replay the same packet: rewind the host's read position.
+		ch.in.idx = 0
+		put32m(oc.out.hdr(), 0, w)
+	}
+}
+
+// BenchmarkMemcpy1K is the baseline for the ring benchmarks.
+func BenchmarkMemcpy1K(b *testing.B) {
+	src, dst := make([]byte, 1024), make([]byte, 1024+32)
+	b.SetBytes(1024)
+	for b.Loop() {
+		copy(dst, src)
+		copy(dst[16:], src[:16])
+	}
+}
+
+func TestRelIDLimit(t *testing.T) {
+	h, err := New(Config{MemoryBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	d := &Inert{}
+	for i := 1; i <= 2047; i++ {
+		if relid, err := h.AddDevice(d); err != nil || relid != uint32(i) {
+			t.Fatalf("AddDevice %d: %d, %v", i, relid, err)
+		}
+	}
+	if _, err := h.AddDevice(d); !errors.Is(err, ErrTooManyChannels) {
+		t.Fatalf("2048th device: %v", err)
+	}
+}

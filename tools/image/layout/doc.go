@@ -1,0 +1,10 @@
+// Package layout assembles the virtual disks gohv boots from, per the boot
+// contract: Gen1 (BIOS) disks with an MBR, the loader's two stages and a
+// kernel partition holding the GKI, and Gen2 (UEFI) disks with a GPT and an
+// EFI System Partition holding \EFI\BOOT\BOOTX64.EFI; both optionally with
+// a FAT32 data partition filled from an fs.FS.
+//
+// It takes the loader, kernel and EFI bytes as inputs and never imports the
+// packages that build them (boot/...): the result is an image.MemDisk that a
+// writer in image, image/vhd or image/vhdx turns into a file.
+package layout

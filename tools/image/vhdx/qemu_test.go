@@ -1,0 +1,100 @@
+package vhdx_test
+
+import (
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/gohv/gohv/tools/image"
+	"github.com/gohv/gohv/tools/image/vhdx"
+)
+
+// needTool skips the test when an external verifier is not installed.
+func needTool(t *testing.T, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Skipf("%s not installed (apt-get install qemu-utils); skipping", name)
+	}
+}
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// patternDisk fills a disk with data near the start, in the middle and at
+// the very end, with holes between, some holes smaller than a block.
+func patternDisk(t *testing.T, size int64) *image.MemDisk {
+	t.Helper()
+	d, err := image.NewMemDisk(size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	put := func(off int64, n int) {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32()) | 1
+		}
+		if _, err := d.WriteAt(b, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0, 512)
+	put(3*image.MiB+4096, 100000)
+	put(size/2-700, 1400)
+	put(size-512, 512)
+	return d
+}
+
+func TestQEMUAcceptsDynamicAndFixed(t *testing.T) {
+	needTool(t, "qemu-img")
+	for _, tc := range []struct {
+		name string
+		size int64
+		opts vhdx.Options
+	}{
+		{"dynamic-64MiB", 64 * image.MiB, vhdx.Options{}},
+		{"fixed-64MiB", 64 * image.MiB, vhdx.Options{Fixed: true}},
+		{"dynamic-32MiB-blocks", 256 * image.MiB, vhdx.Options{BlockSize: 32 << 20}},
+		{"fixed-odd-size", 64*image.MiB + 3*512, vhdx.Options{Fixed: true, BlockSize: 8 << 20}},
+		{"dynamic-odd-size", 64*image.MiB + 3*512, vhdx.Options{BlockSize: 2 << 20}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			d := patternDisk(t, tc.size)
+			rawPath := filepath.Join(dir, "disk.raw")
+			if err := image.WriteRaw(rawPath, d); err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "disk.vhdx")
+			if err := vhdx.Write(out, d, tc.opts); err != nil {
+				t.Fatal(err)
+			}
+			run(t, "qemu-img", "check", "-f", "vhdx", out)
+			run(t, "qemu-img", "compare", "-f", "raw", "-F", "vhdx", rawPath, out)
+			info := run(t, "qemu-img", "info", "-f", "vhdx", "--output=json", out)
+			if want := `"virtual-size": ` + strconv.FormatInt(tc.size, 10); !strings.Contains(info, want) {
+				t.Errorf("qemu-img info lacks %s:\n%s", want, info)
+			}
+			st, err := os.Stat(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.opts.Fixed && st.Size() >= tc.size {
+				t.Errorf("dynamic file is %d bytes for a %d-byte sparse disk", st.Size(), tc.size)
+			}
+			if tc.opts.Fixed && st.Size() < tc.size {
+				t.Errorf("fixed file is %d bytes, smaller than the %d-byte disk", st.Size(), tc.size)
+			}
+		})
+	}
+}

@@ -1,0 +1,652 @@
+package vmbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/vmbus/chanmsg"
+)
+
+// Connection ids of reference §2.5.
+const (
+	connMessage  = 1 // message connection below 5.0
+	connEvent013 = 2 // event connection of protocol 0.13
+	connContact5 = 4 // INITIATE_CONTACT from 5.0 on
+)
+
+// DefaultVersions is the version list Connect tries, newest first (Linux's
+// list, reference §3.3).
+var DefaultVersions = []chanmsg.Version{
+	chanmsg.Version5_3, chanmsg.Version5_2, chanmsg.Version5_1, chanmsg.Version5_0,
+	chanmsg.Version4_1, chanmsg.Version4_0, chanmsg.Version3_0, chanmsg.Version2_4,
+}
+
+// Default intervals.
+const (
+	DefaultPollInterval   = 10 * time.Millisecond
+	DefaultCleanupTimeout = 5 * time.Second
+	firstGPADLID          = 0xE1E10 // Linux's first id (reference §3.9)
+	maxPostAttempts       = 100     // Linux's retry budget (reference §1.8)
+)
+
+// Config configures Connect. The zero value is usable.
+type Config struct {
+	// Versions to try, newest first; nil means DefaultVersions.
+	Versions []chanmsg.Version
+	// Logf, if set, receives diagnostics.
+	Logf func(format string, args ...any)
+	// PollInterval is the period of the polling fallback for lost
+	// interrupts: 0 means DefaultPollInterval, < 0 turns it off.
+	PollInterval time.Duration
+	// CleanupTimeout bounds the host's answers during clean-up that no
+	// caller waits for (after a rescind, after a failed Open): 0 means
+	// DefaultCleanupTimeout.
+	CleanupTimeout time.Duration
+}
+
+// BusStats are a Bus's counters.
+type BusStats struct {
+	MessagesIn, MessagesOut uint64
+	BadMessages             uint64 // undecodable or invalid for the state
+	UnexpectedMessages      uint64 // valid but nobody waited for them
+	ForeignMessages         uint64 // SynIC messages of a type other than VMBus
+	QueueOverflows          uint64 // handler found the message queue full
+	EOMs                    uint64
+	Interrupts, Polls       uint64
+	Events                  uint64 // scans that found channel event flags
+	PostRetries             uint64
+	SignalErrors            uint64
+}
+
+type busCounters struct {
+	messagesIn, messagesOut, badMessages, unexpected, foreignMessages atomic.Uint64
+	queueOverflows, eoms, interrupts, polls, events                   atomic.Uint64
+	postRetries, signalErrors                                         atomic.Uint64
+}
+
+// Bus is a connection to the host's VMBus server.
+type Bus struct {
+	p       hv.Platform
+	synic   hv.SynIC
+	cfg     Config
+	logf    func(string, ...any)
+	version atomic.Uint32
+	msgConn atomic.Uint32
+
+	// pages: interrupt page, then the two monitor pages (reference §3.4).
+	pages   hv.Pages
+	intPage hv.Pages
+
+	// Interrupt side (synic.go).
+	scanning, again, overflowed atomic.Bool
+	q                           msgQueue
+	pending                     [pendingWords]atomic.Uint32
+	msgWake, evWake             chan struct{}
+
+	// relids maps relid → channel for lock-free lookup by dispatch; it is
+	// written under mu.
+	relids [chanmsg.MaxRelID + 1]atomic.Pointer[Channel]
+
+	mu           sync.Mutex
+	waiters      []*waiter
+	allOffers    bool
+	allOffersCh  chan struct{}
+	offerHandler func(*Channel)
+	closing      bool
+
+	nextGPADL atomic.Uint32
+	stop      chan struct{}
+	stopped   bool // under mu: goroutines gone, no answer can arrive
+	loops     sync.WaitGroup
+	cleanups  sync.WaitGroup
+	stats     busCounters
+}
+
+// Connect connects to the host's VMBus server through p (reference §3.11):
+// it installs the SINT 2 handler on the boot SynIC, negotiates a version,
+// requests the offers and returns once ALLOFFERS_DELIVERED arrived.
+func Connect(ctx context.Context, p hv.Platform, cfg Config) (*Bus, error) {
+	synics := p.SynICs()
+	if len(synics) == 0 {
+		return nil, fmt.Errorf("%w: platform has no SynIC", ErrBadConfig)
+	}
+	if cfg.Versions == nil {
+		cfg.Versions = DefaultVersions
+	}
+	if len(cfg.Versions) == 0 {
+		return nil, fmt.Errorf("%w: empty version list", ErrBadConfig)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.CleanupTimeout <= 0 {
+		cfg.CleanupTimeout = DefaultCleanupTimeout
+	}
+	b := &Bus{
+		p: p, synic: synics[0], cfg: cfg,
+		logf:        cfg.Logf,
+		msgWake:     make(chan struct{}, 1),
+		evWake:      make(chan struct{}, 1),
+		allOffersCh: make(chan struct{}),
+		stop:        make(chan struct{}),
+	}
+	if b.logf == nil {
+		b.logf = func(string, ...any) {}
+	}
+	b.nextGPADL.Store(firstGPADLID - 1)
+	pages, err := p.AllocPages(3)
+	if err != nil {
+		return nil, fmt.Errorf("vmbus: interrupt and monitor pages: %w", err)
+	}
+	b.pages, b.intPage = pages, pages.Slice(0, 1)
+	if err := b.synic.SetHandler(hv.VMBusSINT, b.handler); err != nil {
+		p.FreePages(pages)
+		return nil, fmt.Errorf("vmbus: SINT %d handler: %w", hv.VMBusSINT, err)
+	}
+	b.loops.Add(2)
+	go b.messageLoop()
+	go b.dispatchLoop()
+	// A message may have arrived before the handler was installed.
+	b.scan()
+
+	if err := b.negotiate(ctx); err != nil {
+		b.shutdown(false)
+		return nil, err
+	}
+	if err := b.postMsg(ctx, chanmsg.RequestOffers{}); err != nil {
+		b.shutdown(false)
+		return nil, fmt.Errorf("vmbus: REQUESTOFFERS: %w", err)
+	}
+	select {
+	case <-b.allOffersCh:
+	case <-ctx.Done():
+		b.shutdown(false)
+		return nil, fmt.Errorf("vmbus: waiting for offers: %w", ctx.Err())
+	}
+	return b, nil
+}
+
+// negotiate tries the versions newest first (reference §3.3–§3.5).
+func (b *Bus) negotiate(ctx context.Context) error {
+	vp := b.synic.VPIndex()
+	for _, v := range b.cfg.Versions {
+		m := chanmsg.InitiateContact{
+			Version:      v,
+			TargetVP:     vp,
+			MonitorPage1: b.pages.PFNAt(1) << hv.PageShift,
+			MonitorPage2: b.pages.PFNAt(2) << hv.PageShift,
+		}
+		conn := uint32(connMessage)
+		if v >= chanmsg.Version5_0 {
+			conn = connContact5
+			m.SINT = hv.VMBusSINT
+		} else {
+			m.InterruptPage = b.intPage.PFN << hv.PageShift
+		}
+		w := b.register(chanmsg.TypeVersionResponse, 0, 0)
+		err := b.post(ctx, conn, &m)
+		if err != nil {
+			b.unregister(w)
+			var st hv.Status
+			if conn == connContact5 && errors.As(err, &st) && st == hv.StatusInvalidConnectionID {
+				b.logf("vmbus: host has no connection 4, stepping down from %v", v)
+				continue
+			}
+			return fmt.Errorf("vmbus: INITIATE_CONTACT %v: %w", v, err)
+		}
+		msg, err := b.wait(ctx, w)
+		if err != nil {
+			return fmt.Errorf("vmbus: VERSION_RESPONSE for %v: %w", v, err)
+		}
+		r := msg.(chanmsg.VersionResponse)
+		if r.VersionSupported == 0 {
+			b.logf("vmbus: host rejected version %v", v)
+			continue
+		}
+		if r.ConnectionState != 0 {
+			return fmt.Errorf("%w: version %v, connection state %d", ErrConnection, v, r.ConnectionState)
+		}
+		if v >= chanmsg.Version5_0 {
+			if r.ConnectionID == 0 {
+				return fmt.Errorf("%w: version %v, message connection id 0", ErrConnection, v)
+			}
+			b.msgConn.Store(r.ConnectionID)
+		} else {
+			b.msgConn.Store(connMessage)
+		}
+		b.version.Store(uint32(v))
+		b.logf("vmbus: connected, version %v, message connection %d", v, b.msgConn.Load())
+		return nil
+	}
+	return ErrNoVersion
+}
+
+// Version returns the negotiated protocol version.
+func (b *Bus) Version() chanmsg.Version { return chanmsg.Version(b.version.Load()) }
+
+// Channels returns all channels offered so far and not released, primaries
+// and sub-channels, in relid order.
+func (b *Bus) Channels() []*Channel {
+	var out []*Channel
+	for i := range b.relids {
+		if c := b.relids[i].Load(); c != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// SetOfferHandler sets fn to be called for each offer that arrives after
+// ALLOFFERS_DELIVERED (hot-add). fn runs on the bus's message goroutine and
+// must not block: in particular it must not wait for the host (Open); start
+// a goroutine for that.
+func (b *Bus) SetOfferHandler(fn func(*Channel)) {
+	b.mu.Lock()
+	b.offerHandler = fn
+	b.mu.Unlock()
+}
+
+// Stats returns the bus counters.
+func (b *Bus) Stats() BusStats {
+	s := &b.stats
+	return BusStats{
+		MessagesIn: s.messagesIn.Load(), MessagesOut: s.messagesOut.Load(),
+		BadMessages: s.badMessages.Load(), UnexpectedMessages: s.unexpected.Load(),
+		ForeignMessages: s.foreignMessages.Load(), QueueOverflows: s.queueOverflows.Load(),
+		EOMs: s.eoms.Load(), Interrupts: s.interrupts.Load(), Polls: s.polls.Load(),
+		Events: s.events.Load(), PostRetries: s.postRetries.Load(), SignalErrors: s.signalErrors.Load(),
+	}
+}
+
+// Close shuts the connection down (reference §3.11 step 7): it closes open
+// channels, tears down the remaining GPADLs, sends UNLOAD and waits for
+// UNLOAD_RESPONSE, then removes the SINT handler. Pages the host may still
+// use (after an unanswered teardown or unload) are not freed.
+func (b *Bus) Close(ctx context.Context) error {
+	b.mu.Lock()
+	if b.closing {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	b.closing = true
+	b.mu.Unlock()
+	var errs []error
+	for _, c := range b.Channels() {
+		if err := c.release(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("relid %d: %w", c.offer.RelID, err))
+		}
+	}
+	unloaded := false
+	w := b.register(chanmsg.TypeUnloadResponse, 0, 0)
+	if err := b.postMsg(ctx, chanmsg.Unload{}); err != nil {
+		b.unregister(w)
+		errs = append(errs, fmt.Errorf("vmbus: UNLOAD: %w", err))
+	} else if b.Version() < chanmsg.Version1_1 {
+		b.unregister(w) // no UNLOAD_RESPONSE before 1.1 (§3.2)
+		unloaded = true
+	} else if _, err := b.wait(ctx, w); err != nil {
+		errs = append(errs, fmt.Errorf("vmbus: UNLOAD_RESPONSE: %w", err))
+	} else {
+		unloaded = true
+	}
+	b.shutdown(unloaded && len(errs) == 0)
+	return errors.Join(errs...)
+}
+
+// shutdown stops the goroutines and removes the handler; free says whether
+// the host is known to have let go of the interrupt and monitor pages.
+func (b *Bus) shutdown(free bool) {
+	b.mu.Lock()
+	b.closing = true
+	b.mu.Unlock()
+	if err := b.synic.SetHandler(hv.VMBusSINT, nil); err != nil {
+		b.logf("vmbus: masking SINT: %v", err)
+	}
+	close(b.stop)
+	b.loops.Wait()
+	b.mu.Lock()
+	b.stopped = true
+	for _, w := range b.waiters {
+		w.ch <- result{err: ErrClosed}
+	}
+	b.waiters = nil
+	b.mu.Unlock()
+	b.cleanups.Wait()
+	if free || b.Version() == 0 {
+		b.p.FreePages(b.pages)
+	}
+}
+
+func (b *Bus) isClosing() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closing
+}
+
+// ---- waiting for host answers ----
+
+type result struct {
+	msg chanmsg.Message
+	err error
+}
+
+// waiter is one expected host answer: typ with key (relid, GPADL id or 0).
+// relID ≠ 0 ties it to a channel so that a rescind fails it.
+type waiter struct {
+	typ   chanmsg.Type
+	key   uint32
+	relID uint32
+	ch    chan result
+}
+
+// register announces an expected answer; call it before posting the
+// request, since the answer may arrive before wait.
+func (b *Bus) register(typ chanmsg.Type, key, relID uint32) *waiter {
+	w := &waiter{typ: typ, key: key, relID: relID, ch: make(chan result, 1)}
+	b.mu.Lock()
+	if b.stopped || b.closing && typ != chanmsg.TypeUnloadResponse && typ != chanmsg.TypeGPADLTorndown {
+		// Close itself still needs teardown and unload answers.
+		w.ch <- result{err: ErrClosed}
+	} else {
+		b.waiters = append(b.waiters, w)
+	}
+	b.mu.Unlock()
+	return w
+}
+
+func (b *Bus) unregister(w *waiter) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, x := range b.waiters {
+		if x == w {
+			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			return
+		}
+	}
+}
+
+func (b *Bus) wait(ctx context.Context, w *waiter) (chanmsg.Message, error) {
+	select {
+	case r := <-w.ch:
+		return r.msg, r.err
+	case <-ctx.Done():
+		b.unregister(w)
+		select {
+		case r := <-w.ch: // answered meanwhile
+			return r.msg, r.err
+		default:
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// deliver hands m to the waiter for (typ, key) and reports whether there
+// was one.
+func (b *Bus) deliver(typ chanmsg.Type, key uint32, m chanmsg.Message) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, w := range b.waiters {
+		if w.typ == typ && w.key == key {
+			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			w.ch <- result{msg: m}
+			return true
+		}
+	}
+	return false
+}
+
+// failWaiters fails every waiter tied to relID.
+func (b *Bus) failWaiters(relID uint32, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	keep := b.waiters[:0]
+	for _, w := range b.waiters {
+		if w.relID == relID {
+			w.ch <- result{err: err}
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	clear(b.waiters[len(keep):])
+	b.waiters = keep
+}
+
+// ---- posting ----
+
+type encoder interface {
+	Encode(b []byte) (int, error)
+}
+
+// postMsg sends m on the negotiated message connection.
+func (b *Bus) postMsg(ctx context.Context, m encoder) error {
+	return b.post(ctx, b.msgConn.Load(), m)
+}
+
+// post encodes m and posts it to conn, retrying transient statuses with
+// exponential back-off (reference §1.8).
+func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
+	var buf [chanmsg.MaxSize]byte
+	n, err := m.Encode(buf[:])
+	if err != nil {
+		return err
+	}
+	delay := time.Microsecond
+	for attempt := 1; ; attempt++ {
+		err := b.p.PostMessage(conn, hv.MessageTypeVMBus, buf[:n])
+		if err == nil {
+			b.stats.messagesOut.Add(1)
+			return nil
+		}
+		var st hv.Status
+		if !errors.As(err, &st) || !st.Transient() || attempt >= maxPostAttempts {
+			return err
+		}
+		b.stats.postRetries.Add(1)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w (last status: %w)", ctx.Err(), err)
+		}
+		delay = min(2*delay, 10*time.Millisecond)
+	}
+}
+
+// ---- goroutines ----
+
+func (b *Bus) messageLoop() {
+	defer b.loops.Done()
+	var tick <-chan time.Time
+	if b.cfg.PollInterval > 0 {
+		t := time.NewTicker(b.cfg.PollInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	var buf [hv.MaxMessagePayload]byte
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-b.msgWake:
+		case <-tick:
+			b.stats.polls.Add(1)
+			b.scan()
+			b.pokeOpenChannels()
+		}
+		for {
+			n := b.q.pop(&buf)
+			if n < 0 {
+				if b.overflowed.Swap(false) {
+					b.scan() // the slot may hold a message we left there
+					continue
+				}
+				break
+			}
+			b.stats.messagesIn.Add(1)
+			b.handle(buf[:n])
+		}
+	}
+}
+
+// pokeOpenChannels is the channel half of the polling fallback: open
+// channels with unread data or a waiting sender are marked pending.
+func (b *Bus) pokeOpenChannels() {
+	any := false
+	for i := 1; i < len(b.relids); i++ {
+		c := b.relids[i].Load()
+		if c == nil || !c.needsPoll() {
+			continue
+		}
+		b.pending[i/32].Or(1 << (i % 32))
+		any = true
+	}
+	if any {
+		wake(b.evWake)
+	}
+}
+
+func (b *Bus) dispatchLoop() {
+	defer b.loops.Done()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-b.evWake:
+		}
+		for i := range b.pending {
+			bits := b.pending[i].Swap(0)
+			for bits != 0 {
+				k := trailingZeros(bits)
+				bits &^= 1 << k
+				if c := b.relids[32*i+k].Load(); c != nil {
+					c.interrupt()
+				}
+			}
+		}
+	}
+}
+
+func trailingZeros(x uint32) int {
+	n := 0
+	for x&1 == 0 {
+		x >>= 1
+		n++
+	}
+	return n
+}
+
+// handle runs the control-plane state machines for one host message.
+func (b *Bus) handle(raw []byte) {
+	m, err := chanmsg.Decode(raw)
+	if err != nil {
+		b.stats.badMessages.Add(1)
+		b.logf("vmbus: bad message from host: %v", err)
+		return
+	}
+	ok := true
+	switch m := m.(type) {
+	case chanmsg.VersionResponse:
+		ok = b.deliver(chanmsg.TypeVersionResponse, 0, m)
+	case chanmsg.OfferChannel:
+		b.onOffer(m)
+	case chanmsg.AllOffersDelivered:
+		b.mu.Lock()
+		if !b.allOffers {
+			b.allOffers = true
+			close(b.allOffersCh)
+		} else {
+			ok = false
+		}
+		b.mu.Unlock()
+	case chanmsg.RescindChannelOffer:
+		b.onRescind(m.RelID)
+	case chanmsg.OpenChannelResult:
+		ok = b.deliver(chanmsg.TypeOpenChannelResult, m.RelID, m)
+	case chanmsg.GPADLCreated:
+		ok = b.deliver(chanmsg.TypeGPADLCreated, m.GPADL, m)
+	case chanmsg.GPADLTorndown:
+		ok = b.deliver(chanmsg.TypeGPADLTorndown, m.GPADL, m)
+	case chanmsg.UnloadResponse:
+		ok = b.deliver(chanmsg.TypeUnloadResponse, 0, m)
+	case chanmsg.ModifyChannelResponse:
+		ok = b.deliver(chanmsg.TypeModifyChannelResponse, m.RelID, m)
+	}
+	if !ok {
+		b.stats.unexpected.Add(1)
+		b.logf("vmbus: unexpected %v", m.Type())
+	}
+}
+
+func (b *Bus) onOffer(m chanmsg.OfferChannel) {
+	c := newChannel(b, offerFrom(m))
+	b.mu.Lock()
+	if b.relids[m.RelID].Load() != nil {
+		b.mu.Unlock()
+		b.stats.badMessages.Add(1)
+		b.logf("vmbus: duplicate offer for relid %d", m.RelID)
+		return
+	}
+	if c.offer.SubChannelIndex != 0 {
+		for i := range b.relids {
+			p := b.relids[i].Load()
+			if p != nil && p.offer.SubChannelIndex == 0 &&
+				p.offer.InterfaceType == c.offer.InterfaceType &&
+				p.offer.InterfaceInstance == c.offer.InterfaceInstance {
+				c.primary = p
+				p.subs = append(p.subs, c)
+				break
+			}
+		}
+	}
+	b.relids[m.RelID].Store(c)
+	hotAdd := b.allOffers
+	fn := b.offerHandler
+	b.mu.Unlock()
+	if hotAdd && fn != nil {
+		fn(c)
+	}
+}
+
+func (b *Bus) onRescind(relID uint32) {
+	c := b.relids[relID].Load()
+	if c == nil {
+		b.stats.badMessages.Add(1)
+		b.logf("vmbus: rescind of unknown relid %d", relID)
+		return
+	}
+	if !c.markRescinded() {
+		b.stats.badMessages.Add(1) // second rescind
+		return
+	}
+	b.failWaiters(relID, ErrRescinded)
+	b.cleanups.Add(1)
+	go func() {
+		defer b.cleanups.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.CleanupTimeout)
+		defer cancel()
+		if err := c.release(ctx); err != nil {
+			b.logf("vmbus: clean-up of rescinded relid %d: %v", relID, err)
+		}
+	}()
+}
+
+// forget removes a released channel so that its relid can be offered again.
+func (b *Bus) forget(c *Channel) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.relids[c.offer.RelID].CompareAndSwap(c, nil)
+	if p := c.primary; p != nil {
+		for i, s := range p.subs {
+			if s == c {
+				p.subs = append(p.subs[:i], p.subs[i+1:]...)
+				break
+			}
+		}
+	}
+}

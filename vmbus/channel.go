@@ -1,0 +1,775 @@
+package vmbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/vmbus/chanmsg"
+	"github.com/gohv/gohv/vmbus/ring"
+)
+
+// Offer is what the host said about a channel in OFFERCHANNEL (§3.6).
+type Offer struct {
+	InterfaceType, InterfaceInstance chanmsg.GUID
+	RelID, ConnectionID              uint32
+	SubChannelIndex, Flags           uint16
+	MMIOMegabytes                    uint16
+	MonitorID                        uint8
+	MonitorAllocated                 bool
+	DedicatedInterrupt               bool
+	UserDefined                      [chanmsg.UserDataSize]byte
+}
+
+func offerFrom(m chanmsg.OfferChannel) Offer {
+	return Offer{
+		InterfaceType: m.InterfaceType, InterfaceInstance: m.InterfaceInstance,
+		RelID: m.RelID, ConnectionID: m.ConnectionID,
+		SubChannelIndex: m.SubChannelIndex, Flags: m.Flags, MMIOMegabytes: m.MMIOMegabytes,
+		MonitorID: m.MonitorID, MonitorAllocated: m.MonitorAllocated&1 != 0,
+		DedicatedInterrupt: m.DedicatedInterrupt&1 != 0,
+		UserDefined:        m.UserDefined,
+	}
+}
+
+// DefaultRingSize is the default size of each ring of a channel: 4 pages,
+// one header page and three data pages, as Linux uses for the integration
+// services (reference §4.6).
+const DefaultRingSize = 4 * hv.PageSize
+
+// OpenConfig configures Channel.Open.
+type OpenConfig struct {
+	// SendRingSize and RecvRingSize are the bytes of each ring including
+	// its 4096-byte header page: multiples of 4096, at least 8192. 0
+	// means DefaultRingSize.
+	SendRingSize, RecvRingSize int
+	// TargetVP is the VP index the host interrupts for this channel.
+	TargetVP uint32
+	// UserData is passed to the device in OPENCHANNEL (≤ 120 bytes).
+	UserData []byte
+	// OnInterrupt runs when the host signals the channel and from the
+	// polling fallback, on the bus's dispatch goroutine: never
+	// concurrently with itself nor with another channel's OnInterrupt.
+	// It must not block; it typically drains ReadPacket.
+	OnInterrupt func()
+}
+
+// GPADL is a guest buffer described to the host (reference §3.9).
+type GPADL struct {
+	ID    uint32
+	Pages hv.Pages
+}
+
+type chanState uint8
+
+const (
+	stateOffered chanState = iota
+	stateOpening
+	stateOpen
+	stateClosing
+	stateReleased
+)
+
+var stateNames = [...]string{"offered", "opening", "open", "closing", "released"}
+
+func (s chanState) String() string { return stateNames[s] }
+
+// ChannelStats are a channel's counters.
+type ChannelStats struct {
+	PacketsSent, BytesSent         uint64
+	PacketsReceived, BytesReceived uint64
+	SignalsSent, SignalErrors      uint64
+	Interrupts                     uint64 // OnInterrupt runs (host signals and polls)
+	RingFull                       uint64 // TrySend found the ring full
+	SendWaits                      uint64 // Send slept for space
+	GPADLs                         uint64 // GPADLs created
+}
+
+type chanCounters struct {
+	packetsSent, bytesSent, packetsReceived, bytesReceived atomic.Uint64
+	signals, signalErrors, interrupts, ringFull, sendWaits atomic.Uint64
+	gpadls                                                 atomic.Uint64
+}
+
+// Channel is one offered VMBus channel (a primary or a sub-channel).
+type Channel struct {
+	bus     *Bus
+	offer   Offer
+	primary *Channel
+	subs    []*Channel // under bus.mu
+
+	// opMu serialises Open, Close and the release after a rescind or at
+	// bus shutdown: the operations that wait for the host.
+	opMu sync.Mutex
+
+	mu        sync.Mutex // guards the fields below
+	state     chanState
+	pages     hv.Pages // ring pages, while the host may use them
+	ringGPADL uint32
+	gpadls    []GPADL // created on this channel, not yet torn down
+
+	rescinded   chan struct{}
+	isRescinded atomic.Bool
+
+	sendMu sync.Mutex
+	w      *ring.Writer // nil unless open
+	readMu sync.Mutex
+	r      *ring.Reader // nil unless open
+
+	inbound     atomic.Pointer[byte] // inbound ring header, for the poller
+	onInterrupt atomic.Pointer[func()]
+
+	spaceMu     sync.Mutex
+	spaceCh     chan struct{} // closed and replaced to wake Send
+	sendWaiters atomic.Int32
+
+	stats chanCounters
+}
+
+func newChannel(b *Bus, o Offer) *Channel {
+	return &Channel{bus: b, offer: o, rescinded: make(chan struct{}), spaceCh: make(chan struct{})}
+}
+
+// Offer returns the channel's offer.
+func (c *Channel) Offer() Offer { return c.offer }
+
+// Primary returns the primary channel of a sub-channel, nil for a primary.
+func (c *Channel) Primary() *Channel { return c.primary }
+
+// SubChannels returns the sub-channels offered for a primary channel.
+func (c *Channel) SubChannels() []*Channel {
+	c.bus.mu.Lock()
+	defer c.bus.mu.Unlock()
+	return append([]*Channel(nil), c.subs...)
+}
+
+// Rescinded returns a channel closed when the host rescinds the offer.
+func (c *Channel) Rescinded() <-chan struct{} { return c.rescinded }
+
+// markRescinded reports false if the channel was already rescinded.
+func (c *Channel) markRescinded() bool {
+	if c.isRescinded.Swap(true) {
+		return false
+	}
+	close(c.rescinded)
+	c.wakeSenders()
+	return true
+}
+
+// Stats returns the channel's counters.
+func (c *Channel) Stats() ChannelStats {
+	s := &c.stats
+	return ChannelStats{
+		PacketsSent: s.packetsSent.Load(), BytesSent: s.bytesSent.Load(),
+		PacketsReceived: s.packetsReceived.Load(), BytesReceived: s.bytesReceived.Load(),
+		SignalsSent: s.signals.Load(), SignalErrors: s.signalErrors.Load(),
+		Interrupts: s.interrupts.Load(), RingFull: s.ringFull.Load(),
+		SendWaits: s.sendWaits.Load(), GPADLs: s.gpadls.Load(),
+	}
+}
+
+// State returns a one-line description of the channel for diagnosis.
+func (c *Channel) State() string {
+	c.mu.Lock()
+	st, ng := c.state, len(c.gpadls)
+	c.mu.Unlock()
+	name := chanmsg.ClassName(c.offer.InterfaceType)
+	if name == "" {
+		name = c.offer.InterfaceType.String()
+	}
+	out := -1
+	c.sendMu.Lock()
+	if c.w != nil {
+		out = c.w.Writable()
+	}
+	c.sendMu.Unlock()
+	s := c.Stats()
+	return fmt.Sprintf("relid=%d class=%s sub=%d conn=%d state=%v rescinded=%v gpadls=%d writable=%d sent=%d/%dB recv=%d/%dB signals=%d interrupts=%d ringfull=%d",
+		c.offer.RelID, name, c.offer.SubChannelIndex, c.offer.ConnectionID, st, c.isRescinded.Load(), ng, out,
+		s.PacketsSent, s.BytesSent, s.PacketsReceived, s.BytesReceived, s.SignalsSent, s.Interrupts, s.RingFull)
+}
+
+func (c *Channel) setState(s chanState) {
+	c.mu.Lock()
+	c.state = s
+	c.mu.Unlock()
+}
+
+// ---- open and close ----
+
+func ringPages(n int) (int, error) {
+	if n == 0 {
+		n = DefaultRingSize
+	}
+	if n%hv.PageSize != 0 || n < 2*hv.PageSize {
+		return 0, fmt.Errorf("%w: ring size %d", ErrBadConfig, n)
+	}
+	return n / hv.PageSize, nil
+}
+
+// Open allocates the ring pages, describes them to the host in a GPADL
+// and opens the channel (reference §3.8, §3.11 step 5).
+func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
+	sp, err := ringPages(cfg.SendRingSize)
+	if err != nil {
+		return err
+	}
+	rp, err := ringPages(cfg.RecvRingSize)
+	if err != nil {
+		return err
+	}
+	if len(cfg.UserData) > chanmsg.UserDataSize {
+		return fmt.Errorf("%w: %d bytes of user data", ErrBadConfig, len(cfg.UserData))
+	}
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	if c.isRescinded.Load() {
+		return ErrRescinded
+	}
+	if c.bus.isClosing() {
+		return ErrClosed
+	}
+	c.mu.Lock()
+	switch c.state {
+	case stateOffered:
+	case stateReleased:
+		c.mu.Unlock()
+		return ErrClosed
+	default:
+		c.mu.Unlock()
+		return ErrAlreadyOpen
+	}
+	c.state = stateOpening
+	c.mu.Unlock()
+
+	pages, err := c.bus.p.AllocPages(sp + rp)
+	if err != nil {
+		c.setState(stateOffered)
+		return fmt.Errorf("vmbus: ring pages: %w", err)
+	}
+	w, err := ring.NewWriter(pages.Mem[:sp*hv.PageSize])
+	if err == nil {
+		var r *ring.Reader
+		r, err = ring.NewReader(pages.Mem[sp*hv.PageSize:])
+		if err == nil {
+			c.sendMu.Lock()
+			c.w = w
+			c.sendMu.Unlock()
+			c.readMu.Lock()
+			c.r = r
+			c.readMu.Unlock()
+		}
+	}
+	if err != nil {
+		c.bus.p.FreePages(pages)
+		c.setState(stateOffered)
+		return fmt.Errorf("vmbus: ring: %w", err)
+	}
+	g, err := c.CreateGPADL(ctx, pages)
+	if err != nil {
+		c.detach()
+		var ge *GPADLError
+		if errors.As(err, &ge) {
+			c.bus.p.FreePages(pages) // the host refused it: not in use
+		} // else the host may still create it: leak rather than share
+		c.setState(stateOffered)
+		return err
+	}
+	c.mu.Lock()
+	c.pages, c.ringGPADL = pages, g.ID
+	c.mu.Unlock()
+	if cfg.OnInterrupt != nil {
+		fn := cfg.OnInterrupt
+		c.onInterrupt.Store(&fn)
+	}
+	c.inbound.Store(&pages.Mem[sp*hv.PageSize])
+
+	m := chanmsg.OpenChannel{
+		RelID: c.offer.RelID, OpenID: c.offer.RelID, GPADL: g.ID,
+		TargetVP: cfg.TargetVP, DownstreamPageOffset: uint32(sp),
+	}
+	copy(m.UserData[:], cfg.UserData)
+	wt := c.bus.register(chanmsg.TypeOpenChannelResult, c.offer.RelID, c.offer.RelID)
+	err = c.bus.postMsg(ctx, &m)
+	if err != nil {
+		c.bus.unregister(wt)
+	} else {
+		var msg chanmsg.Message
+		msg, err = c.bus.wait(ctx, wt)
+		if err == nil {
+			if res := msg.(chanmsg.OpenChannelResult); res.Status != 0 {
+				err = &OpenError{RelID: c.offer.RelID, Status: res.Status}
+			}
+		}
+	}
+	if err == nil {
+		c.setState(stateOpen)
+		return nil
+	}
+	c.detach()
+	var oe *OpenError
+	if errors.As(err, &oe) {
+		// Not open: tear the ring GPADL down now, with the caller's ctx.
+		if terr := c.teardownRing(ctx); terr != nil {
+			c.bus.logf("vmbus: relid %d: %v", c.offer.RelID, terr)
+		}
+		c.setState(stateOffered)
+		return err
+	}
+	// No answer (deadline, rescind, lost post): the host may have opened
+	// the channel. Clean up in the background; the channel stays
+	// "closing" until then.
+	c.setState(stateClosing)
+	c.bus.cleanups.Add(1)
+	go func() {
+		defer c.bus.cleanups.Done()
+		cctx, cancel := context.WithTimeout(context.Background(), c.bus.cfg.CleanupTimeout)
+		defer cancel()
+		c.opMu.Lock()
+		defer c.opMu.Unlock()
+		if !c.isRescinded.Load() {
+			if perr := c.bus.postMsg(cctx, &chanmsg.CloseChannel{RelID: c.offer.RelID}); perr != nil {
+				c.bus.logf("vmbus: relid %d: CLOSECHANNEL after failed open: %v", c.offer.RelID, perr)
+			}
+		}
+		if terr := c.teardownRing(cctx); terr != nil {
+			c.bus.logf("vmbus: relid %d: %v", c.offer.RelID, terr)
+		}
+		c.mu.Lock()
+		if c.state == stateClosing {
+			c.state = stateOffered
+		}
+		c.mu.Unlock()
+	}()
+	return fmt.Errorf("vmbus: open relid %d: %w", c.offer.RelID, err)
+}
+
+// detach stops the data path: sends and reads fail with ErrClosed from
+// here on, and no more OnInterrupt runs are started.
+func (c *Channel) detach() {
+	c.onInterrupt.Store(nil)
+	c.inbound.Store(nil)
+	c.sendMu.Lock()
+	c.w = nil
+	c.sendMu.Unlock()
+	c.readMu.Lock()
+	c.r = nil
+	c.readMu.Unlock()
+	c.wakeSenders()
+}
+
+// teardownRing tears down the ring GPADL and frees the ring pages once the
+// host confirmed. Called with opMu held.
+func (c *Channel) teardownRing(ctx context.Context) error {
+	c.mu.Lock()
+	id, pages := c.ringGPADL, c.pages
+	c.mu.Unlock()
+	if pages.Mem == nil {
+		return nil
+	}
+	if err := c.teardown(ctx, id); err != nil {
+		return fmt.Errorf("ring GPADL %#x (pages not freed): %w", id, err)
+	}
+	c.mu.Lock()
+	c.pages, c.ringGPADL = hv.Pages{}, 0
+	c.mu.Unlock()
+	c.bus.p.FreePages(pages)
+	return nil
+}
+
+// Close closes an open channel: CLOSECHANNEL, then the ring GPADL's
+// teardown (after the close, as 4.0 hosts require, reference §3.3), then
+// the ring pages are freed. GPADLs the driver created stay; tear them down
+// with TeardownGPADL after Close. Closing a rescinded channel that was
+// already cleaned up returns nil.
+func (c *Channel) Close(ctx context.Context) error {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st != stateOpen {
+		if c.isRescinded.Load() {
+			return nil
+		}
+		return ErrClosed
+	}
+	return c.closeLocked(ctx)
+}
+
+func (c *Channel) closeLocked(ctx context.Context) error {
+	c.setState(stateClosing)
+	c.detach()
+	if err := c.bus.postMsg(ctx, &chanmsg.CloseChannel{RelID: c.offer.RelID}); err != nil {
+		// Leave the ring GPADL in place: a host that did not see the close
+		// still uses the rings.
+		c.setState(stateOffered)
+		return fmt.Errorf("vmbus: CLOSECHANNEL relid %d: %w", c.offer.RelID, err)
+	}
+	err := c.teardownRing(ctx)
+	c.setState(stateOffered)
+	if err != nil {
+		return fmt.Errorf("vmbus: close relid %d: %w", c.offer.RelID, err)
+	}
+	return nil
+}
+
+// release is the clean-up after a rescind (reference §3.11 step 6) and at
+// bus shutdown: close if open, tear down every GPADL of the channel and, if
+// rescinded, send RELID_RELEASED and forget the channel.
+func (c *Channel) release(ctx context.Context) error {
+	c.opMu.Lock()
+	defer c.opMu.Unlock()
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st == stateReleased {
+		return nil
+	}
+	var errs []error
+	if st == stateOpen {
+		if err := c.closeLocked(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.teardownRing(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	c.mu.Lock()
+	rest := append([]GPADL(nil), c.gpadls...)
+	c.mu.Unlock()
+	for _, g := range rest {
+		if err := c.teardown(ctx, g.ID); err != nil {
+			errs = append(errs, fmt.Errorf("GPADL %#x: %w", g.ID, err))
+		}
+	}
+	if c.isRescinded.Load() && len(errs) == 0 {
+		// Allowed only once the channel is closed (§3.10).
+		if err := c.bus.postMsg(ctx, &chanmsg.RelIDReleased{RelID: c.offer.RelID}); err != nil {
+			errs = append(errs, fmt.Errorf("RELID_RELEASED: %w", err))
+		} else {
+			c.setState(stateReleased)
+			c.bus.forget(c)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ---- GPADLs ----
+
+// maxGPADLPages is the most pages one GPADL range can describe: the range
+// buffer length 8 + 8 × PFNs is a 16-bit field (reference §3.9).
+const maxGPADLPages = (0xFFFF - 8) / 8
+
+// CreateGPADL describes p to the host as a GPADL of this channel (reference
+// §3.9): a GPADL_HEADER with up to 26 PFNs, GPADL_BODY messages with up to
+// 28 more each, then it waits for GPADL_CREATED. The pages stay the
+// caller's; they must not be freed before TeardownGPADL succeeded.
+func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
+	n := p.Count()
+	if n == 0 || len(p.Mem)%hv.PageSize != 0 {
+		return GPADL{}, fmt.Errorf("%w: GPADL of %d bytes", ErrBadConfig, len(p.Mem))
+	}
+	if n > maxGPADLPages {
+		return GPADL{}, fmt.Errorf("%w: %d pages (max %d)", ErrGPADLTooLarge, n, maxGPADLPages)
+	}
+	if c.isRescinded.Load() {
+		return GPADL{}, ErrRescinded
+	}
+	b := c.bus
+	id := b.nextGPADL.Add(1)
+	if id == 0 {
+		id = b.nextGPADL.Add(1)
+	}
+	relID := c.offer.RelID
+	wt := b.register(chanmsg.TypeGPADLCreated, id, relID)
+	var pfns [chanmsg.MaxBodyPFNs]uint64
+	k := min(n, chanmsg.MaxHeaderPFNs)
+	for i := range k {
+		pfns[i] = p.PFNAt(i)
+	}
+	h := chanmsg.NewGPADLHeader(relID, id, n, pfns[:k])
+	err := b.postMsg(ctx, &h)
+	for msgNum := uint32(1); err == nil && k < n; msgNum++ {
+		m := min(n-k, chanmsg.MaxBodyPFNs)
+		for i := range m {
+			pfns[i] = p.PFNAt(k + i)
+		}
+		err = b.postMsg(ctx, &chanmsg.GPADLBody{MsgNumber: msgNum, GPADL: id, PFNs: pfns[:m]})
+		k += m
+	}
+	if err != nil {
+		b.unregister(wt)
+		return GPADL{}, fmt.Errorf("vmbus: GPADL %#x on relid %d: %w", id, relID, err)
+	}
+	msg, err := b.wait(ctx, wt)
+	if err != nil {
+		return GPADL{}, fmt.Errorf("vmbus: GPADL_CREATED %#x on relid %d: %w", id, relID, err)
+	}
+	if r := msg.(chanmsg.GPADLCreated); r.Status != 0 || r.RelID != relID {
+		return GPADL{}, &GPADLError{RelID: r.RelID, GPADL: id, Status: r.Status}
+	}
+	g := GPADL{ID: id, Pages: p}
+	c.mu.Lock()
+	c.gpadls = append(c.gpadls, g)
+	c.mu.Unlock()
+	c.stats.gpadls.Add(1)
+	return g, nil
+}
+
+// TeardownGPADL tears down a GPADL created on this channel and waits for
+// GPADL_TORNDOWN; afterwards the caller may free g.Pages. A GPADL already
+// torn down by a rescind clean-up gives nil.
+func (c *Channel) TeardownGPADL(ctx context.Context, g GPADL) error {
+	c.mu.Lock()
+	ring := c.pages.Mem != nil && g.ID == c.ringGPADL
+	c.mu.Unlock()
+	if ring {
+		return fmt.Errorf("%w: GPADL %#x is the ring's; use Close", ErrBadConfig, g.ID)
+	}
+	err := c.teardown(ctx, g.ID)
+	if errors.Is(err, ErrUnknownGPADL) && c.isRescinded.Load() {
+		return nil
+	}
+	return err
+}
+
+func (c *Channel) teardown(ctx context.Context, id uint32) error {
+	c.mu.Lock()
+	found := false
+	for _, g := range c.gpadls {
+		found = found || g.ID == id
+	}
+	c.mu.Unlock()
+	if !found {
+		return fmt.Errorf("%w: %#x on relid %d", ErrUnknownGPADL, id, c.offer.RelID)
+	}
+	b := c.bus
+	wt := b.register(chanmsg.TypeGPADLTorndown, id, 0)
+	if err := b.postMsg(ctx, &chanmsg.GPADLTeardown{RelID: c.offer.RelID, GPADL: id}); err != nil {
+		b.unregister(wt)
+		return fmt.Errorf("vmbus: GPADL_TEARDOWN %#x: %w", id, err)
+	}
+	if _, err := b.wait(ctx, wt); err != nil {
+		return fmt.Errorf("vmbus: GPADL_TORNDOWN %#x: %w", id, err)
+	}
+	c.mu.Lock()
+	for i, g := range c.gpadls {
+		if g.ID == id {
+			c.gpadls = append(c.gpadls[:i], c.gpadls[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// ---- data path ----
+
+// TrySend writes one packet with payload parts to the outbound ring and
+// signals the host if the ring was empty and the host is not masked
+// (reference §4.6, §3.12). It returns ErrRingFull if the packet does not
+// fit now. It does not allocate.
+func (c *Channel) TrySend(typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error {
+	return c.trySend(typ, flags, txid, nil, parts)
+}
+
+func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts [][]byte) error {
+	if c.isRescinded.Load() {
+		return ErrRescinded
+	}
+	c.sendMu.Lock()
+	if c.w == nil {
+		c.sendMu.Unlock()
+		return ErrClosed
+	}
+	signal, err := c.w.TryWrite(typ, flags, txid, hdr, parts...)
+	c.sendMu.Unlock()
+	if err != nil {
+		if err == ring.ErrFull {
+			c.stats.ringFull.Add(1)
+		}
+		return err
+	}
+	n := len(hdr)
+	for _, p := range parts {
+		n += len(p)
+	}
+	c.stats.packetsSent.Add(1)
+	c.stats.bytesSent.Add(uint64(n))
+	if signal {
+		c.signalHost()
+	}
+	return nil
+}
+
+// signalHost rings the host's doorbell for this channel (reference §3.12).
+func (c *Channel) signalHost() {
+	b := c.bus
+	conn := c.offer.ConnectionID
+	if v := b.Version(); v < chanmsg.Version1_1 {
+		setSendBit(b.intPage.Mem, c.offer.RelID)
+		conn = connEvent013
+	} else if !c.offer.DedicatedInterrupt && v < chanmsg.Version5_0 {
+		setSendBit(b.intPage.Mem, c.offer.RelID)
+	}
+	c.stats.signals.Add(1)
+	if err := b.p.SignalEvent(conn, 0); err != nil {
+		c.stats.signalErrors.Add(1)
+		b.stats.signalErrors.Add(1)
+	}
+}
+
+// Send is TrySend that waits, until ctx is done, for ring space: it stores
+// the pending send size so that the host signals when enough space is
+// free (reference §4.6).
+func (c *Channel) Send(ctx context.Context, typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error {
+	return c.send(ctx, typ, flags, txid, nil, parts)
+}
+
+// SendWithHeader is Send with a type-specific header hdr (length a
+// multiple of 8), e.g. the GPA-direct range list of reference §4.5.
+func (c *Channel) SendWithHeader(ctx context.Context, typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts ...[]byte) error {
+	return c.send(ctx, typ, flags, txid, hdr, parts)
+}
+
+func (c *Channel) send(ctx context.Context, typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts [][]byte) error {
+	err := c.trySend(typ, flags, txid, hdr, parts)
+	if err != ring.ErrFull {
+		return err
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	need := ring.SpaceNeeded(len(hdr), n)
+	c.sendWaiters.Add(1)
+	defer c.sendWaiters.Add(-1)
+	for {
+		c.spaceMu.Lock()
+		wakeCh := c.spaceCh
+		c.spaceMu.Unlock()
+		c.setPendingSend(need)
+		// Re-check after publishing the pending size: the host may have
+		// freed the space before it could see it (reference §4.6).
+		err := c.trySend(typ, flags, txid, hdr, parts)
+		if err != ring.ErrFull {
+			c.setPendingSend(0)
+			return err
+		}
+		c.stats.sendWaits.Add(1)
+		select {
+		case <-wakeCh:
+		case <-c.rescinded:
+			return ErrRescinded
+		case <-ctx.Done():
+			c.setPendingSend(0)
+			return ctx.Err()
+		}
+	}
+}
+
+func (c *Channel) setPendingSend(n int) {
+	c.sendMu.Lock()
+	if c.w != nil {
+		c.w.SetPendingSend(n)
+	}
+	c.sendMu.Unlock()
+}
+
+// wakeSenders wakes every Send waiting for space.
+func (c *Channel) wakeSenders() {
+	if c.sendWaiters.Load() == 0 {
+		return
+	}
+	c.spaceMu.Lock()
+	close(c.spaceCh)
+	c.spaceCh = make(chan struct{})
+	c.spaceMu.Unlock()
+}
+
+// ReadPacket copies the next inbound packet into buf and returns it
+// (Header and Payload alias buf), or ErrEmpty. It publishes the read index
+// at once and signals the host if it was waiting for space. Call it from
+// OnInterrupt or from one goroutine; it does not allocate except for a
+// *ring.BufferTooSmallError.
+func (c *Channel) ReadPacket(buf []byte) (ring.Packet, error) {
+	c.readMu.Lock()
+	if c.r == nil {
+		c.readMu.Unlock()
+		if c.isRescinded.Load() {
+			return ring.Packet{}, ErrRescinded
+		}
+		return ring.Packet{}, ErrClosed
+	}
+	p, err := c.r.Read(buf)
+	signal := false
+	if err == nil {
+		signal = c.r.Commit()
+	}
+	c.readMu.Unlock()
+	if err != nil {
+		return p, err
+	}
+	c.stats.packetsReceived.Add(1)
+	c.stats.bytesReceived.Add(uint64(len(p.Header) + len(p.Payload)))
+	if signal {
+		c.signalHost()
+	}
+	return p, nil
+}
+
+// interrupt runs on the dispatch goroutine for a host signal or a poll.
+func (c *Channel) interrupt() {
+	c.stats.interrupts.Add(1)
+	c.wakeSenders()
+	if fn := c.onInterrupt.Load(); fn != nil {
+		(*fn)()
+	}
+}
+
+// needsPoll reports whether the poller should run the channel: it is open
+// and its inbound ring holds data, or a sender waits for space.
+func (c *Channel) needsPoll() bool {
+	if c.sendWaiters.Load() > 0 {
+		return true
+	}
+	h := c.inbound.Load()
+	if h == nil {
+		return false
+	}
+	w := atomic.LoadUint32((*uint32)(unsafe.Pointer(h)))
+	r := atomic.LoadUint32((*uint32)(unsafe.Add(unsafe.Pointer(h), ring.OffReadIndex)))
+	return w != r
+}
+
+// ModifyTargetVP asks the host to interrupt another VP for this channel
+// (MODIFYCHANNEL, 4.1+, reference §3.10). From 5.3 on it waits for
+// MODIFYCHANNEL_RESPONSE; before, the host does not answer.
+func (c *Channel) ModifyTargetVP(ctx context.Context, vp uint32) error {
+	b := c.bus
+	v := b.Version()
+	if v < chanmsg.Version4_1 {
+		return fmt.Errorf("%w: MODIFYCHANNEL needs 4.1, have %v", ErrBadConfig, v)
+	}
+	if v < chanmsg.Version5_3 {
+		return b.postMsg(ctx, &chanmsg.ModifyChannel{RelID: c.offer.RelID, TargetVP: vp})
+	}
+	wt := b.register(chanmsg.TypeModifyChannelResponse, c.offer.RelID, c.offer.RelID)
+	if err := b.postMsg(ctx, &chanmsg.ModifyChannel{RelID: c.offer.RelID, TargetVP: vp}); err != nil {
+		b.unregister(wt)
+		return err
+	}
+	msg, err := b.wait(ctx, wt)
+	if err != nil {
+		return err
+	}
+	if r := msg.(chanmsg.ModifyChannelResponse); r.Status != 0 {
+		return &ModifyError{RelID: c.offer.RelID, Status: r.Status}
+	}
+	return nil
+}

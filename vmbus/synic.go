@@ -1,0 +1,160 @@
+package vmbus
+
+import (
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/vmbus/chanmsg"
+)
+
+// The interrupt side: everything here runs in the SynIC handler (or the
+// poller, serialised with it) and must not block or allocate.
+
+// msgQueueLen is the number of channel messages buffered between the SynIC
+// handler and the message goroutine. When it is full the handler leaves the
+// message in the slot, so the host holds further messages (reference
+// §2.3), and the message goroutine rescans after draining.
+const msgQueueLen = 64
+
+type msgEntry struct {
+	n   int
+	buf [hv.MaxMessagePayload]byte
+}
+
+// msgQueue is a single-producer single-consumer ring: the producer is the
+// (serialised) scanner, the consumer the message goroutine.
+type msgQueue struct {
+	e          [msgQueueLen]msgEntry
+	head, tail atomic.Uint32 // head: next to consume; tail: next to fill
+}
+
+func (q *msgQueue) full() bool { return q.tail.Load()-q.head.Load() >= msgQueueLen }
+
+// pop copies the oldest message into dst and reports its length, or -1.
+func (q *msgQueue) pop(dst *[hv.MaxMessagePayload]byte) int {
+	h := q.head.Load()
+	if h == q.tail.Load() {
+		return -1
+	}
+	e := &q.e[h%msgQueueLen]
+	n := copy(dst[:], e.buf[:e.n])
+	q.head.Store(h + 1)
+	return n
+}
+
+// handler is installed on SINT 2 of the boot SynIC.
+func (b *Bus) handler() {
+	b.stats.interrupts.Add(1)
+	b.scan()
+}
+
+// scan drains the message slot and the event flags. The handler and the
+// poller both call it; the loser of the race leaves a note (again) that
+// makes the winner scan once more, so nothing is missed and the handler
+// never waits.
+func (b *Bus) scan() {
+	b.again.Store(true)
+	for b.again.Load() {
+		if !b.scanning.CompareAndSwap(false, true) {
+			return
+		}
+		b.again.Store(false)
+		b.scanMessages()
+		b.scanEvents()
+		b.scanning.Store(false)
+	}
+}
+
+// scanMessages implements the EOM rule of reference §2.3.
+func (b *Bus) scanMessages() {
+	page := b.synic.MessagePage()
+	woke := false
+	for range msgQueueLen {
+		if hv.LoadMessageType(page, hv.VMBusSINT) == hv.MessageTypeNone {
+			break
+		}
+		if b.q.full() {
+			b.stats.queueOverflows.Add(1)
+			b.overflowed.Store(true)
+			break
+		}
+		t := b.q.tail.Load()
+		e := &b.q.e[t%msgQueueLen]
+		typ, n, err := hv.CopyMessage(page, hv.VMBusSINT, &e.buf)
+		switch {
+		case err != nil:
+			b.stats.badMessages.Add(1)
+		case typ != hv.MessageTypeVMBus:
+			b.stats.foreignMessages.Add(1)
+		default:
+			e.n = n
+			b.q.tail.Store(t + 1)
+			woke = true
+		}
+		if hv.ReleaseSlot(page, hv.VMBusSINT) {
+			b.stats.eoms.Add(1)
+			b.synic.EndOfMessage()
+		}
+	}
+	if woke {
+		wake(b.msgWake)
+	}
+}
+
+// scanEvents takes SINT 2's event flags (reference §2.2, §3.12) and marks
+// the channels pending for the dispatch goroutine.
+func (b *Bus) scanEvents() {
+	page := b.synic.EventFlagsPage()
+	any := false
+	if v := chanmsg.Version(b.version.Load()); v != 0 && v < chanmsg.Version2_4 {
+		// Before 2.4 the host sets bit 0 and the relid bits in the first
+		// half of the interrupt page.
+		if !hv.TestAndClearEventFlag(page, hv.VMBusSINT, 0) {
+			return
+		}
+		for i := range pendingWords {
+			w := (*uint32)(unsafe.Pointer(&b.intPage.Mem[4*i]))
+			if atomic.LoadUint32(w) == 0 {
+				continue
+			}
+			if bits := atomic.SwapUint32(w, 0); bits != 0 {
+				b.pending[i].Or(bits)
+				any = true
+			}
+		}
+	} else {
+		for i := range pendingWords {
+			bits := hv.SwapEventFlagWord(page, hv.VMBusSINT, i)
+			if i == 0 {
+				bits &^= 1 // relid 0 is never a channel (§2.2)
+			}
+			if bits != 0 {
+				b.pending[i].Or(bits)
+				any = true
+			}
+		}
+	}
+	if any {
+		b.stats.events.Add(1)
+		wake(b.evWake)
+	}
+}
+
+// pendingWords is the number of 32-bit words of relid bits (2048 bits).
+const pendingWords = hv.EventFlagWords
+
+// wake does a non-blocking send on a channel of capacity 1.
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// setSendBit sets relid's bit in the guest→host half of the interrupt page
+// (reference §3.12).
+func setSendBit(page []byte, relID uint32) {
+	off := 2048 + int(relID/32)*4
+	atomic.OrUint32((*uint32)(unsafe.Pointer(&page[off])), 1<<(relID%32))
+}

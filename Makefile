@@ -19,14 +19,18 @@ IMAGE_SIZE ?= 64MiB
 TEXT_START := 0x10010000
 IMAGE_EXT = $(if $(filter vhd,$(FORMAT)),vhd,$(if $(filter raw,$(FORMAT)),raw,vhdx))
 LDFLAGS   := -T $(TEXT_START) -R 0x1000
+# The board supplies its own PVH entry (cpuinit) and RAM start.
+KERNEL_TAGS := linkcpuinit,linkramstart
 QEMU      ?= qemu-system-x86_64
 QEMU_MEM  ?= 1024
+# tamago/amd64 needs RDRAND, which QEMU's default TCG CPU lacks.
+QEMU_CPU  ?= max
 OVMF_CODE ?= /usr/share/OVMF/OVMF_CODE_4M.fd
 OVMF_VARS ?= /usr/share/OVMF/OVMF_VARS_4M.fd
 
 WITH_TAMAGO = tools/scripts/with-tamago.sh
 
-.PHONY: help test vet staticcheck race fuzz-short fuzz bench sim loader-test clean \
+.PHONY: help test vet staticcheck tamago-check race fuzz-short fuzz bench sim loader-test clean \
 	kernel gen1 gen2 qemu qemu-gen1 qemu-gen2 qemu-hyperv \
 	_kernel _gen1 _gen2 _qemu _qemu-gen1 _qemu-gen2 _qemu-hyperv
 
@@ -38,7 +42,7 @@ help:
 	@echo "make loader-test  boot the Gen1/Gen2 loaders with a test payload under QEMU"
 	@echo "make kernel gen1 gen2 qemu qemu-gen1 qemu-gen2 qemu-hyperv   need the TamaGo compiler (TAMAGO=...)"
 
-test: vet staticcheck race fuzz-short
+test: vet staticcheck tamago-check race fuzz-short
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
@@ -46,6 +50,12 @@ vet:
 
 staticcheck:
 	$(STATICCHECK) $(PKGS)
+
+# Compile (not link) the bare-metal code with stock Go and stand-ins for
+# tamago-go's runtime additions: see tools/tamagocheck/README.md.
+tamago-check:
+	tools/scripts/tamago-check.sh -tags $(KERNEL_TAGS) ./boot ./hv ./vmbus/... ./drivers/... ./kernel
+	tools/scripts/tamago-check.sh -tags $(KERNEL_TAGS) $(KERNEL_PKG)
 
 race:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -74,7 +84,7 @@ kernel gen1 gen2 qemu qemu-gen1 qemu-gen2 qemu-hyperv:
 
 _kernel:
 	mkdir -p $(BUILD)
-	GOOS=tamago GOARCH=amd64 GOOSPKG=$(GOOSPKG) "$(TAMAGO)" build -ldflags "$(LDFLAGS)" -o $(BUILD)/kernel.elf $(KERNEL_PKG)
+	GOOS=tamago GOARCH=amd64 GOOSPKG=$(GOOSPKG) "$(TAMAGO)" build -tags $(KERNEL_TAGS) -ldflags "$(LDFLAGS)" -o $(BUILD)/kernel.elf $(KERNEL_PKG)
 
 _gen1: _kernel
 	$(GO) run ./tools/cmd/mkimage -gen 1 -format $(FORMAT) -size $(IMAGE_SIZE) -kernel $(BUILD)/kernel.elf -o $(BUILD)/gen1.$(IMAGE_EXT)
@@ -83,18 +93,18 @@ _gen2: _kernel
 	$(GO) run ./tools/cmd/mkimage -gen 2 -format $(FORMAT) -size $(IMAGE_SIZE) -kernel $(BUILD)/kernel.elf -o $(BUILD)/gen2.$(IMAGE_EXT)
 
 _qemu: _kernel
-	$(QEMU) -accel tcg -m $(QEMU_MEM) -nographic -monitor none -serial stdio -no-reboot \
+	$(QEMU) -accel tcg -cpu $(QEMU_CPU) -m $(QEMU_MEM) -nographic -monitor none -serial stdio -no-reboot \
 		-device isa-debug-exit,iobase=0xf4,iosize=0x04 -kernel $(BUILD)/kernel.elf
 
 _qemu-gen1:
 	$(MAKE) --no-print-directory _gen1 FORMAT=raw
-	$(QEMU) -accel tcg -m $(QEMU_MEM) -nographic -monitor none -serial stdio -no-reboot \
+	$(QEMU) -accel tcg -cpu $(QEMU_CPU) -m $(QEMU_MEM) -nographic -monitor none -serial stdio -no-reboot \
 		-device isa-debug-exit,iobase=0xf4,iosize=0x04 -drive file=$(BUILD)/gen1.raw,format=raw,if=ide
 
 _qemu-gen2:
 	$(MAKE) --no-print-directory _gen2 FORMAT=raw
 	cp $(OVMF_VARS) $(BUILD)/ovmf-vars.fd
-	$(QEMU) -accel tcg -M q35 -m $(QEMU_MEM) -nographic -monitor none -serial stdio -no-reboot -nic none \
+	$(QEMU) -accel tcg -cpu $(QEMU_CPU) -M q35 -m $(QEMU_MEM) -nographic -monitor none -serial stdio -no-reboot -nic none \
 		-drive if=pflash,format=raw,readonly=on,file=$(OVMF_CODE) -drive if=pflash,format=raw,file=$(BUILD)/ovmf-vars.fd \
 		-device isa-debug-exit,iobase=0xf4,iosize=0x04 -drive file=$(BUILD)/gen2.raw,format=raw,if=virtio
 

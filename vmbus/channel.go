@@ -111,6 +111,7 @@ type Channel struct {
 	pages     hv.Pages // ring pages, while the host may use them
 	ringGPADL uint32
 	gpadls    []GPADL // created on this channel, not yet torn down
+	abandoned *waiter // OPENCHANNEL_RESULT nobody waits for any more
 
 	rescinded   chan struct{}
 	isRescinded atomic.Bool
@@ -294,16 +295,24 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	}
 	copy(m.UserData[:], cfg.UserData)
 	wt := c.bus.register(chanmsg.TypeOpenChannelResult, c.offer.RelID, c.offer.RelID)
+	abandoned := false
 	err = c.bus.postMsg(ctx, &m)
 	if err != nil {
 		c.bus.unregister(wt)
 	} else {
-		var msg chanmsg.Message
-		msg, err = c.bus.wait(ctx, wt)
-		if err == nil {
-			if res := msg.(chanmsg.OpenChannelResult); res.Status != 0 {
-				err = &OpenError{RelID: c.offer.RelID, Status: res.Status}
+		// Not bus.wait: on a deadline the waiter stays registered, so that
+		// the clean-up learns whether the host opened the channel after all.
+		select {
+		case r := <-wt.ch:
+			err = r.err
+			if err == nil {
+				if res := r.msg.(chanmsg.OpenChannelResult); res.Status != 0 {
+					err = &OpenError{RelID: c.offer.RelID, Status: res.Status}
+				}
 			}
+		case <-ctx.Done():
+			err = ctx.Err()
+			abandoned = true
 		}
 	}
 	if err == nil {
@@ -320,32 +329,62 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 		c.setState(stateOffered)
 		return err
 	}
-	// No answer (deadline, rescind, lost post): the host may have opened
-	// the channel. Clean up in the background; the channel stays
+	if !abandoned {
+		// Rescinded, bus closed or the post failed: the host did not open
+		// the channel.
+		if terr := c.teardownRing(ctx); terr != nil {
+			c.bus.logf("vmbus: relid %d: %v", c.offer.RelID, terr)
+		}
+		c.setState(stateOffered)
+		return fmt.Errorf("vmbus: open relid %d: %w", c.offer.RelID, err)
+	}
+	// No answer yet: the host may still open the channel. Wait for the
+	// answer in the background (or in release, whichever comes first)
+	// and close or just tear down accordingly; the channel stays
 	// "closing" until then.
-	c.setState(stateClosing)
+	c.mu.Lock()
+	c.state, c.abandoned = stateClosing, wt
+	c.mu.Unlock()
 	c.bus.cleanups.Add(1)
 	go func() {
 		defer c.bus.cleanups.Done()
-		cctx, cancel := context.WithTimeout(context.Background(), c.bus.cfg.CleanupTimeout)
+		cctx, cancel := context.WithTimeout(context.Background(), 2*c.bus.cfg.CleanupTimeout)
 		defer cancel()
 		c.opMu.Lock()
 		defer c.opMu.Unlock()
-		if !c.isRescinded.Load() {
-			if perr := c.bus.postMsg(cctx, &chanmsg.CloseChannel{RelID: c.offer.RelID}); perr != nil {
-				c.bus.logf("vmbus: relid %d: CLOSECHANNEL after failed open: %v", c.offer.RelID, perr)
-			}
+		if err := c.finishAbandonedOpen(cctx); err != nil {
+			c.bus.logf("vmbus: relid %d: clean-up after failed open: %v", c.offer.RelID, err)
 		}
-		if terr := c.teardownRing(cctx); terr != nil {
-			c.bus.logf("vmbus: relid %d: %v", c.offer.RelID, terr)
-		}
-		c.mu.Lock()
-		if c.state == stateClosing {
-			c.state = stateOffered
-		}
-		c.mu.Unlock()
 	}()
 	return fmt.Errorf("vmbus: open relid %d: %w", c.offer.RelID, err)
+}
+
+// finishAbandonedOpen closes and tears down after an Open that got no
+// answer. Called with opMu held; a no-op unless the channel is still in
+// that state.
+func (c *Channel) finishAbandonedOpen(ctx context.Context) error {
+	c.mu.Lock()
+	wt := c.abandoned
+	c.abandoned = nil
+	c.mu.Unlock()
+	if wt == nil {
+		return nil
+	}
+	opened := false
+	wctx, cancel := context.WithTimeout(ctx, c.bus.cfg.CleanupTimeout)
+	msg, err := c.bus.wait(wctx, wt)
+	cancel()
+	if err == nil {
+		opened = msg.(chanmsg.OpenChannelResult).Status == 0
+	}
+	if opened && !c.isRescinded.Load() {
+		if err := c.bus.postMsg(ctx, &chanmsg.CloseChannel{RelID: c.offer.RelID}); err != nil {
+			return fmt.Errorf("CLOSECHANNEL: %w", err)
+		}
+	}
+	err = c.teardownRing(ctx)
+	c.setState(stateOffered)
+	return err
 }
 
 // detach stops the data path: sends and reads fail with ErrClosed from
@@ -431,8 +470,13 @@ func (c *Channel) release(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
-	if st == stateOpen {
+	switch st {
+	case stateOpen:
 		if err := c.closeLocked(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	case stateClosing:
+		if err := c.finishAbandonedOpen(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}

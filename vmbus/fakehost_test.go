@@ -51,7 +51,8 @@ type fakeHost struct {
 	connID     uint32              // ≥ 5.0 message connection id (default 1)
 	silent     atomic.Bool         // never answer
 	openStatus uint32
-	echo       bool // answer each inbound packet with a completion
+	echo       bool        // answer each inbound packet with a completion
+	noRead     atomic.Bool // doorbells do not make the host read
 	offers     [][]byte
 
 	mu         sync.Mutex
@@ -238,7 +239,7 @@ func (h *fakeHost) SignalEvent(conn uint32, flag uint16) error {
 		h.t.Errorf("SignalEvent flag %d, want 0 (reference §1.8)", flag)
 	}
 	for _, o := range h.open {
-		for {
+		for !h.noRead.Load() {
 			p, ok := hostReadRing(o.out)
 			if !ok {
 				break

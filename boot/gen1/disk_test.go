@@ -1,6 +1,10 @@
-package gen1
+package gen1_test
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/gohv/gohv/boot/gen1"
+)
 
 // mbrPart is one MBR partition entry for test disks.
 type mbrPart struct {
@@ -16,7 +20,7 @@ type mbrPart struct {
 // wants). It stands in for tools/image in these tests.
 func rawDisk(size int, payload []byte, parts ...mbrPart) []byte {
 	d := make([]byte, size)
-	copy(d, Stage1())
+	copy(d, gen1.Stage1())
 	binary.LittleEndian.PutUint32(d[440:], 0x76686f67) // disk signature "gohv"
 	for i, p := range parts {
 		e := d[446+16*i:]
@@ -30,13 +34,13 @@ func rawDisk(size int, payload []byte, parts ...mbrPart) []byte {
 		binary.LittleEndian.PutUint32(e[12:], p.sectors)
 	}
 	d[510], d[511] = 0x55, 0xaa
-	copy(d[Stage2LBA*512:], Stage2())
-	copy(d[KernelPartitionLBA*512:], payload)
+	copy(d[gen1.Stage2LBA*512:], gen1.Stage2())
+	copy(d[gen1.KernelPartitionLBA*512:], payload)
 	return d
 }
 
 // kernelPart is the usual kernel partition: active, type 0xDA, LBA 2048 to
 // the end of a disk of size bytes.
 func kernelPart(size int) mbrPart {
-	return mbrPart{active: true, typ: KernelPartitionType, lba: KernelPartitionLBA, sectors: uint32(size/512 - KernelPartitionLBA)}
+	return mbrPart{active: true, typ: gen1.KernelPartitionType, lba: gen1.KernelPartitionLBA, sectors: uint32(size/512 - gen1.KernelPartitionLBA)}
 }

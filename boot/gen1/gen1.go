@@ -6,7 +6,9 @@
 // The loader is written in assembly (src/stage1.asm, src/stage2.asm);
 // the assembled binaries are committed and embedded so that building an
 // image needs no assembler. `go generate` re-assembles them with nasm and
-// a test checks that the committed binaries match the sources.
+// a test checks that the committed binaries match the sources (they were
+// assembled with NASM 2.16.01; another NASM version may encode an
+// instruction differently, which that test would report).
 //
 // This package only hands out bytes. Placing them on a disk is the image
 // builder's job (tools/image); the GKI format belongs to boot/kimage.

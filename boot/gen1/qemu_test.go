@@ -1,4 +1,4 @@
-package gen1
+package gen1_test
 
 import (
 	"bufio"
@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gohv/gohv/boot/gen1"
 	"github.com/gohv/gohv/boot/kimage"
 	"github.com/gohv/gohv/boot/testpayload"
 )
@@ -236,7 +237,7 @@ func TestBootQEMU(t *testing.T) {
 		want string
 	}{
 		{"no kernel partition", rawDisk(diskSize, gki, mbrPart{active: true, typ: 0x0c, lba: 2048, sectors: 2048}), guestMiB, "gohv: no gohv kernel partition"},
-		{"inactive kernel partition", rawDisk(diskSize, gki, mbrPart{typ: KernelPartitionType, lba: 2048, sectors: 2048}), guestMiB, "gohv: no gohv kernel partition"},
+		{"inactive kernel partition", rawDisk(diskSize, gki, mbrPart{typ: gen1.KernelPartitionType, lba: 2048, sectors: 2048}), guestMiB, "gohv: no gohv kernel partition"},
 		{"bad magic", corrupt(func(d []byte) { d[2048*512] = 'X' }), guestMiB, "gohv: bad kernel image (header)"},
 		{"bad segment", corrupt(func(d []byte) { d[2048*512+32+8] = 1 /* unaligned file offset */ }), guestMiB, "gohv: bad kernel image (header)"},
 		{"entry outside segments", corrupt(func(d []byte) { binary.LittleEndian.PutUint32(d[2048*512+16:], 0x200000) }), guestMiB, "gohv: bad kernel image (header)"},

@@ -8,6 +8,7 @@ import (
 )
 
 //go:generate nasm -f bin -o loader.efi loader.asm
+//go:generate nasm -f bin -o testdata/payload.bin testdata/payload.asm
 
 //go:embed loader.efi
 var loaderEFI []byte
@@ -49,4 +50,17 @@ func BuildEFI(gki []byte) ([]byte, error) {
 		return nil, fmt.Errorf("gen2: embedding the kernel: %w", err)
 	}
 	return efi, nil
+}
+
+// KernelImage returns the GKI embedded in efi (a BuildEFI result), for tools
+// that inspect or verify a built image. The bytes alias efi.
+func KernelImage(efi []byte) ([]byte, error) {
+	gki, err := sectionData(efi, kernelSectName)
+	if err != nil {
+		return nil, err
+	}
+	if len(gki) < gkiHeaderMin || string(gki[:len(gkiMagic)]) != gkiMagic {
+		return nil, fmt.Errorf("%w: section %s holds no GOHVKIMG header", ErrBadKernelImage, kernelSectName)
+	}
+	return gki, nil
 }

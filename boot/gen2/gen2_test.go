@@ -171,6 +171,10 @@ func TestBuildEFI(t *testing.T) {
 				t.Fatal(err)
 			}
 			checkAppended(t, efi, c.gki)
+			got, err := KernelImage(efi)
+			if err != nil || !bytes.Equal(got, c.gki) {
+				t.Errorf("KernelImage: %v, %d bytes, want the %d GKI bytes back", err, len(got), len(c.gki))
+			}
 			// BuildEFI must not modify the embedded loader.
 			if !bytes.Equal(Loader()[:0x200], loaderEFI[:0x200]) || binary.LittleEndian.Uint16(loaderEFI[0x46:]) != 2 {
 				t.Error("embedded loader modified")
@@ -287,6 +291,61 @@ func FuzzAppendSection(f *testing.F) {
 		got, err := s.Data()
 		if err != nil || !bytes.Equal(got[:len(data)], data) {
 			t.Fatalf("section data wrong: %v", err)
+		}
+	})
+}
+
+func TestKernelImageErrors(t *testing.T) {
+	if _, err := KernelImage(loaderEFI); !errors.Is(err, ErrBadPE) {
+		t.Errorf("bare loader: err = %v, want ErrBadPE (no section)", err)
+	}
+	notGKI, err := appendSection(loaderEFI, kernelSectName, make([]byte, 512), scnInitData)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := KernelImage(notGKI); !errors.Is(err, ErrBadKernelImage) {
+		t.Errorf("section without GKI: err = %v, want ErrBadKernelImage", err)
+	}
+	// VirtualSize beyond the raw data: the tail would be zeros, not kernel.
+	efi, err := BuildEFI(payloadGKI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := parsePE(efi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := l.sectTable + (l.nsect-1)*shSize
+	binary.LittleEndian.PutUint32(efi[sh+shVirtSizeOff:], binary.LittleEndian.Uint32(efi[sh+shRawSizeOff:])+1)
+	if _, err := KernelImage(efi); !errors.Is(err, ErrBadPE) {
+		t.Errorf("short raw data: err = %v, want ErrBadPE", err)
+	}
+	// No raw data at all, pointer beyond the file.
+	binary.LittleEndian.PutUint32(efi[sh+shVirtSizeOff:], 0)
+	binary.LittleEndian.PutUint32(efi[sh+shRawSizeOff:], 0)
+	binary.LittleEndian.PutUint32(efi[sh+shRawPtrOff:], 0xffffff00)
+	if _, err := KernelImage(efi); !errors.Is(err, ErrBadPE) {
+		t.Errorf("empty section: err = %v, want ErrBadPE", err)
+	}
+}
+
+// FuzzKernelImage: arbitrary files never panic KernelImage, and what it
+// returns lies inside the file and starts with the GKI magic.
+func FuzzKernelImage(f *testing.F) {
+	efi, err := BuildEFI(payloadGKI())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(efi)
+	f.Add(loaderEFI)
+	f.Add(efi[:0x200])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		gki, err := KernelImage(b)
+		if err != nil {
+			return
+		}
+		if len(gki) > len(b) || !bytes.HasPrefix(gki, []byte(gkiMagic)) {
+			t.Fatalf("returned %d bytes from a %d-byte file", len(gki), len(b))
 		}
 	})
 }

@@ -10,6 +10,10 @@
 ; leaves long mode and enters the kernel's PVH entry in 32-bit flat
 ; protected mode with EBX = &hvm_start_info.
 ;
+; Messages: progress and errors on ConOut until ExitBootServices, one line
+; on COM1 after it ("gohv: boot services exited"), nothing else. On an error
+; the loader waits 5 s and returns EFI_LOAD_ERROR to the boot manager.
+;
 ; The code is position independent (RIP-relative only): the firmware may
 ; load it anywhere, and the image carries no base relocations.
 
@@ -547,6 +551,8 @@ efi_main:
     ; --- no firmware from here on
 .exited:
     cli
+    lea rcx, [msg_exited]           ; the firmware console is gone: COM1 only
+    call com1_puts
     mov rsi, [g_mmbuf]
     mov rax, [g_mmsize]
     xor edx, edx
@@ -707,6 +713,31 @@ fail:
     pop rsi
     pop rbp
     pop rbx
+    ret
+
+; com1_puts(ascii rcx): polled output on the legacy COM1 port, as set up by
+; the firmware. Bounded waits: a missing port must not hang the loader.
+com1_puts:
+    mov r8, rcx
+.char:
+    mov al, [r8]
+    test al, al
+    jz .done
+    mov r9d, 100000
+    mov dx, 0x3fd                   ; line status register
+.wait:
+    in al, dx
+    test al, 0x20                   ; transmit holding register empty
+    jnz .send
+    dec r9d
+    jnz .wait
+.send:
+    mov al, [r8]
+    mov dx, 0x3f8
+    out dx, al
+    inc r8
+    jmp .char
+.done:
     ret
 
 ; find_config(guid rcx) -> rax = VendorTable or 0.
@@ -871,6 +902,7 @@ msg_nomap:     db `gohv: cannot get memory map\r\n`, 0
 msg_nolow:     db `gohv: cannot allocate low memory\r\n`, 0
 msg_start:     db `gohv: starting kernel at `, 0
 msg_noexit:    db `gohv: ExitBootServices failed\r\n`, 0
+msg_exited:    db `gohv: boot services exited\r\n`, 0
 msg_crlf:      db `\r\n`, 0
 g_hexbuf:      db '0x0000000000000000', 0
 

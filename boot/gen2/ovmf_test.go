@@ -3,20 +3,15 @@ package gen2
 import (
 	"bufio"
 	"bytes"
-	"context"
 	_ "embed"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/gohv/gohv/boot/kimage"
-	"github.com/gohv/gohv/boot/testpayload"
+	"github.com/gohv/gohv/boot/gen2/internal/ovmftest"
 )
 
 //go:embed testdata/payload.bin
@@ -26,137 +21,8 @@ const (
 	payloadBase  = 0x10010000 // testdata/payload.asm: org
 	payloadBSS   = 0x10000    // testdata/payload.asm: BSS_SIZE
 	payloadStack = 0x1000     // testdata/payload.asm: STACK_SIZE
-	ovmfCode     = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	ovmfVars     = "/usr/share/OVMF/OVMF_VARS_4M.fd"
-	guestMiB     = 1024
-	exitPass     = 33 // isa-debug-exit: (0x10 << 1) | 1
+	exitPass     = 33         // isa-debug-exit: (0x10 << 1) | 1
 )
-
-// needTools skips the test unless every host program it names is present.
-func needTools(t *testing.T, progs ...string) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("boots OVMF under TCG: skipped in -short mode")
-	}
-	for _, p := range progs {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("%s not installed (apt-get install qemu-system-x86 qemu-utils ovmf gdisk dosfstools mtools)", p)
-		}
-	}
-	for _, f := range []string{ovmfCode, ovmfVars} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("OVMF firmware missing: %v", err)
-		}
-	}
-}
-
-func run(t *testing.T, name string, args ...string) {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-}
-
-// espDisk writes a raw GPT disk with one FAT32 EFI System Partition holding
-// efi as \EFI\BOOT\BOOTX64.EFI, built with sgdisk, mkfs.fat and mtools so
-// that the test does not depend on gohv's own image writer.
-func espDisk(t *testing.T, dir string, efi []byte) string {
-	t.Helper()
-	const (
-		diskMiB  = 80
-		espStart = 2048 // sectors
-		espMiB   = 64
-	)
-	img := filepath.Join(dir, "disk.img")
-	f, err := os.Create(img)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Truncate(diskMiB << 20); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	efiPath := filepath.Join(dir, "BOOTX64.EFI")
-	if err := os.WriteFile(efiPath, efi, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	run(t, "sgdisk", "-n", fmt.Sprintf("1:%d:+%dM", espStart, espMiB), "-t", "1:EF00", img)
-	run(t, "mkfs.fat", "-F", "32", "--offset", strconv.Itoa(espStart), img, strconv.Itoa(espMiB<<10))
-	at := fmt.Sprintf("%s@@%d", img, espStart*512)
-	run(t, "mmd", "-i", at, "::/EFI", "::/EFI/BOOT")
-	run(t, "mcopy", "-i", at, efiPath, "::/EFI/BOOT/BOOTX64.EFI")
-	return img
-}
-
-// bootOVMF boots disk under OVMF (TCG) and returns the serial log and
-// QEMU's exit status. If until is not empty, QEMU is stopped as soon as the
-// log contains it (for loader error paths, where nothing exits QEMU).
-func bootOVMF(t *testing.T, disk, format, until string) (string, int) {
-	t.Helper()
-	dir := t.TempDir()
-	vars := filepath.Join(dir, "vars.fd")
-	v, err := os.ReadFile(ovmfVars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(vars, v, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "serial.log")
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-accel", "tcg", "-M", "q35", "-m", strconv.Itoa(guestMiB),
-		"-nographic", "-monitor", "none", "-serial", "file:"+logPath,
-		"-no-reboot", "-nic", "none",
-		"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
-		"-drive", "if=pflash,format=raw,file="+vars,
-		"-drive", "file="+disk+",format="+format+",if=virtio",
-		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Stdin = nil
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	var werr error
-wait:
-	for {
-		select {
-		case werr = <-done:
-			break wait
-		case <-tick.C:
-			if until == "" {
-				continue
-			}
-			if b, _ := os.ReadFile(logPath); bytes.Contains(b, []byte(until)) {
-				cancel()
-				<-done
-				return string(b), -1
-			}
-		}
-	}
-	log, _ := os.ReadFile(logPath)
-	if stderr.Len() > 0 {
-		t.Logf("QEMU stderr: %s", stderr.Bytes())
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("QEMU timed out; serial log:\n%s", log)
-	}
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(werr, &ee) {
-		code = ee.ExitCode()
-	} else if werr != nil {
-		t.Fatalf("QEMU: %v\n%s", werr, stderr.String())
-	}
-	return string(log), code
-}
 
 type e820 struct {
 	addr, size uint64
@@ -192,16 +58,22 @@ func parsePayloadLog(t *testing.T, log string) (count int, mm []e820, rsdp strin
 	return count, mm, rsdp
 }
 
+// payloadGKI is the test payload as one segment, plus a second segment that
+// starts in the page where the first ends, as the segments of a Go ELF can:
+// the loader must not ask the firmware for that page twice.
 func payloadGKI() []byte {
-	return makeGKI(payloadBase, testSeg{
-		paddr: payloadBase,
-		data:  testPayload,
-		memsz: uint64(len(testPayload)) + payloadBSS + payloadStack,
-	})
+	memsz := uint64(len(testPayload)) + payloadBSS + payloadStack
+	tail := alignUp(payloadBase+memsz, 16)
+	if tail%4096 == 0 {
+		panic("payload size leaves no shared page; adjust the tail segment")
+	}
+	return makeGKI(payloadBase,
+		testSeg{paddr: payloadBase, data: testPayload, memsz: memsz},
+		testSeg{paddr: tail, data: bytes.Repeat([]byte{0x5a}, 16), memsz: 0x3000})
 }
 
 // checkBoot asserts what a successful boot of the test payload must show.
-func checkBoot(t *testing.T, log string, code int) {
+func checkBoot(t *testing.T, log string, code, memMiB int) {
 	t.Helper()
 	if code != exitPass || !strings.Contains(log, "gohv-gen2-payload: PASS") {
 		t.Fatalf("exit status %d, want %d; serial log:\n%s", code, exitPass, log)
@@ -209,6 +81,7 @@ func checkBoot(t *testing.T, log string, code int) {
 	for _, want := range []string{
 		"gohv: UEFI loader",
 		fmt.Sprintf("gohv: starting kernel at 0x%016x", payloadBase),
+		"gohv: boot services exited",
 		"mode ok", "start_info ok", "bss ok",
 	} {
 		if !strings.Contains(log, want) {
@@ -242,7 +115,7 @@ func checkBoot(t *testing.T, log string, code int) {
 		}
 	}
 	// OVMF keeps a few MiB for itself (reserved, ACPI NVS); the rest is RAM.
-	if lo, hi := uint64(guestMiB-64)<<20, uint64(guestMiB)<<20; ram < lo || ram > hi {
+	if lo, hi := uint64(memMiB-64)<<20, uint64(memMiB)<<20; ram < lo || ram > hi {
 		t.Errorf("RAM in memmap = %d MiB, want %d..%d MiB", ram>>20, lo>>20, hi>>20)
 	}
 	if !kernelInRAM {
@@ -255,17 +128,28 @@ func checkBoot(t *testing.T, log string, code int) {
 }
 
 func TestBootOVMF(t *testing.T) {
-	needTools(t, "qemu-system-x86_64", "sgdisk", "mkfs.fat", "mmd", "mcopy")
+	ovmftest.Need(t, ovmftest.Tools...)
 	efi, err := BuildEFI(payloadGKI())
 	if err != nil {
 		t.Fatal(err)
 	}
-	disk := espDisk(t, t.TempDir(), efi)
+	disk := ovmftest.ESPDisk(t, t.TempDir(), efi)
 
 	t.Run("raw", func(t *testing.T) {
 		t.Parallel()
-		log, code := bootOVMF(t, disk, "raw", "")
-		checkBoot(t, log, code)
+		log, code := ovmftest.Boot(t, ovmftest.VM{Disk: disk, Format: "raw"})
+		checkBoot(t, log, code, ovmftest.GuestMiB)
+	})
+	// q35 puts RAM beyond 2 GiB above 4 GiB: the map then has a PCI hole
+	// and high RAM, which the loader must pass on too.
+	t.Run("raw-3g", func(t *testing.T) {
+		t.Parallel()
+		const mem = 3072
+		log, code := ovmftest.Boot(t, ovmftest.VM{Disk: disk, Format: "raw", MemMiB: mem})
+		checkBoot(t, log, code, mem)
+		if _, mm, _ := parsePayloadLog(t, log); len(mm) == 0 || mm[len(mm)-1].addr+mm[len(mm)-1].size <= 1<<32 || mm[len(mm)-1].typ != 1 {
+			t.Errorf("no RAM above 4 GiB in the memmap; last entry %+v", mm[len(mm)-1:])
+		}
 	})
 	for _, c := range []struct {
 		name, format string
@@ -276,13 +160,13 @@ func TestBootOVMF(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			needTools(t, "qemu-img")
+			ovmftest.Need(t, "qemu-img")
 			img := filepath.Join(t.TempDir(), "disk."+c.format)
-			// -U: the raw subtest holds the image open at the same time.
+			// -U: parallel subtests have the image open in QEMU.
 			args := append([]string{"convert", "-U", "-f", "raw", "-O", c.format}, c.opts...)
-			run(t, "qemu-img", append(args, disk, img)...)
-			log, code := bootOVMF(t, img, c.format, "")
-			checkBoot(t, log, code)
+			ovmftest.Run(t, "qemu-img", append(args, disk, img)...)
+			log, code := ovmftest.Boot(t, ovmftest.VM{Disk: img, Format: c.format})
+			checkBoot(t, log, code, ovmftest.GuestMiB)
 		})
 	}
 }
@@ -291,7 +175,7 @@ func TestBootOVMF(t *testing.T) {
 // that the loader says why on the firmware console (which OVMF mirrors to
 // the serial port) instead of jumping anywhere.
 func TestBootOVMFErrors(t *testing.T) {
-	needTools(t, "qemu-system-x86_64", "sgdisk", "mkfs.fat", "mmd", "mcopy")
+	ovmftest.Need(t, ovmftest.Tools...)
 	badCRC := payloadGKI()
 	badCRC[len(badCRC)-1] ^= 1
 	for _, c := range []struct {
@@ -302,6 +186,13 @@ func TestBootOVMFErrors(t *testing.T) {
 		{"crc", badCRC, "gohv: bad kernel image"},
 		{"not-ram", makeGKI(0xfec00000, testSeg{paddr: 0xfec00000, data: testPayload, memsz: 0x1000}),
 			"gohv: cannot allocate kernel memory at 0x00000000fec00000"},
+		{"overlap", makeGKI(payloadBase,
+			testSeg{paddr: payloadBase, data: testPayload, memsz: 0x2000},
+			testSeg{paddr: payloadBase + 0x1ff0, data: testPayload, memsz: 0x1000}),
+			"gohv: bad kernel image"},
+		{"entry-outside", makeGKI(payloadBase+0x2000,
+			testSeg{paddr: payloadBase, data: testPayload, memsz: 0x2000}),
+			"gohv: bad kernel image"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
@@ -309,8 +200,8 @@ func TestBootOVMFErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			disk := espDisk(t, t.TempDir(), efi)
-			log, _ := bootOVMF(t, disk, "raw", c.want)
+			disk := ovmftest.ESPDisk(t, t.TempDir(), efi)
+			log, _ := ovmftest.Boot(t, ovmftest.VM{Disk: disk, Format: "raw", Until: c.want})
 			if !strings.Contains(log, c.want) {
 				t.Fatalf("serial log lacks %q:\n%s", c.want, log)
 			}
@@ -319,40 +210,4 @@ func TestBootOVMFErrors(t *testing.T) {
 			}
 		})
 	}
-}
-
-// TestBootOVMFKernelImage runs the whole Gen2 chain with the shared pieces:
-// the boot/testpayload ELF, flattened by boot/kimage, wrapped by BuildEFI.
-func TestBootOVMFKernelImage(t *testing.T) {
-	needTools(t, "qemu-system-x86_64", "sgdisk", "mkfs.fat", "mmd", "mcopy")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	elf, err := testpayload.Build(ctx, t.TempDir())
-	if errors.Is(err, testpayload.ErrNoToolchain) {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	gki, err := kimage.Build(elf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	efi, err := BuildEFI(gki)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, code := bootOVMF(t, espDisk(t, t.TempDir(), efi), "raw", "")
-	if code != testpayload.ExitPass || !strings.Contains(log, testpayload.PassLine) {
-		t.Fatalf("exit status %d, want %d; serial log:\n%s", code, testpayload.ExitPass, log)
-	}
-	i := strings.Index(log, testpayload.ReportPrefix)
-	if i < 0 {
-		t.Fatalf("no report line in serial log:\n%s", log)
-	}
-	report, _, _ := strings.Cut(log[i:], "\n")
-	if strings.Contains(report, "rsdp=0x0,") || strings.HasSuffix(strings.TrimSpace(report), "rsdp=0x0") {
-		t.Errorf("report %q: rsdp_paddr is zero", report)
-	}
-	t.Logf("%s", strings.TrimSpace(report))
 }

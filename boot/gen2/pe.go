@@ -210,3 +210,30 @@ func peChecksum(b []byte, csOff int) uint32 {
 	sum = (sum & 0xffff) + (sum >> 16)
 	return uint32(sum) + uint32(len(b))
 }
+
+// sectionData returns the bytes of the section called name as the loader
+// sees them: VirtualSize bytes, of which only SizeOfRawData come from the
+// file (a shorter raw part is an error here: the GKI is never zero-padded).
+func sectionData(img []byte, name string) ([]byte, error) {
+	l, err := parsePE(img)
+	if err != nil {
+		return nil, err
+	}
+	le := binary.LittleEndian
+	var want [8]byte
+	copy(want[:], name)
+	for i := range l.nsect {
+		sh := img[l.sectTable+i*shSize:][:shSize]
+		if [8]byte(sh[:8]) != want {
+			continue
+		}
+		vs := uint64(le.Uint32(sh[shVirtSizeOff:]))
+		rs := uint64(le.Uint32(sh[shRawSizeOff:]))
+		rp := uint64(le.Uint32(sh[shRawPtrOff:]))
+		if vs > rs || rs == 0 {
+			return nil, badPE("section %q holds %d of its %d bytes in the file", name, rs, vs)
+		}
+		return img[rp : rp+vs : rp+vs], nil // parsePE checked rp+rs is in the file
+	}
+	return nil, fmt.Errorf("%w: no %q section", ErrBadPE, name)
+}

@@ -44,6 +44,11 @@ func Build(elfFile []byte) ([]byte, error) {
 		if p.Filesz >= MaxPaddr {
 			return nil, fmt.Errorf("%w: segment at %#x size %#x", ErrSegmentHigh, p.Paddr, p.Filesz)
 		}
+		// Checked before the output is allocated: a corrupt header must
+		// not make Build ask for gigabytes.
+		if p.Off > uint64(len(elfFile)) || p.Filesz > uint64(len(elfFile))-p.Off {
+			return nil, fmt.Errorf("%w: segment at %#x extends past the end of the file", ErrNotELF, p.Paddr)
+		}
 		segs = append(segs, Segment{Paddr: p.Paddr, FileSize: uint32(p.Filesz), MemSize: p.Memsz})
 		progs = append(progs, p)
 	}

@@ -142,6 +142,7 @@ func TestBuildErrors(t *testing.T) {
 		{"empty", nil, ErrNotELF},
 		{"text", []byte("#!/bin/sh\necho hello\n"), ErrNotELF},
 		{"arm", arm.bytes(), ErrNotELF},
+		{"truncated segment", func() []byte { b := twoSegELF(elf.ELFCLASS64, 8).bytes(); return b[:len(b)-400] }(), ErrNotELF},
 		{"no pvh note", noNote.bytes(), ErrNoPVHEntry},
 		{"wrong note type", wrongType.bytes(), ErrNoPVHEntry},
 		{"bad note width", badWidth.bytes(), ErrNoPVHEntry},
@@ -268,6 +269,25 @@ func FuzzParse(f *testing.F) {
 		}
 		if !entryOK {
 			t.Fatal("entry not in loaded bytes")
+		}
+	})
+}
+
+// FuzzBuild feeds arbitrary files to Build: it must return an error or an
+// image that Parse accepts, never panic.
+func FuzzBuild(f *testing.F) {
+	f.Add(twoSegELF(elf.ELFCLASS64, 8).bytes())
+	f.Add(twoSegELF(elf.ELFCLASS32, 4).bytes())
+	sec := twoSegELF(elf.ELFCLASS64, 4)
+	sec.noteAsSec = true
+	f.Add(sec.bytes())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		gki, err := Build(b)
+		if err != nil {
+			return
+		}
+		if _, err := Parse(gki); err != nil {
+			t.Fatalf("Build produced an image Parse rejects: %v", err)
 		}
 	})
 }

@@ -1,9 +1,6 @@
 package hvsim
 
-import (
-	"errors"
-	"fmt"
-)
+import "fmt"
 
 // AddDevice offers dev. Before the guest's REQUESTOFFERS it joins the
 // initial offer list; afterwards it is hot-added with an OFFERCHANNEL. It
@@ -94,9 +91,6 @@ const (
 	// MalformedShort is a 4-byte channel message (shorter than the header).
 	MalformedShort
 )
-
-// ErrNotConnectedYet is returned by InjectMalformed before negotiation.
-var ErrNotConnectedYet = errors.New("hvsim: guest not connected")
 
 // InjectMalformed sends one malformed host→guest message.
 func (h *Host) InjectMalformed(kind Malformed) error {

@@ -31,8 +31,9 @@ type OfferSpec struct {
 
 // Device is a device backend behind one offer (and its sub-channels).
 //
-// Open and Close are called from the host's VMBus server goroutine with the
-// server's state locked: they must not block or call Host methods. Open
+// Open and Close are called (from the VMBus server goroutine, or from the
+// caller of Rescind or Close) with the server's state locked: they must not
+// block or call Host methods. Open
 // typically starts a goroutine that serves the channel until ch.Done() is
 // closed; a non-nil error fails the guest's OPENCHANNEL.
 type Device interface {

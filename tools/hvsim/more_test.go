@@ -266,3 +266,71 @@ func TestRelIDLimit(t *testing.T) {
 		t.Fatalf("2048th device: %v", err)
 	}
 }
+
+// TestOfferLayout pins every OFFERCHANNEL field to reference §3.6.
+func TestOfferLayout(t *testing.T) {
+	spec := OfferSpec{Class: ClassKVP, Instance: MustParseGUID("242ff919-07db-4180-9c2e-b86cb68c8c55"),
+		Flags: 0x0010, MMIOMiB: 3}
+	spec.UserDefined[0] = 4 // message-mode pipe
+	dev := &Inert{Spec: spec}
+	g := newGuest(t, Config{Profile: WS2019}, dev)
+	g.connect()
+	m := make([]byte, 8)
+	put32(m, 0, 3)
+	g.mustPost(m)
+	r := g.expect(1, 196)
+	want := make([]byte, 196)
+	want[0] = 1
+	copy(want[8:], []byte{0xe7, 0xf4, 0xa0, 0xa9, 0x45, 0x5a, 0x96, 0x4d, 0xb8, 0x27, 0x8a, 0x84, 0x1e, 0x8c, 0x03, 0xe6})
+	copy(want[24:], []byte{0x19, 0xf9, 0x2f, 0x24, 0xdb, 0x07, 0x80, 0x41, 0x9c, 0x2e, 0xb8, 0x6c, 0xb6, 0x8c, 0x8c, 0x55})
+	want[56] = 0x10
+	want[58] = 3
+	want[60] = 4
+	want[184] = 1                              // relid
+	put32(want, 192, defaultChannelConnBase+1) // connection id
+	if !bytes.Equal(r, want) {
+		t.Fatalf("offer\n got % x\nwant % x", r, want)
+	}
+	g.expect(4, 8)
+}
+
+func TestDropInterruptFraction(t *testing.T) {
+	oc := setupChannel(t, Config{Seed: 1}, 8, 4)
+	oc.g.h.Faults().DropInterruptFraction(1)
+	for i := 0; i < 3; i++ {
+		if err := oc.ch.Send(context.Background(), 6, 0, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		oc.in.read()
+	}
+	if st := oc.ch.Stats(); st.InterruptsDropped != 3 || st.SignalsOut != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	if n := oc.g.eventCount(oc.relid); n != 0 {
+		t.Fatalf("guest saw %d events", n)
+	}
+}
+
+func TestEchoDevice(t *testing.T) {
+	oc := setupDevice(t, Config{}, &Echo{Spec: OfferSpec{Class: ClassNetVSC}}, 8, 4)
+	for i, flags := range []uint16{1, 0} {
+		sig, ok := oc.out.write(6, flags, uint64(40+i), []byte("12345678"))
+		if !ok {
+			t.Fatal("ring full")
+		}
+		if sig {
+			if err := oc.g.p.SignalEvent(oc.conn, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		pkt := oc.nextPacket(t)
+		wantType := uint16(0xB)
+		if flags == 0 {
+			wantType = 6
+		}
+		if get16(pkt, 0) != wantType || binary64(pkt[8:]) != uint64(40+i) || string(pkt[16:24]) != "12345678" {
+			t.Fatalf("echo % x", pkt)
+		}
+	}
+	noViolations(t, oc.g.h)
+}

@@ -115,7 +115,7 @@ func isKnownVersion(v uint32) bool {
 
 func versionString(v uint32) string { return fmt.Sprintf("%d.%d", v>>16, v&0xFFFF) }
 
-// GUID is a GUID in its textual order; Bytes gives the Windows wire layout
+// GUID is a GUID in its textual order; Wire gives the Windows wire layout
 // (reference, Conventions: first three fields little-endian).
 type GUID [16]byte
 

@@ -1,7 +1,6 @@
 package image
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,6 +44,3 @@ func CreateAtomic(path string, write func(f *os.File) error) (err error) {
 	}
 	return nil
 }
-
-// errShortWrite is returned when a writer accepted fewer bytes than given.
-var errShortWrite = errors.New("short write")

@@ -42,7 +42,7 @@ func CopyData(w io.WriterAt, base int64, src Source) error {
 		}
 		m, err := w.WriteAt(b, base+off)
 		if err == nil && m != len(b) {
-			err = errShortWrite
+			err = io.ErrShortWrite
 		}
 		if err != nil {
 			return fmt.Errorf("write disk data at offset %d: %w", base+off, err)

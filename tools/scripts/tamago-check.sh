@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # tamago-check.sh [-tags extra] PKGS...: compile (not link) tamago-tagged
 # packages with stock Go, using tools/tamagocheck/_stubs for what tamago-go
-# adds to the standard library. See tools/tamagocheck/README.md.
+# adds to the standard library. Main packages are compiled too: the final
+# link is replaced by tools/scripts/nolink.sh, since the stand-ins define the
+# very hooks a board provides. See tools/tamagocheck/README.md.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 tags=tamago
@@ -13,6 +15,7 @@ fi
 goroot=$(go env GOROOT)
 tamago=$(cd "$top" && go list -m -f '{{.Dir}}' github.com/usbarmory/tamago)
 tmp=$(mktemp -d)
+mkdir -p "$tmp/out"
 trap 'rm -rf "$tmp"' EXIT
 stubs="$top/tools/tamagocheck/_stubs"
 cat >"$tmp/overlay.json" <<JSON
@@ -24,5 +27,11 @@ cat >"$tmp/overlay.json" <<JSON
 }}
 JSON
 cd "$top"
-GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -tags "$tags" -overlay "$tmp/overlay.json" "$@"
+export GOOS=linux GOARCH=amd64 CGO_ENABLED=0
+# go build discards its results when given several packages; for a single
+# one, point the (empty, not linked) output into the temp directory.
+out=()
+names=$(go list -tags "$tags" -overlay "$tmp/overlay.json" -f '{{.Name}}' "$@")
+[ "$names" != "main" ] || out=(-o "$tmp/out/")
+go build -tags "$tags" -overlay "$tmp/overlay.json" -toolexec "$top/tools/scripts/nolink.sh" "${out[@]}" "$@"
 echo "tamago-check: compiled $* with -tags $tags"

@@ -202,12 +202,12 @@ func (s *shared) writePacket(at uint32, pktLen int, typ PacketType, flags uint16
 func (w *Writer) reserve(at uint32, pktLen int) error {
 	r, ok := w.s.load(w.s.readIndex)
 	if !ok {
-		w.stats.Corrupt += 1
+		w.stats.Corrupt++
 		return &CorruptError{Reason: "read index invalid", Value: uint64(r)}
 	}
 	// Strictly greater: filling to w == r would read as empty (§4.6).
 	if w.s.writable(at, r) <= uint32(pktLen+TrailerSize) {
-		w.stats.Full += 1
+		w.stats.Full++
 		return ErrFull
 	}
 	return nil
@@ -226,7 +226,7 @@ func (w *Writer) publish(next, old uint32) bool {
 	if atomic.LoadUint32(w.s.readIndex) != old {
 		return false
 	}
-	w.stats.Signals += 1
+	w.stats.Signals++
 	return true
 }
 
@@ -250,7 +250,7 @@ func (w *Writer) TryWrite(typ PacketType, flags uint16, txid uint64, hdr []byte,
 	}
 	old := w.write
 	next := w.s.writePacket(old, n, typ, flags, txid, hdr, parts)
-	w.stats.Packets += 1
+	w.stats.Packets++
 	w.stats.Bytes += uint64(n + TrailerSize)
 	return w.publish(next, old), nil
 }
@@ -386,7 +386,7 @@ func NewReader(mem []byte) (*Reader, error) {
 
 func (r *Reader) fail(e *CorruptError) error {
 	r.err = e
-	r.stats.Corrupt += 1
+	r.stats.Corrupt++
 	return e
 }
 
@@ -449,7 +449,7 @@ func (r *Reader) Read(buf []byte) (Packet, error) {
 	d.Encode(buf)
 	r.s.get(r.s.advance(r.pos, DescriptorSize), buf[DescriptorSize:n])
 	r.pos = r.s.advance(r.pos, n+TrailerSize)
-	r.stats.Packets += 1
+	r.stats.Packets++
 	r.stats.Bytes += uint64(n + TrailerSize)
 	off := int(d.Offset8) * 8
 	return Packet{
@@ -495,7 +495,7 @@ func (r *Reader) Commit() (signalProducer bool) {
 	}
 	before, after := r.s.writable(w, old), r.s.writable(w, r.pos)
 	if before <= p && p <= after {
-		r.stats.Signals += 1
+		r.stats.Signals++
 		return true
 	}
 	return false

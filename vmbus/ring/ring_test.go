@@ -655,3 +655,43 @@ func TestTwoInstances(t *testing.T) {
 	}
 	_ = w2
 }
+
+// TestEarlyWakeIsRepeated: a producer that stores P = T (Linux-style, fits
+// only at free ≥ T+8) is woken one step early by the OpenVMM half of the
+// rule; after it re-stores P the next Commit must signal again, since
+// before == P still counts.
+func TestEarlyWakeIsRepeated(t *testing.T) {
+	mem := newMem(1)
+	w, r := mustPair(t, mem)
+	// 170 empty packets of 24 bytes leave 16 bytes free.
+	for {
+		if _, err := w.TryWrite(TypeDataInband, 0, 0, nil); err != nil {
+			break
+		}
+	}
+	if w.Writable() != 16 {
+		t.Fatalf("Writable = %d", w.Writable())
+	}
+	// Free space then goes 16 → 40 → 64 (early wake: P == after, but a
+	// 64-byte packet needs 72) → 88 (second wake: P == before; fits).
+	const T = 64
+	w.SetPendingSend(T)
+	buf := make([]byte, 64)
+	woken := 0
+	for i := 0; i < 10; i++ {
+		if _, err := r.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		if r.Commit() {
+			woken++
+			if _, err := w.TryWrite(TypeDataInband, 0, 0, nil, make([]byte, T-24)); err == nil {
+				if woken != 2 {
+					t.Fatalf("fitted on wake-up %d", woken)
+				}
+				return
+			}
+			w.SetPendingSend(T) // re-store and sleep again
+		}
+	}
+	t.Fatalf("producer woken %d times and never fitted: lost wake-up", woken)
+}

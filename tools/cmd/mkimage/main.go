@@ -9,6 +9,10 @@
 // -files, a FAT32 data partition holds the directory's contents. The
 // output appears only when complete; on any error mkimage exits non-zero
 // and leaves no output file.
+//
+//	mkimage inspect file
+//
+// describes an existing image (VHDX, fixed VHD or raw).
 package main
 
 import (
@@ -29,11 +33,12 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "mkimage:", err)
-		}
-		os.Exit(2)
+	err := run(os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "mkimage:", err)
+		os.Exit(1)
 	}
 }
 
@@ -102,6 +107,9 @@ func parse(args []string, stderr io.Writer) (config, error) {
 }
 
 func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "inspect" {
+		return inspect(args[1:], stdout)
+	}
 	c, err := parse(args, stderr)
 	if err != nil {
 		return err
@@ -128,10 +136,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		block = uint32(b)
 	}
-	gki, err := loadKernel(c)
-	if err != nil {
-		return err
-	}
 	var files *os.Root
 	if c.files != "" {
 		st, err := os.Stat(c.files)
@@ -145,6 +149,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-files: %w", err)
 		}
 		defer files.Close()
+	}
+	gki, err := loadKernel(c)
+	if err != nil {
+		return err
 	}
 	build := func(size int64) (*layout.Disk, error) {
 		if c.gen == 1 {

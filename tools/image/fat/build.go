@@ -56,9 +56,9 @@ func NewGeometry(size int64) (Geometry, error) {
 	}
 	g.Clusters = uint32(data / int64(g.SectorsPerCluster))
 	if g.Clusters < minClusters {
-		min := int64(minClusters)*int64(g.SectorsPerCluster)*sectorSize + (reservedSectors+2*((minClusters+2)*4/sectorSize+1))*sectorSize
+		least := int64(minClusters)*int64(g.SectorsPerCluster)*sectorSize + (reservedSectors+2*((minClusters+2)*4/sectorSize+1))*sectorSize
 		return Geometry{}, fmt.Errorf("%w: %d bytes gives %d clusters; FAT32 needs at least %d (a volume of about %d MiB or more)",
-			ErrSize, size, g.Clusters, minClusters, (min+(1<<20)-1)>>20)
+			ErrSize, size, g.Clusters, minClusters, (least+(1<<20)-1)>>20)
 	}
 	if g.Clusters > maxClusters {
 		return Geometry{}, fmt.Errorf("%w: %d bytes gives too many clusters", ErrSize, size)
@@ -124,10 +124,15 @@ func Write(w io.WriterAt, off, size int64, t *Tree, o Options) error {
 				queue = append(queue, c)
 			}
 		}
+		if entries > maxDirEntries {
+			return fmt.Errorf("fat: directory %q needs %d entries; FAT allows %d", d.name, entries, maxDirEntries)
+		}
 		if err := alloc(d, entries*entrySize); err != nil {
 			return err
 		}
 	}
+	// order holds exactly the directories here; the range below sees only
+	// them even though alloc appends the files to order as it goes.
 	for _, d := range order {
 		for _, c := range d.children {
 			if !c.dir {

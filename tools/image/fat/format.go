@@ -56,19 +56,22 @@ const (
 	minClusters = 65525
 	maxClusters = 0x0FFFFFF5 - 2
 
-	fatEOC      = 0x0FFFFFFF
-	fatEntry0   = 0x0FFFFF00 | mediaFixed
-	fatEntry1   = 0x0FFFFFFF // clean shut down, no I/O errors
-	fatEntrySz  = 4
-	entrySize   = 32
-	maxNameLen  = 255
-	lfnChars    = 13
-	attrRO      = 0x01
-	attrVolume  = 0x08
-	attrDir     = 0x10
-	attrArchive = 0x20
-	attrLFN     = 0x0F
-	lfnLast     = 0x40
+	fatEOC     = 0x0FFFFFFF
+	fatEntry0  = 0x0FFFFF00 | mediaFixed
+	fatEntry1  = 0x0FFFFFFF // clean shut down, no I/O errors
+	fatEntrySz = 4
+	entrySize  = 32
+	maxNameLen = 255
+	// maxDirEntries is the most entries a directory may have (its size is
+	// capped at 2 MiB, spec "Directory Structure").
+	maxDirEntries = 65536
+	lfnChars      = 13
+	attrRO        = 0x01
+	attrVolume    = 0x08
+	attrDir       = 0x10
+	attrArchive   = 0x20
+	attrLFN       = 0x0F
+	lfnLast       = 0x40
 )
 
 // Directory entry offsets (spec "Directory Structure").

@@ -7,4 +7,9 @@
 // It takes the loader, kernel and EFI bytes as inputs and never imports the
 // packages that build them (boot/...): the result is an image.MemDisk that a
 // writer in image, image/vhd or image/vhdx turns into a file.
+//
+// The GPT comes from go-diskfs. The MBR is written here because the boot
+// contract fixes its bytes (stage 1, disk signature), and FAT32 volumes come
+// from package fat because go-diskfs v1.9.4's FAT32 writer produces volumes
+// that fsck.fat repairs (wrong ".." clusters, clusters for empty files).
 package layout

@@ -1,6 +1,7 @@
 package vhdx_test
 
 import (
+	"bytes"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -96,5 +97,41 @@ func TestQEMUAcceptsDynamicAndFixed(t *testing.T) {
 				t.Errorf("fixed file is %d bytes, smaller than the %d-byte disk", st.Size(), tc.size)
 			}
 		})
+	}
+}
+
+// TestOpenReadsQEMUFiles reads files qemu-img wrote (its own layout
+// choices, 32 MiB blocks, dynamic and fixed) with our parser.
+func TestOpenReadsQEMUFiles(t *testing.T) {
+	needTool(t, "qemu-img")
+	dir := t.TempDir()
+	d := patternDisk(t, 96*image.MiB)
+	rawPath := filepath.Join(dir, "disk.raw")
+	if err := image.WriteRaw(rawPath, d); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"dynamic", "fixed"} {
+		out := filepath.Join(dir, sub+".vhdx")
+		run(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat="+sub, rawPath, out)
+		f, err := os.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := f.Stat()
+		v, err := vhdx.Open(f, st.Size())
+		if err != nil {
+			f.Close()
+			t.Fatalf("%s: %v", sub, err)
+		}
+		got, want := make([]byte, d.Size()), make([]byte, d.Size())
+		_, err1 := v.ReadAt(got, 0)
+		_, err2 := d.ReadAt(want, 0)
+		f.Close()
+		if err1 != nil || err2 != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: contents differ (%v, %v)", sub, err1, err2)
+		}
+		if v.LeaveBlocksAllocated != (sub == "fixed") {
+			t.Errorf("%s: LeaveBlocksAllocated %v", sub, v.LeaveBlocksAllocated)
+		}
 	}
 }

@@ -1,0 +1,28 @@
+//go:build !tamago
+
+package boot
+
+import (
+	"errors"
+
+	"github.com/gohv/gohv/hv"
+)
+
+// Hosted builds (tests, tools, `go vet ./...`) have no board: these let
+// programs that import boot build and run as ordinary processes.
+
+// ErrNotBareMetal is returned by the board's functions outside GOOS=tamago.
+var ErrNotBareMetal = errors.New("boot: not running on the gohv board (built without GOOS=tamago)")
+
+// Describe returns an empty Machine outside the board.
+func Describe() Machine { return Machine{} }
+
+// Platform returns ErrNotBareMetal outside the board; use tools/hvsim for a
+// simulated host.
+func Platform() (hv.Platform, error) { return nil, ErrNotBareMetal }
+
+// PowerOff returns ErrNotBareMetal outside the board.
+func PowerOff() error { return ErrNotBareMetal }
+
+// Reboot returns ErrNotBareMetal outside the board.
+func Reboot() error { return ErrNotBareMetal }

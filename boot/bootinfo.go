@@ -1,0 +1,187 @@
+package boot
+
+import (
+	"encoding/binary"
+
+	"github.com/gohv/gohv/boot/pvh"
+)
+
+// This file is the allocation-free reader of the PVH hand-off. It runs
+// before the Go runtime exists (from cpuinit, on a borrowed stack): no heap,
+// no panics, no package-level values that need dynamic initialisation. Its
+// results are checked against pvh.Parse in the tests, which is the full,
+// allocating decoder used once the runtime is up.
+
+// BootError is a failure of the pre-runtime boot path. It is a small value
+// rather than a wrapped error because nothing can be allocated when it is
+// produced; Hwinit1 reports it.
+type BootError uint8
+
+// Pre-runtime failures.
+const (
+	BootOK BootError = iota
+	ErrStartInfoAddr
+	ErrStartInfoMagic
+	ErrStartInfoVersion
+	ErrMemmapAddr
+	ErrMemmapTooBig
+	ErrMemmapShort
+	ErrMemmapWraps
+	ErrMemmapTruncated
+	ErrKernelNotInRAM
+	ErrRAMTooSmall
+	bootErrorCount
+)
+
+var bootErrorText = [bootErrorCount]string{
+	BootOK:              "gohv boot: ok",
+	ErrStartInfoAddr:    "gohv boot: start_info address unusable",
+	ErrStartInfoMagic:   "gohv boot: start_info magic wrong",
+	ErrStartInfoVersion: "gohv boot: start_info version 0 has no memory map",
+	ErrMemmapAddr:       "gohv boot: memory map address unusable",
+	ErrMemmapTooBig:     "gohv boot: memory map has too many entries",
+	ErrMemmapShort:      "gohv boot: memory map shorter than its entry count",
+	ErrMemmapWraps:      "gohv boot: memory map entry wraps the address space",
+	ErrMemmapTruncated:  "gohv boot: memory map truncated to MaxMemEntries",
+	ErrKernelNotInRAM:   "gohv boot: kernel image is not inside usable RAM",
+	ErrRAMTooSmall:      "gohv boot: usable RAM around the kernel too small for heap and DMA",
+}
+
+// Error implements error without allocating.
+func (e BootError) Error() string {
+	if e < bootErrorCount {
+		return bootErrorText[e]
+	}
+	return "gohv boot: unknown error"
+}
+
+// MaxMemEntries is how many memory-map entries the board keeps. Real maps
+// have a few dozen (UEFI maps merged by type); entries past this are
+// dropped and reported (ErrMemmapTruncated), never written out of bounds.
+const MaxMemEntries = 128
+
+// maxRawEntries bounds the entry count a start_info may claim, as pvh does.
+const maxRawEntries = 1024
+
+// MemMap is a fixed-capacity copy of the memory map, sorted by address,
+// zero-sized entries dropped. It lives in the board's static data.
+type MemMap struct {
+	N int
+	E [MaxMemEntries]pvh.Region
+	// Dropped counts non-empty entries that did not fit.
+	Dropped int
+}
+
+// Entries returns the valid entries.
+func (m *MemMap) Entries() []pvh.Region { return m.E[:m.N] }
+
+// Decode fills m from packed 24-byte entries (the layout ParseMemmap
+// reads). Entries beyond MaxMemEntries are counted in Dropped and reported
+// as ErrMemmapTruncated after the rest was kept; a wrapping entry rejects
+// the whole map, as pvh.ParseMemmap does.
+func (m *MemMap) Decode(raw []byte) BootError {
+	m.N, m.Dropped = 0, 0
+	if len(raw)%pvh.MemmapEntrySize != 0 {
+		return ErrMemmapShort
+	}
+	le := binary.LittleEndian
+	for off := 0; off+pvh.MemmapEntrySize <= len(raw); off += pvh.MemmapEntrySize {
+		r := pvh.Region{
+			Addr: le.Uint64(raw[off:]),
+			Size: le.Uint64(raw[off+8:]),
+			Type: le.Uint32(raw[off+16:]),
+		}
+		if r.Size == 0 {
+			continue
+		}
+		if r.Addr+r.Size < r.Addr {
+			m.N = 0
+			return ErrMemmapWraps
+		}
+		if m.N == MaxMemEntries {
+			m.Dropped++
+			continue
+		}
+		// Insertion sort: stable, in place, no allocation.
+		i := m.N
+		for i > 0 && m.E[i-1].Addr > r.Addr {
+			m.E[i] = m.E[i-1]
+			i--
+		}
+		m.E[i] = r
+		m.N++
+	}
+	if m.Dropped > 0 {
+		return ErrMemmapTruncated
+	}
+	return BootOK
+}
+
+// StartInfoHeader is the fixed part of hvm_start_info the board keeps.
+type StartInfoHeader struct {
+	Version       uint32
+	Flags         uint32
+	Modules       uint32
+	CmdlinePaddr  uint64
+	RSDP          uint64
+	MemmapPaddr   uint64
+	MemmapEntries uint32
+}
+
+// hvm_start_info field offsets (boot contract; Xen start_info.h).
+const (
+	siMagic         = 0
+	siVersion       = 4
+	siFlags         = 8
+	siNrModules     = 12
+	siCmdlinePaddr  = 24
+	siRSDPPaddr     = 32
+	siMemmapPaddr   = 40
+	siMemmapEntries = 48
+)
+
+// DecodeStartInfo validates and decodes the 56-byte hvm_start_info.
+func DecodeStartInfo(b []byte) (StartInfoHeader, BootError) {
+	if len(b) < pvh.StartInfoSize {
+		return StartInfoHeader{}, ErrStartInfoAddr
+	}
+	le := binary.LittleEndian
+	if le.Uint32(b[siMagic:]) != pvh.StartInfoMagic {
+		return StartInfoHeader{}, ErrStartInfoMagic
+	}
+	h := StartInfoHeader{
+		Version:      le.Uint32(b[siVersion:]),
+		Flags:        le.Uint32(b[siFlags:]),
+		Modules:      le.Uint32(b[siNrModules:]),
+		CmdlinePaddr: le.Uint64(b[siCmdlinePaddr:]),
+		RSDP:         le.Uint64(b[siRSDPPaddr:]),
+	}
+	if h.Version < 1 {
+		return h, ErrStartInfoVersion
+	}
+	h.MemmapPaddr = le.Uint64(b[siMemmapPaddr:])
+	h.MemmapEntries = le.Uint32(b[siMemmapEntries:])
+	if h.MemmapEntries > maxRawEntries {
+		return h, ErrMemmapTooBig
+	}
+	if h.MemmapEntries > 0 && h.MemmapPaddr == 0 {
+		return h, ErrMemmapAddr
+	}
+	return h, BootOK
+}
+
+// MemmapBytes is the size of the raw map h describes.
+func (h StartInfoHeader) MemmapBytes() int {
+	return int(h.MemmapEntries) * pvh.MemmapEntrySize
+}
+
+// PhysWindow says which physical addresses the pre-runtime reader may
+// touch: [Low, High), identity-mapped by cpuinit's first tables, excluding
+// the unmapped zero page.
+type PhysWindow struct{ Low, High uint64 }
+
+// Contains reports whether [addr, addr+n) lies inside w.
+func (w PhysWindow) Contains(addr uint64, n int) bool {
+	end := addr + uint64(n)
+	return n >= 0 && end >= addr && addr >= w.Low && end <= w.High
+}

@@ -1,0 +1,88 @@
+package boot
+
+import (
+	"testing"
+
+	"github.com/gohv/gohv/boot/pvh"
+)
+
+// Entry encodings against Intel SDM Vol. 3A tables 4-15..4-19: P bit 0,
+// R/W bit 1, PWT bit 3, PCD bit 4, PS bit 7, address in bits 51:12.
+func TestEntryEncodings(t *testing.T) {
+	cases := []struct {
+		name string
+		got  uint64
+		want uint64
+	}{
+		{"table", TableEntry(0x1234_5000), 0x1234_5003},
+		{"table drops low bits", TableEntry(0x1234_5fff), 0x1234_5003},
+		{"2M cached", LargePageEntry(0x40_0000, false), 0x40_0083},
+		{"2M uncached", LargePageEntry(0xfee0_0000, true), 0xfee0_009b},
+		{"1G cached above 4G", LargePageEntry(5<<30, false), 0x1_4000_0083},
+		{"4K page", PageEntry(0x1000), 0x1003},
+		{"address bits 51:12 only", PageEntry(1<<63 | 1<<52 | 0x2000), 0x2003},
+	}
+	for _, c := range cases {
+		if c.got != c.want {
+			t.Errorf("%s: %#x, want %#x", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestPlanPages(t *testing.T) {
+	t.Run("qemu 1G", func(t *testing.T) {
+		p := PlanPages(memmap(t, mapQEMU1G...), false, 8)
+		if p.NHigh != 0 || p.Truncated || p.End != 4*gib {
+			t.Errorf("plan %+v", p)
+		}
+		for i := 0; i < 512; i++ {
+			if p.Cached(i) {
+				t.Fatalf("2 MiB page %d above 3 GiB cached, but no RAM is there", i)
+			}
+		}
+	})
+	t.Run("hyper-v 6G, 2M pages", func(t *testing.T) {
+		p := PlanPages(memmap(t, mapHV6G...), false, 8)
+		// RAM to 0xF0000000: pages 0..383 above 3 GiB are RAM.
+		for i := 0; i < 512; i++ {
+			if want := i < 384; p.Cached(i) != want {
+				t.Fatalf("page %d (%#x) cached=%v", i, uncachedBase+uint64(i)*2*mib, !want)
+			}
+		}
+		// RAM 0x1_0000_0000..0x1_9000_0000 touches GiB slots 4, 5 and 6.
+		if p.NHigh != 3 || p.High[0] != 4 || p.High[2] != 6 || p.End != 7*gib || p.Truncated {
+			t.Errorf("plan high %v (%d) end %#x truncated %v", p.High[:p.NHigh], p.NHigh, p.End, p.Truncated)
+		}
+	})
+	t.Run("too few tables", func(t *testing.T) {
+		p := PlanPages(memmap(t, mapHV6G...), false, 2)
+		if p.NHigh != 2 || !p.Truncated || p.End != 6*gib {
+			t.Errorf("plan %v truncated %v end %#x", p.High[:p.NHigh], p.Truncated, p.End)
+		}
+		if h := PlanPages(memmap(t, mapHV6G...), true, 0); h.NHigh != 3 || h.Truncated {
+			t.Errorf("1 GiB pages need no tables: %+v", h.High[:h.NHigh])
+		}
+	})
+	t.Run("reserved wins and partial pages stay uncached", func(t *testing.T) {
+		p := PlanPages(memmap(t, ram(0x100000, 0xd0000000), resv(0xc0100000, 0xc0101000), ram(0xd0000000, 0xd0100000)), false, 0)
+		if p.Cached(0) {
+			t.Error("page with a reserved hole cached")
+		}
+		if !p.Cached(1) || !p.Cached(127) {
+			t.Error("RAM pages uncached")
+		}
+		if p.Cached(128) {
+			t.Error("page only 1 MiB RAM cached")
+		}
+	})
+	t.Run("RAM past 512 GiB", func(t *testing.T) {
+		p := PlanPages(memmap(t, ram(600*gib, 601*gib)), true, 0)
+		if !p.Truncated || p.NHigh != 0 {
+			t.Errorf("plan %+v", p.High[:p.NHigh])
+		}
+	})
+	if (&PagePlan{}).Cached(-1) || (&PagePlan{}).Cached(512) {
+		t.Error("Cached out of range")
+	}
+	_ = pvh.TypeRAM
+}

@@ -1,0 +1,125 @@
+//go:build tamago
+
+package boot
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/usbarmory/tamago/amd64"
+
+	"github.com/gohv/gohv/boot/acpi"
+	"github.com/gohv/gohv/hv"
+)
+
+// errStillRunning is returned when every method was tried and the machine
+// is still there.
+var errStillRunning = errors.New("boot: machine did not power off or reset")
+
+// PowerOff enters ACPI S5 (soft off) with the FADT's PM1 control registers
+// and the DSDT's \_S5 values (reference §10: Hyper-V Gen1 and Gen2 and QEMU
+// all honour it). It returns only on failure.
+func PowerOff() error {
+	if !machDone.Load() {
+		return errors.New("boot: power off before the board initialised")
+	}
+	if mach.fadt == nil {
+		return fmt.Errorf("boot: no FADT: %v", mach.acpiErr)
+	}
+	if mach.s5Err != nil {
+		return fmt.Errorf("boot: no \\_S5: %w", mach.s5Err)
+	}
+	writes, err := acpi.PowerOffWrites(mach.fadt, mach.s5)
+	if err != nil {
+		return err
+	}
+	for _, w := range writes {
+		if err := perform(w); err != nil {
+			return err
+		}
+	}
+	spin(100_000_000)
+	return errStillRunning
+}
+
+// Reboot resets the machine: the Hyper-V RESET MSR when the partition may
+// write it, then the ACPI reset register, the PCI reset port and the
+// keyboard controller (acpi.ResetWrites), then a triple fault. It returns
+// only if all of them failed.
+func Reboot() error {
+	if machDone.Load() {
+		if mach.hyperV && mach.hvInfo.Privileges.Has(hv.PrivResetMSR) {
+			wrmsr(uint32(hv.MSRReset), hv.ResetValue)
+			spin(10_000_000)
+		}
+		if mach.fadt != nil {
+			for _, w := range acpi.ResetWrites(mach.fadt) {
+				if perform(w) == nil {
+					spin(10_000_000)
+				}
+			}
+		}
+	}
+	amd64.Fault()
+	return errStillRunning
+}
+
+// exit is the runtime's Exit hook: power off, else reset, else halt.
+func exit(code int32) {
+	print("gohv: exit code ", code, ", powering off\n")
+	if err := PowerOff(); err != nil {
+		print("gohv: power off: ", err.Error(), "\n")
+	}
+	if err := Reboot(); err != nil {
+		print("gohv: reset: ", err.Error(), "\n")
+	}
+	haltForever()
+}
+
+// perform does one register write.
+func perform(w acpi.Write) error {
+	switch w.Space {
+	case acpi.AddressSpaceIO:
+		if w.Address > 0xffff {
+			return fmt.Errorf("boot: I/O port %#x out of range", w.Address)
+		}
+		port := uint16(w.Address)
+		switch w.Width {
+		case 8:
+			outb(port, uint8(w.Value))
+		case 16:
+			outw(port, uint16(w.Value))
+		case 32:
+			outl(port, w.Value)
+		default:
+			return fmt.Errorf("boot: %d-bit port write", w.Width)
+		}
+	case acpi.AddressSpaceMemory:
+		n := int(w.Width / 8)
+		if !earlyWindow.Contains(w.Address, n) || w.Address%uint64(n) != 0 {
+			return fmt.Errorf("boot: MMIO write at %#x not mapped or misaligned", w.Address)
+		}
+		p := unsafe.Pointer(uintptr(w.Address))
+		switch w.Width {
+		case 8:
+			*(*uint8)(p) = uint8(w.Value)
+		case 16:
+			*(*uint16)(p) = uint16(w.Value)
+		case 32:
+			atomic.StoreUint32((*uint32)(p), w.Value)
+		default:
+			return fmt.Errorf("boot: %d-bit MMIO write", w.Width)
+		}
+	default:
+		return fmt.Errorf("boot: address space %d", w.Space)
+	}
+	return nil
+}
+
+// spin waits about n TSC cycles; time.Sleep may not work on the way down.
+func spin(n uint64) {
+	for t := rdtsc(); rdtsc()-t < n; {
+	}
+}

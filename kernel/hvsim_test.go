@@ -27,9 +27,9 @@ func TestIntegrationServicesOnSimulatedHost(t *testing.T) {
 	defer h.Close()
 	hostHB := hvsim.NewHeartbeat(2 * time.Millisecond)
 	hostSD := hvsim.NewShutdown()
-	h.AddDevice(hostHB)
-	h.AddDevice(hostSD)
-	h.AddDevice(&hvsim.Inert{Spec: hvsim.OfferSpec{Class: hvsim.ClassKVP, Instance: hvsim.MustParseGUID("242ff919-07db-4180-9c2e-b86cb68c8c55")}})
+	mustAdd(t, h, hostHB)
+	mustAdd(t, h, hostSD)
+	mustAdd(t, h, &hvsim.Inert{Spec: hvsim.OfferSpec{Class: hvsim.ClassKVP, Instance: hvsim.MustParseGUID("242ff919-07db-4180-9c2e-b86cb68c8c55")}})
 
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
@@ -129,7 +129,10 @@ func TestHeartbeatRescindAndHotAdd(t *testing.T) {
 	}
 	defer h.Close()
 	first := hvsim.NewHeartbeat(2 * time.Millisecond)
-	relid := h.AddDevice(first)
+	relid, err := h.AddDevice(first)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
@@ -164,7 +167,7 @@ func TestHeartbeatRescindAndHotAdd(t *testing.T) {
 		t.Fatal(err)
 	}
 	second := hvsim.NewHeartbeat(2 * time.Millisecond)
-	h.AddDevice(second)
+	mustAdd(t, h, second)
 	select {
 	case b := <-hotAdded:
 		if !b.Bound() || b.Driver != "heartbeat" {
@@ -180,4 +183,13 @@ func TestHeartbeatRescindAndHotAdd(t *testing.T) {
 	if v := h.Violations(); len(v) != 0 {
 		t.Fatalf("host recorded protocol violations: %v", v)
 	}
+}
+
+func mustAdd(t *testing.T, h *hvsim.Host, d hvsim.Device) uint32 {
+	t.Helper()
+	relid, err := h.AddDevice(d)
+	if err != nil {
+		t.Fatalf("AddDevice: %v", err)
+	}
+	return relid
 }

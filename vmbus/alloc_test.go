@@ -28,7 +28,7 @@ func TestDataPathNoAlloc(t *testing.T) {
 		t.Errorf("TrySend: %v allocations", n)
 	}
 	h.mu.Lock()
-	for range 100 {
+	for range 80 {
 		hostWriteRing(in, 6, 0, 9, payload)
 	}
 	h.mu.Unlock()

@@ -19,11 +19,13 @@ const (
 	connContact5 = 4 // INITIATE_CONTACT from 5.0 on
 )
 
-// DefaultVersions is the version list Connect tries, newest first (Linux's
-// list, reference §3.3).
-var DefaultVersions = []chanmsg.Version{
-	chanmsg.Version5_3, chanmsg.Version5_2, chanmsg.Version5_1, chanmsg.Version5_0,
-	chanmsg.Version4_1, chanmsg.Version4_0, chanmsg.Version3_0, chanmsg.Version2_4,
+// DefaultVersions returns the version list Connect tries by default, newest
+// first (Linux's list, reference §3.3).
+func DefaultVersions() []chanmsg.Version {
+	return []chanmsg.Version{
+		chanmsg.Version5_3, chanmsg.Version5_2, chanmsg.Version5_1, chanmsg.Version5_0,
+		chanmsg.Version4_1, chanmsg.Version4_0, chanmsg.Version3_0, chanmsg.Version2_4,
+	}
 }
 
 // Default intervals.
@@ -36,7 +38,7 @@ const (
 
 // Config configures Connect. The zero value is usable.
 type Config struct {
-	// Versions to try, newest first; nil means DefaultVersions.
+	// Versions to try, newest first; nil means DefaultVersions().
 	Versions []chanmsg.Version
 	// Logf, if set, receives diagnostics.
 	Logf func(format string, args ...any)
@@ -108,15 +110,18 @@ type Bus struct {
 }
 
 // Connect connects to the host's VMBus server through p (reference §3.11):
-// it installs the SINT 2 handler on the boot SynIC, negotiates a version,
-// requests the offers and returns once ALLOFFERS_DELIVERED arrived.
+// it installs SINT 2 handlers (control messages arrive on the boot SynIC,
+// the target VP of INITIATE_CONTACT; channel events on whichever VP a
+// channel targets), negotiates a version newest first, requests the offers
+// and returns once ALLOFFERS_DELIVERED arrived. ctx bounds the whole
+// handshake.
 func Connect(ctx context.Context, p hv.Platform, cfg Config) (*Bus, error) {
 	synics := p.SynICs()
 	if len(synics) == 0 {
 		return nil, fmt.Errorf("%w: platform has no SynIC", ErrBadConfig)
 	}
 	if cfg.Versions == nil {
-		cfg.Versions = DefaultVersions
+		cfg.Versions = DefaultVersions()
 	}
 	if len(cfg.Versions) == 0 {
 		return nil, fmt.Errorf("%w: empty version list", ErrBadConfig)
@@ -127,26 +132,23 @@ func Connect(ctx context.Context, p hv.Platform, cfg Config) (*Bus, error) {
 	if cfg.CleanupTimeout <= 0 {
 		cfg.CleanupTimeout = DefaultCleanupTimeout
 	}
-	b := &Bus{
-		p: p, synic: synics[0], cfg: cfg,
-		logf:        cfg.Logf,
-		msgWake:     make(chan struct{}, 1),
-		evWake:      make(chan struct{}, 1),
-		allOffersCh: make(chan struct{}),
-		stop:        make(chan struct{}),
-	}
-	if b.logf == nil {
-		b.logf = func(string, ...any) {}
-	}
-	b.nextGPADL.Store(firstGPADLID - 1)
-	pages, err := p.AllocPages(3)
+	b, err := newBus(p, synics[0], cfg)
 	if err != nil {
-		return nil, fmt.Errorf("vmbus: interrupt and monitor pages: %w", err)
+		return nil, err
 	}
-	b.pages, b.intPage = pages, pages.Slice(0, 1)
-	if err := b.synic.SetHandler(hv.VMBusSINT, b.handler); err != nil {
-		p.FreePages(pages)
-		return nil, fmt.Errorf("vmbus: SINT %d handler: %w", hv.VMBusSINT, err)
+	pages := b.pages
+	for i, s := range synics {
+		h := b.handler
+		if i > 0 {
+			h = b.otherHandler(s)
+		}
+		if err := s.SetHandler(hv.VMBusSINT, h); err != nil {
+			for _, s := range synics[:i] {
+				_ = s.SetHandler(hv.VMBusSINT, nil)
+			}
+			p.FreePages(pages)
+			return nil, fmt.Errorf("vmbus: SINT %d handler on VP %d: %w", hv.VMBusSINT, s.VPIndex(), err)
+		}
 	}
 	b.loops.Add(2)
 	go b.messageLoop()
@@ -171,6 +173,29 @@ func Connect(ctx context.Context, p hv.Platform, cfg Config) (*Bus, error) {
 	return b, nil
 }
 
+// newBus allocates a Bus and its interrupt and monitor pages; nothing runs
+// yet.
+func newBus(p hv.Platform, synic hv.SynIC, cfg Config) (*Bus, error) {
+	b := &Bus{
+		p: p, synic: synic, cfg: cfg,
+		logf:        cfg.Logf,
+		msgWake:     make(chan struct{}, 1),
+		evWake:      make(chan struct{}, 1),
+		allOffersCh: make(chan struct{}),
+		stop:        make(chan struct{}),
+	}
+	if b.logf == nil {
+		b.logf = func(string, ...any) {}
+	}
+	b.nextGPADL.Store(firstGPADLID - 1)
+	pages, err := p.AllocPages(3)
+	if err != nil {
+		return nil, fmt.Errorf("vmbus: interrupt and monitor pages: %w", err)
+	}
+	b.pages, b.intPage = pages, pages.Slice(0, 1)
+	return b, nil
+}
+
 // negotiate tries the versions newest first (reference §3.3–§3.5).
 func (b *Bus) negotiate(ctx context.Context) error {
 	vp := b.synic.VPIndex()
@@ -189,6 +214,9 @@ func (b *Bus) negotiate(ctx context.Context) error {
 			m.InterruptPage = b.intPage.PFN << hv.PageShift
 		}
 		w := b.register(chanmsg.TypeVersionResponse, 0, 0)
+		if w.err != nil {
+			return w.err
+		}
 		err := b.post(ctx, conn, &m)
 		if err != nil {
 			b.unregister(w)
@@ -304,8 +332,10 @@ func (b *Bus) shutdown(free bool) {
 	b.mu.Lock()
 	b.closing = true
 	b.mu.Unlock()
-	if err := b.synic.SetHandler(hv.VMBusSINT, nil); err != nil {
-		b.logf("vmbus: masking SINT: %v", err)
+	for _, s := range b.p.SynICs() {
+		if err := s.SetHandler(hv.VMBusSINT, nil); err != nil {
+			b.logf("vmbus: masking SINT on VP %d: %v", s.VPIndex(), err)
+		}
 	}
 	close(b.stop)
 	b.loops.Wait()
@@ -342,6 +372,9 @@ type waiter struct {
 	key   uint32
 	relID uint32
 	ch    chan result
+	// err is set by register when no answer can come (bus closing);
+	// callers check it before posting the request.
+	err error
 }
 
 // register announces an expected answer; call it before posting the
@@ -351,7 +384,7 @@ func (b *Bus) register(typ chanmsg.Type, key, relID uint32) *waiter {
 	b.mu.Lock()
 	if b.stopped || b.closing && typ != chanmsg.TypeUnloadResponse && typ != chanmsg.TypeGPADLTorndown {
 		// Close itself still needs teardown and unload answers.
-		w.ch <- result{err: ErrClosed}
+		w.err = ErrClosed
 	} else {
 		b.waiters = append(b.waiters, w)
 	}
@@ -371,6 +404,9 @@ func (b *Bus) unregister(w *waiter) {
 }
 
 func (b *Bus) wait(ctx context.Context, w *waiter) (chanmsg.Message, error) {
+	if w.err != nil {
+		return nil, w.err
+	}
 	select {
 	case r := <-w.ch:
 		return r.msg, r.err
@@ -477,6 +513,9 @@ func (b *Bus) messageLoop() {
 		case <-tick:
 			b.stats.polls.Add(1)
 			b.scan()
+			for _, s := range b.p.SynICs()[1:] {
+				b.scanEvents(s)
+			}
 			b.pokeOpenChannels()
 		}
 		for {

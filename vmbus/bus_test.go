@@ -227,8 +227,8 @@ func TestOffers(t *testing.T) {
 	}
 	// Invalid messages are counted, not fatal.
 	h.send(offerBytes(heartbeatClass, instanceB, 12, 0x200c, 0)) // duplicate
-	h.send([]byte{0xff, 0, 0, 0, 0, 0, 0, 0})                      // unknown type
-	h.send([]byte{1, 0, 0})                                        // short
+	h.send([]byte{0xff, 0, 0, 0, 0, 0, 0, 0})                    // unknown type
+	h.send([]byte{1, 0, 0})                                      // short
 	waitFor(t, "bad messages counted", func() bool { return b.Stats().BadMessages == 3 })
 }
 
@@ -613,3 +613,75 @@ func TestQueueOverflow(t *testing.T) {
 }
 
 func atomicLoad(mem []byte, off int) uint32 { return atomicLoad32(mem, off) }
+
+func TestModifyTargetVP(t *testing.T) {
+	for _, v := range []chanmsg.Version{chanmsg.Version5_3, chanmsg.Version4_1} {
+		h := newFakeHost(t)
+		h.offers = [][]byte{offerBytes(heartbeatClass, instanceA, 5, 0x2005, 0)}
+		b := connect(t, h, Config{Versions: []chanmsg.Version{v}})
+		c := b.Channels()[0]
+		if err := c.ModifyTargetVP(testCtx(t), 6); err != nil {
+			t.Fatalf("%v: %v", v, err)
+		}
+		m := h.messagesOfType(22)
+		if len(m) != 1 || !bytes.Equal(m[0].data, []byte{22, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 6, 0, 0, 0}) {
+			t.Errorf("%v: MODIFYCHANNEL %v", v, m)
+		}
+		if v == chanmsg.Version5_3 {
+			h.mu.Lock()
+			h.modifyStatus = 1
+			h.mu.Unlock()
+			var me *ModifyError
+			if err := c.ModifyTargetVP(testCtx(t), 7); !errors.As(err, &me) || me.Status != 1 {
+				t.Errorf("failed modify: %v", err)
+			}
+		}
+	}
+}
+
+func TestRescindOfferedChannel(t *testing.T) {
+	h := newFakeHost(t)
+	h.offers = [][]byte{offerBytes(heartbeatClass, instanceA, 5, 0x2005, 0)}
+	b := connect(t, h, Config{})
+	c := b.Channels()[0]
+	h.send([]byte{2, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0})
+	<-c.Rescinded()
+	waitFor(t, "RELID_RELEASED", func() bool { return len(h.messagesOfType(13)) == 1 })
+	// Not open: no CLOSECHANNEL, no teardown.
+	if len(h.messagesOfType(7)) != 0 || len(h.messagesOfType(11)) != 0 {
+		t.Errorf("sequence %v", h.typeSequence())
+	}
+	if err := c.Open(testCtx(t), OpenConfig{}); !errors.Is(err, ErrRescinded) {
+		t.Errorf("Open after rescind: %v", err)
+	}
+	// The relid can be offered again.
+	h.send(offerBytes(heartbeatClass, instanceA, 5, 0x2005, 0))
+	waitFor(t, "re-offer", func() bool { return len(b.Channels()) == 1 && b.Channels()[0] != c })
+}
+
+func TestInterruptOnSecondVP(t *testing.T) {
+	h := newFakeHost(t)
+	h.vp1 = &fakeSynIC{h: h, simp: make([]byte, 4096), siefp: make([]byte, 4096)}
+	h.offers = [][]byte{offerBytes(heartbeatClass, instanceA, 40, 0x2028, 0)}
+	b := connect(t, h, Config{PollInterval: -1})
+	fired := make(chan struct{}, 1)
+	openTestChannel(t, h, b, 40, OpenConfig{TargetVP: 1, OnInterrupt: func() { wake(fired) }})
+	fn := h.vp1.handler.Load()
+	if fn == nil {
+		t.Fatal("no handler on the second SynIC")
+	}
+	hv.SetEventFlag(h.vp1.siefp, 2, 40)
+	(*fn)()
+	select {
+	case <-fired:
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnInterrupt not run for a signal on VP 1")
+	}
+	if hv.TestAndClearEventFlag(h.vp1.siefp, 2, 40) {
+		t.Error("event flag not cleared")
+	}
+	_ = b.Close(testCtx(t))
+	if h.vp1.handler.Load() != nil {
+		t.Error("second handler not removed")
+	}
+}

@@ -296,7 +296,10 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	copy(m.UserData[:], cfg.UserData)
 	wt := c.bus.register(chanmsg.TypeOpenChannelResult, c.offer.RelID, c.offer.RelID)
 	abandoned := false
-	err = c.bus.postMsg(ctx, &m)
+	err = wt.err
+	if err == nil {
+		err = c.bus.postMsg(ctx, &m)
+	}
 	if err != nil {
 		c.bus.unregister(wt)
 	} else {
@@ -531,6 +534,9 @@ func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
 	}
 	relID := c.offer.RelID
 	wt := b.register(chanmsg.TypeGPADLCreated, id, relID)
+	if wt.err != nil {
+		return GPADL{}, wt.err
+	}
 	var pfns [chanmsg.MaxBodyPFNs]uint64
 	k := min(n, chanmsg.MaxHeaderPFNs)
 	for i := range k {
@@ -594,6 +600,9 @@ func (c *Channel) teardown(ctx context.Context, id uint32) error {
 	}
 	b := c.bus
 	wt := b.register(chanmsg.TypeGPADLTorndown, id, 0)
+	if wt.err != nil {
+		return wt.err
+	}
 	if err := b.postMsg(ctx, &chanmsg.GPADLTeardown{RelID: c.offer.RelID, GPADL: id}); err != nil {
 		b.unregister(wt)
 		return fmt.Errorf("vmbus: GPADL_TEARDOWN %#x: %w", id, err)
@@ -804,6 +813,9 @@ func (c *Channel) ModifyTargetVP(ctx context.Context, vp uint32) error {
 		return b.postMsg(ctx, &chanmsg.ModifyChannel{RelID: c.offer.RelID, TargetVP: vp})
 	}
 	wt := b.register(chanmsg.TypeModifyChannelResponse, c.offer.RelID, c.offer.RelID)
+	if wt.err != nil {
+		return wt.err
+	}
 	if err := b.postMsg(ctx, &chanmsg.ModifyChannel{RelID: c.offer.RelID, TargetVP: vp}); err != nil {
 		b.unregister(wt)
 		return err

@@ -46,14 +46,16 @@ type fakeHost struct {
 	t testing.TB
 
 	// knobs, set before Connect
-	accept     func(v uint32) bool // nil: accept all
-	noConn4    bool                // PostMessage to connection 4 fails
-	connID     uint32              // ≥ 5.0 message connection id (default 1)
-	silent     atomic.Bool         // never answer
-	openStatus uint32
-	echo       bool        // answer each inbound packet with a completion
-	noRead     atomic.Bool // doorbells do not make the host read
-	offers     [][]byte
+	accept       func(v uint32) bool // nil: accept all
+	noConn4      bool                // PostMessage to connection 4 fails
+	connID       uint32              // ≥ 5.0 message connection id (default 1)
+	silent       atomic.Bool         // never answer
+	openStatus   uint32
+	modifyStatus uint32
+	version      uint32      // negotiated
+	echo         bool        // answer each inbound packet with a completion
+	noRead       atomic.Bool // doorbells do not make the host read
+	offers       [][]byte
 
 	mu         sync.Mutex
 	msgs       []posted
@@ -70,18 +72,18 @@ type fakeHost struct {
 	gotPackets []hostPacket
 
 	synic *fakeSynIC
+	vp1   *fakeSynIC // optional second VP (index 3 too; only pages matter)
 	kick  chan struct{}
 	stop  chan struct{}
 	done  chan struct{}
 }
 
 type hostPacket struct {
-	typ       uint16
-	flags     uint16
-	txid      uint64
-	off8      uint16
-	body      []byte // bytes 16 .. len8*8
-	signalled bool
+	typ   uint16
+	flags uint16
+	txid  uint64
+	off8  uint16
+	body  []byte // bytes 16 .. len8*8
 }
 
 type fakeSynIC struct {
@@ -92,10 +94,10 @@ type fakeSynIC struct {
 	handler atomic.Pointer[func()]
 }
 
-func (s *fakeSynIC) VPIndex() uint32          { return 3 }
-func (s *fakeSynIC) MessagePage() []byte      { return s.simp }
-func (s *fakeSynIC) EventFlagsPage() []byte   { return s.siefp }
-func (s *fakeSynIC) EndOfMessage()            { s.eoms.Add(1); s.h.kickDelivery() }
+func (s *fakeSynIC) VPIndex() uint32        { return 3 }
+func (s *fakeSynIC) MessagePage() []byte    { return s.simp }
+func (s *fakeSynIC) EventFlagsPage() []byte { return s.siefp }
+func (s *fakeSynIC) EndOfMessage()          { s.eoms.Add(1); s.h.kickDelivery() }
 func (s *fakeSynIC) SetHandler(sint uint8, fn func()) error {
 	if sint != 2 {
 		s.h.t.Errorf("SetHandler on SINT %d, want 2", sint)
@@ -121,7 +123,12 @@ func newFakeHost(t testing.TB) *fakeHost {
 	return h
 }
 
-func (h *fakeHost) SynICs() []hv.SynIC { return []hv.SynIC{h.synic} }
+func (h *fakeHost) SynICs() []hv.SynIC {
+	if h.vp1 != nil {
+		return []hv.SynIC{h.synic, h.vp1}
+	}
+	return []hv.SynIC{h.synic}
+}
 
 func (h *fakeHost) AllocPages(n int) (hv.Pages, error) {
 	h.mu.Lock()
@@ -301,6 +308,7 @@ func (h *fakeHost) PostMessage(conn uint32, msgType uint32, payload []byte) erro
 		r := make([]byte, 16)
 		put32(r, 15)
 		if ok {
+			h.version = v
 			r[8] = 1
 			if v >= 0x50000 {
 				put32(r[12:], h.connID)
@@ -382,6 +390,14 @@ func (h *fakeHost) PostMessage(conn uint32, msgType uint32, payload []byte) erro
 		put32(r, 12)
 		put32(r[8:], id)
 		h.sendLocked(r)
+	case 22: // MODIFYCHANNEL §3.10: answered from 5.3 on
+		if h.version >= 0x50003 {
+			r := make([]byte, 16)
+			put32(r, 24)
+			put32(r[8:], le32(payload[8:]))
+			put32(r[12:], h.modifyStatus)
+			h.sendLocked(r)
+		}
 	case 16: // UNLOAD
 		r := make([]byte, 8)
 		put32(r, 17)
@@ -413,7 +429,7 @@ func (h *fakeHost) gpadlMemLocked(g *fakeGPADL) []byte {
 			h.t.Fatalf("GPADL %#x PFN %d = %#x not contiguous/allocated", g.id, i, pfn)
 		}
 	}
-	return first[:len(g.pfns)*4096:len(g.pfns)*4096]
+	return first[: len(g.pfns)*4096 : len(g.pfns)*4096]
 }
 
 // offer builds a 196-byte OFFERCHANNEL by reference §3.6 offsets.

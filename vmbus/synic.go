@@ -61,7 +61,7 @@ func (b *Bus) scan() {
 		}
 		b.again.Store(false)
 		b.scanMessages()
-		b.scanEvents()
+		b.scanEvents(b.synic)
 		b.scanning.Store(false)
 	}
 }
@@ -102,10 +102,21 @@ func (b *Bus) scanMessages() {
 	}
 }
 
-// scanEvents takes SINT 2's event flags (reference §2.2, §3.12) and marks
-// the channels pending for the dispatch goroutine.
-func (b *Bus) scanEvents() {
-	page := b.synic.EventFlagsPage()
+// otherHandler is installed on SINT 2 of the other SynICs: channels whose
+// TargetVP is another VP are signalled there (control messages always go
+// to the boot VP, the target of INITIATE_CONTACT).
+func (b *Bus) otherHandler(s hv.SynIC) func() {
+	return func() {
+		b.stats.interrupts.Add(1)
+		b.scanEvents(s)
+	}
+}
+
+// scanEvents takes SINT 2's event flags of s (reference §2.2, §3.12) and
+// marks the channels pending for the dispatch goroutine. Only atomic swaps
+// touch shared state, so scans of several SynICs may run concurrently.
+func (b *Bus) scanEvents(s hv.SynIC) {
+	page := s.EventFlagsPage()
 	any := false
 	if v := chanmsg.Version(b.version.Load()); v != 0 && v < chanmsg.Version2_4 {
 		// Before 2.4 the host sets bit 0 and the relid bits in the first
@@ -118,7 +129,11 @@ func (b *Bus) scanEvents() {
 			if atomic.LoadUint32(w) == 0 {
 				continue
 			}
-			if bits := atomic.SwapUint32(w, 0); bits != 0 {
+			bits := atomic.SwapUint32(w, 0)
+			if i == 0 {
+				bits &^= 1 // relid 0 is never a channel
+			}
+			if bits != 0 {
 				b.pending[i].Or(bits)
 				any = true
 			}

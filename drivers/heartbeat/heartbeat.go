@@ -56,7 +56,7 @@ type Stats struct {
 
 // Driver answers heartbeats. The zero value is not usable; call New.
 type Driver struct {
-	svc         atomic.Pointer[ic.Service]
+	att         ic.Attachment
 	beats, last atomic.Uint64
 	state       atomic.Uint32
 }
@@ -75,9 +75,7 @@ func (d *Driver) SetApplicationState(s AppState) { d.state.Store(uint32(s)) }
 // Stats returns the counters; safe from any goroutine.
 func (d *Driver) Stats() Stats {
 	st := Stats{Beats: d.beats.Load(), LastSequence: d.last.Load()}
-	if svc := d.svc.Load(); svc != nil {
-		st.IC = svc.Stats()
-	}
+	st.IC = d.att.Stats()
 	return st
 }
 

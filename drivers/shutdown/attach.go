@@ -13,21 +13,8 @@ import (
 func (d *Driver) Attach(ctx context.Context, ch *vmbus.Channel) error { return d.attach(ctx, ch) }
 
 func (d *Driver) attach(ctx context.Context, ch ic.Channel) error {
-	svc, err := ic.NewService(d.config())
-	if err != nil {
-		return err
-	}
-	if err := svc.Start(ctx, ch); err != nil {
-		return err
-	}
-	d.svc.Store(svc)
-	return nil
+	return d.att.Attach(ctx, d.config(), ch)
 }
 
 // Close stops taking requests and closes the current channel.
-func (d *Driver) Close(ctx context.Context) error {
-	if svc := d.svc.Load(); svc != nil {
-		return svc.Close(ctx)
-	}
-	return nil
-}
+func (d *Driver) Close(ctx context.Context) error { return d.att.Close(ctx) }

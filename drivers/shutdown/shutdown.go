@@ -40,7 +40,7 @@ type Stats struct {
 type Driver struct {
 	deliver func(Request) bool
 
-	svc                         atomic.Pointer[ic.Service]
+	att                         ic.Attachment
 	requests, accepted, refused atomic.Uint64
 }
 
@@ -57,9 +57,7 @@ func (d *Driver) Name() string { return "shutdown" }
 // Stats returns the counters; safe from any goroutine.
 func (d *Driver) Stats() Stats {
 	st := Stats{Requests: d.requests.Load(), Accepted: d.accepted.Load(), Refused: d.refused.Load()}
-	if svc := d.svc.Load(); svc != nil {
-		st.IC = svc.Stats()
-	}
+	st.IC = d.att.Stats()
 	return st
 }
 

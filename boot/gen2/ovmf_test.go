@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/gohv/gohv/boot/gen2/internal/ovmftest"
+	"github.com/gohv/gohv/internal/hosttool"
 )
 
 //go:embed testdata/payload.bin
@@ -164,7 +165,7 @@ func TestBootOVMF(t *testing.T) {
 			img := filepath.Join(t.TempDir(), "disk."+c.format)
 			// -U: parallel subtests have the image open in QEMU.
 			args := append([]string{"convert", "-U", "-f", "raw", "-O", c.format}, c.opts...)
-			ovmftest.Run(t, "qemu-img", append(args, disk, img)...)
+			hosttool.Run(t, "qemu-img", append(args, disk, img)...)
 			log, code := ovmftest.Boot(t, ovmftest.VM{Disk: img, Format: c.format})
 			checkBoot(t, log, code, ovmftest.GuestMiB)
 		})

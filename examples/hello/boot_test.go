@@ -23,6 +23,7 @@ import (
 	"github.com/gohv/gohv/boot/gen1"
 	"github.com/gohv/gohv/boot/gen2"
 	"github.com/gohv/gohv/boot/kimage"
+	"github.com/gohv/gohv/internal/hosttool"
 	"github.com/gohv/gohv/tools/image"
 	"github.com/gohv/gohv/tools/image/layout"
 )
@@ -41,25 +42,12 @@ func tamagoCompiler(t *testing.T) string {
 	return strings.TrimSpace(string(out))
 }
 
-func need(t *testing.T, files ...string) {
-	t.Helper()
-	for _, f := range files {
-		if strings.HasPrefix(f, "/") {
-			if _, err := os.Stat(f); err != nil {
-				t.Skipf("skipping: %s not installed", f)
-			}
-		} else if _, err := exec.LookPath(f); err != nil {
-			t.Skipf("skipping: %s not installed", f)
-		}
-	}
-}
-
 func TestKernelBoots(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots QEMU")
 	}
 	tamago := tamagoCompiler(t)
-	need(t, "qemu-system-x86_64")
+	hosttool.Need(t, "qemu-system-x86_64")
 	dir := t.TempDir()
 	elf := filepath.Join(dir, "kernel.elf")
 	build := exec.Command(tamago, "build", "-tags", "linkcpuinit,linkramstart",
@@ -95,7 +83,11 @@ func TestKernelBoots(t *testing.T) {
 	})
 	t.Run("gen2", func(t *testing.T) {
 		code, vars := "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
-		need(t, code, vars)
+		for _, f := range []string{code, vars} {
+			if _, err := os.Stat(f); err != nil {
+				t.Skipf("OVMF firmware missing (apt-get install ovmf): %v", err)
+			}
+		}
 		efi, err := gen2.BuildEFI(gki)
 		if err != nil {
 			t.Fatal(err)

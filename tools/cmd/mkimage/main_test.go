@@ -15,6 +15,7 @@ import (
 
 	"github.com/gohv/gohv/boot/kimage"
 	"github.com/gohv/gohv/boot/testpayload"
+	"github.com/gohv/gohv/internal/hosttool"
 )
 
 // payload builds the test kernel ELF, or skips.
@@ -30,13 +31,6 @@ func payload(t *testing.T) []byte {
 	return elf
 }
 
-func needTool(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed; skipping", name)
-	}
-}
-
 func mkimage(args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	err := run(args, &out, &errb)
@@ -44,7 +38,7 @@ func mkimage(args ...string) (string, error) {
 }
 
 func TestAllFormats(t *testing.T) {
-	needTool(t, "qemu-img")
+	hosttool.Need(t, "qemu-img")
 	dir := t.TempDir()
 	kernel := filepath.Join(dir, "kernel.elf")
 	if err := os.WriteFile(kernel, payload(t), 0o644); err != nil {
@@ -100,7 +94,7 @@ func TestAllFormats(t *testing.T) {
 }
 
 func TestAutoSize(t *testing.T) {
-	needTool(t, "qemu-img")
+	hosttool.Need(t, "qemu-img")
 	dir := t.TempDir()
 	kernel := filepath.Join(dir, "kernel.elf")
 	if err := os.WriteFile(kernel, payload(t), 0o644); err != nil {
@@ -207,7 +201,7 @@ func TestGKIInput(t *testing.T) {
 // TestBootsInQEMU boots mkimage's Gen1 fixed VHD and Gen2 VHDX with the test
 // payload as kernel, under SeaBIOS and OVMF with software emulation.
 func TestBootsInQEMU(t *testing.T) {
-	needTool(t, "qemu-system-x86_64")
+	hosttool.Need(t, "qemu-system-x86_64")
 	if testing.Short() {
 		t.Skip("boot test skipped in -short mode")
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/gohv/gohv/internal/hosttool"
 	"github.com/gohv/gohv/tools/image"
 )
 
@@ -282,11 +283,7 @@ func TestFull(t *testing.T) {
 // several clusters), long and Unicode names, and checks it with dosfstools
 // and mtools, implementations that are not ours.
 func TestFsckAndMtools(t *testing.T) {
-	for _, tool := range []string{"fsck.fat", "mdir", "mtype"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install dosfstools mtools)", tool)
-		}
-	}
+	hosttool.Need(t, "fsck.fat", "mdir", "mtype")
 	tr := &Tree{}
 	want := map[string][]byte{}
 	for i := range 60 {

@@ -13,28 +13,9 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/gohv/gohv/internal/hosttool"
 	"github.com/gohv/gohv/tools/image"
 )
-
-func needTool(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			t.Skipf("%s not installed (apt-get install fdisk gdisk dosfstools mtools); skipping", n)
-		}
-	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), "MTOOLS_SKIP_CHECK=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 // standIns are loader and kernel bytes with recognisable patterns, in
 // place of the real boot/gen1 and boot/kimage output.
@@ -81,7 +62,7 @@ type sfdiskJSON struct {
 func sfdisk(t *testing.T, img string) sfdiskJSON {
 	t.Helper()
 	var v sfdiskJSON
-	if err := json.Unmarshal([]byte(run(t, "sfdisk", "--json", img)), &v); err != nil {
+	if err := json.Unmarshal([]byte(hosttool.Run(t, "sfdisk", "--json", img)), &v); err != nil {
 		t.Fatal(err)
 	}
 	return v
@@ -99,11 +80,11 @@ func fsckAndList(t *testing.T, img string, off, size int64) string {
 	if err := os.WriteFile(part, b[off:off+size], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := run(t, "fsck.fat", "-n", "-v", part)
+	out := hosttool.Run(t, "fsck.fat", "-n", "-v", part)
 	if !strings.Contains(out, "32 bit entries") {
 		t.Errorf("fsck.fat does not see FAT32:\n%s", out)
 	}
-	return run(t, "mdir", "-i", img+"@@"+strconv.FormatInt(off, 10), "-/", "-b", "::/")
+	return hosttool.Run(t, "mdir", "-i", img+"@@"+strconv.FormatInt(off, 10), "-/", "-b", "::/")
 }
 
 func mtype(t *testing.T, img string, off int64, p string) []byte {
@@ -118,7 +99,7 @@ func mtype(t *testing.T, img string, off int64, p string) []byte {
 }
 
 func TestGen1Layout(t *testing.T) {
-	needTool(t, "sfdisk", "fsck.fat", "mdir", "mtype")
+	hosttool.Need(t, "sfdisk", "fsck.fat", "mdir", "mtype")
 	s1, s2, gki := standIns()
 	files := userFiles()
 	d, err := Gen1(Gen1Options{Size: 64 << 20, Stage1: s1, Stage2: s2, Kernel: gki, Files: files, DiskSignature: 0x1234ABCD})
@@ -175,7 +156,7 @@ func TestGen1Layout(t *testing.T) {
 }
 
 func TestGen1WithoutDataAndAutoSize(t *testing.T) {
-	needTool(t, "sfdisk")
+	hosttool.Need(t, "sfdisk")
 	s1, s2, gki := standIns()
 	d, err := Gen1(Gen1Options{Stage1: s1[:100], Stage2: s2, Kernel: gki})
 	if err != nil {
@@ -191,7 +172,7 @@ func TestGen1WithoutDataAndAutoSize(t *testing.T) {
 }
 
 func TestGen2Layout(t *testing.T) {
-	needTool(t, "sfdisk", "sgdisk", "fsck.fat", "mdir", "mtype")
+	hosttool.Need(t, "sfdisk", "sgdisk", "fsck.fat", "mdir", "mtype")
 	efi := append([]byte("MZ"), bytes.Repeat([]byte{0xEF}, 2500000)...)
 	files := userFiles()
 	d, err := Gen2(Gen2Options{Size: 128 << 20, EFI: efi, Files: files})
@@ -199,11 +180,11 @@ func TestGen2Layout(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := writeRaw(t, d)
-	out := run(t, "sgdisk", "-v", img)
+	out := hosttool.Run(t, "sgdisk", "-v", img)
 	if !strings.Contains(out, "No problems found") {
 		t.Errorf("sgdisk -v:\n%s", out)
 	}
-	out = run(t, "sgdisk", "-p", img)
+	out = hosttool.Run(t, "sgdisk", "-p", img)
 	if !strings.Contains(out, "EF00") || !strings.Contains(out, "0700") {
 		t.Errorf("sgdisk -p lacks EF00/0700 partitions:\n%s", out)
 	}

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gohv/gohv/internal/hosttool"
 	"github.com/gohv/gohv/tools/image"
 )
 
@@ -100,11 +100,11 @@ func TestCHS(t *testing.T) {
 // stores that as the current size, so the geometry is checked for the
 // sector count qemu-img chose.
 func TestCHSMatchesQEMU(t *testing.T) {
-	needTool(t, "qemu-img")
+	hosttool.Need(t, "qemu-img")
 	dir := t.TempDir()
 	for _, mib := range []int64{20, 64, 100, 1000, 4096, 40000} {
 		p := filepath.Join(dir, strconv.FormatInt(mib, 10)+".vhd")
-		run(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=fixed", p, strconv.FormatInt(mib, 10)+"M")
+		hosttool.Run(t, "qemu-img", "create", "-q", "-f", "vpc", "-o", "subformat=fixed", p, strconv.FormatInt(mib, 10)+"M")
 		f, err := os.Open(p)
 		if err != nil {
 			t.Fatal(err)
@@ -149,24 +149,8 @@ func TestCheckSize(t *testing.T) {
 	}
 }
 
-func needTool(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed (apt-get install qemu-utils); skipping", name)
-	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
 func TestQEMUReadsFixedVHD(t *testing.T) {
-	needTool(t, "qemu-img")
+	hosttool.Need(t, "qemu-img")
 	for _, size := range []int64{20 << 20, 64 << 20, 1000 << 20} {
 		dir := t.TempDir()
 		d, _ := image.NewMemDisk(size)
@@ -187,11 +171,11 @@ func TestQEMUReadsFixedVHD(t *testing.T) {
 		if err := WriteFixed(out, d, Options{Rand: fixedRand(9)}); err != nil {
 			t.Fatal(err)
 		}
-		info := run(t, "qemu-img", "info", "-f", "vpc", "--output=json", out)
+		info := hosttool.Run(t, "qemu-img", "info", "-f", "vpc", "--output=json", out)
 		if want := `"virtual-size": ` + strconv.FormatInt(size, 10) + ","; !strings.Contains(info, want) {
 			t.Errorf("size %d: qemu-img info lacks %s:\n%s", size, want, info)
 		}
-		run(t, "qemu-img", "compare", "-f", "raw", "-F", "vpc", raw, out)
+		hosttool.Run(t, "qemu-img", "compare", "-f", "raw", "-F", "vpc", raw, out)
 		st, _ := os.Stat(out)
 		if st.Size() != size+512 {
 			t.Errorf("file size %d, want %d", st.Size(), size+512)

@@ -4,32 +4,15 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/gohv/gohv/internal/hosttool"
 	"github.com/gohv/gohv/tools/image"
 	"github.com/gohv/gohv/tools/image/vhdx"
 )
-
-// needTool skips the test when an external verifier is not installed.
-func needTool(t *testing.T, name string) {
-	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		t.Skipf("%s not installed (apt-get install qemu-utils); skipping", name)
-	}
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 // patternDisk fills a disk with data near the start, in the middle and at
 // the very end, with holes between, some holes smaller than a block.
@@ -57,7 +40,7 @@ func patternDisk(t *testing.T, size int64) *image.MemDisk {
 }
 
 func TestQEMUAcceptsDynamicAndFixed(t *testing.T) {
-	needTool(t, "qemu-img")
+	hosttool.Need(t, "qemu-img")
 	for _, tc := range []struct {
 		name string
 		size int64
@@ -80,9 +63,9 @@ func TestQEMUAcceptsDynamicAndFixed(t *testing.T) {
 			if err := vhdx.Write(out, d, tc.opts); err != nil {
 				t.Fatal(err)
 			}
-			run(t, "qemu-img", "check", "-f", "vhdx", out)
-			run(t, "qemu-img", "compare", "-f", "raw", "-F", "vhdx", rawPath, out)
-			info := run(t, "qemu-img", "info", "-f", "vhdx", "--output=json", out)
+			hosttool.Run(t, "qemu-img", "check", "-f", "vhdx", out)
+			hosttool.Run(t, "qemu-img", "compare", "-f", "raw", "-F", "vhdx", rawPath, out)
+			info := hosttool.Run(t, "qemu-img", "info", "-f", "vhdx", "--output=json", out)
 			if want := `"virtual-size": ` + strconv.FormatInt(tc.size, 10); !strings.Contains(info, want) {
 				t.Errorf("qemu-img info lacks %s:\n%s", want, info)
 			}
@@ -103,7 +86,7 @@ func TestQEMUAcceptsDynamicAndFixed(t *testing.T) {
 // TestOpenReadsQEMUFiles reads files qemu-img wrote (its own layout
 // choices, 32 MiB blocks, dynamic and fixed) with our parser.
 func TestOpenReadsQEMUFiles(t *testing.T) {
-	needTool(t, "qemu-img")
+	hosttool.Need(t, "qemu-img")
 	dir := t.TempDir()
 	d := patternDisk(t, 96*image.MiB)
 	rawPath := filepath.Join(dir, "disk.raw")
@@ -112,7 +95,7 @@ func TestOpenReadsQEMUFiles(t *testing.T) {
 	}
 	for _, sub := range []string{"dynamic", "fixed"} {
 		out := filepath.Join(dir, sub+".vhdx")
-		run(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat="+sub, rawPath, out)
+		hosttool.Run(t, "qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat="+sub, rawPath, out)
 		f, err := os.Open(out)
 		if err != nil {
 			t.Fatal(err)

@@ -14,9 +14,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/gohv/gohv/internal/hosttool"
 )
 
 // Firmware and guest used by Boot.
@@ -35,24 +36,11 @@ func Need(t testing.TB, progs ...string) {
 	if testing.Short() {
 		t.Skip("boots OVMF under TCG: skipped in -short mode")
 	}
-	for _, p := range progs {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("%s not installed (apt-get install qemu-system-x86 qemu-utils ovmf gdisk dosfstools mtools)", p)
-		}
-	}
+	hosttool.Need(t, progs...)
 	for _, f := range []string{OVMFCode, OVMFVars} {
 		if _, err := os.Stat(f); err != nil {
 			t.Skipf("OVMF firmware missing: %v", err)
 		}
-	}
-}
-
-// Run runs a host program and fails the test with its output if it fails.
-func Run(t testing.TB, name string, args ...string) {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
 	}
 }
 
@@ -79,11 +67,11 @@ func ESPDisk(t testing.TB, dir string, efi []byte) string {
 	if err := os.WriteFile(efiPath, efi, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	Run(t, "sgdisk", "-n", fmt.Sprintf("1:%d:+%dM", espStart, espMiB), "-t", "1:EF00", img)
-	Run(t, "mkfs.fat", "-F", "32", "--offset", strconv.Itoa(espStart), img, strconv.Itoa(espMiB<<10))
+	hosttool.Run(t, "sgdisk", "-n", fmt.Sprintf("1:%d:+%dM", espStart, espMiB), "-t", "1:EF00", img)
+	hosttool.Run(t, "mkfs.fat", "-F", "32", "--offset", strconv.Itoa(espStart), img, strconv.Itoa(espMiB<<10))
 	at := fmt.Sprintf("%s@@%d", img, espStart*512)
-	Run(t, "mmd", "-i", at, "::/EFI", "::/EFI/BOOT")
-	Run(t, "mcopy", "-i", at, efiPath, "::/EFI/BOOT/BOOTX64.EFI")
+	hosttool.Run(t, "mmd", "-i", at, "::/EFI", "::/EFI/BOOT")
+	hosttool.Run(t, "mcopy", "-i", at, efiPath, "::/EFI/BOOT/BOOTX64.EFI")
 	return img
 }
 

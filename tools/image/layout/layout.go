@@ -107,14 +107,11 @@ func Gen1(o Gen1Options) (*Disk, error) {
 	}
 	dataStart := alignUp(FirstPartition+kSize, image.MiB)
 	need := FirstPartition + kSize
-	var dataMin int64
-	var files *fat.Tree
-	if o.Files != nil {
-		var err error
-		if files, err = treeFrom(o.Files); err != nil {
-			return nil, err
-		}
-		dataMin = fatSizeFor(files)
+	files, dataMin, err := dataPartition(o.Files)
+	if err != nil {
+		return nil, err
+	}
+	if files != nil {
 		need = dataStart + dataMin
 	}
 	size, err := pickSize(o.Size, need, mbrMaxSize, "an MBR disk",
@@ -206,16 +203,11 @@ func Gen2(o Gen2Options) (*Disk, error) {
 	}
 	dataStart := FirstPartition + esp
 	need := dataStart + gptTail
-	var dataMin int64
-	var files *fat.Tree
-	if o.Files != nil {
-		var err error
-		if files, err = treeFrom(o.Files); err != nil {
-			return nil, err
-		}
-		dataMin = fatSizeFor(files)
-		need += dataMin
+	files, dataMin, err := dataPartition(o.Files)
+	if err != nil {
+		return nil, err
 	}
+	need += dataMin
 	size, err := pickSize(o.Size, need, gptMaxSize, "a GPT disk", "EFI system partition "+image.FormatSize(esp), dataMin)
 	if err != nil {
 		return nil, err
@@ -297,4 +289,17 @@ func readRand(r io.Reader, b []byte) error {
 		return fmt.Errorf("random identifier: %w", err)
 	}
 	return nil
+}
+
+// dataPartition reads the user files of the optional FAT32 data partition
+// and the smallest partition that holds them (nil and 0 without files).
+func dataPartition(fsys fs.FS) (*fat.Tree, int64, error) {
+	if fsys == nil {
+		return nil, 0, nil
+	}
+	t, err := treeFrom(fsys)
+	if err != nil {
+		return nil, 0, err
+	}
+	return t, fatSizeFor(t), nil
 }

@@ -43,16 +43,27 @@ func (c Calibrator) Run() (uint64, bool) {
 
 // Calibrate runs CalibrationRuns measurements and returns their median
 // (clock.Median: failed runs dropped, disagreement beyond
-// CalibrationTolerancePPM rejected).
+// CalibrationTolerancePPM rejected). It stops as soon as too many runs
+// failed for Median to accept the rest: a missing timer (a port reading
+// constant) then costs minCalibrationRuns time-outs of Limit cycles, not
+// CalibrationRuns of them.
 func (c Calibrator) Calibrate() (uint64, error) {
 	var hz [CalibrationRuns]uint64
+	failed := 0
 	for i := range hz {
 		if f, ok := c.Run(); ok {
 			hz[i] = f
+			continue
+		}
+		if failed++; CalibrationRuns-failed < minCalibrationRuns {
+			break
 		}
 	}
 	return clock.Median(hz[:], CalibrationTolerancePPM)
 }
+
+// minCalibrationRuns is the number of good runs clock.Median requires.
+const minCalibrationRuns = 3
 
 // postWithRetry runs an HvPostMessage attempt until it succeeds, fails for
 // good, or the retry policy of reference §1.8 (hv.PostMessageBackoff) gives

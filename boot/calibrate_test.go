@@ -77,8 +77,46 @@ func TestCalibratorDeadTimer(t *testing.T) {
 	if _, ok := c.Run(); ok {
 		t.Fatal("a timer that never moves calibrated")
 	}
+	start := m.tsc()
 	if _, err := c.Calibrate(); !errors.Is(err, clock.ErrCalibration) {
 		t.Errorf("Calibrate: %v, want ErrCalibration", err)
+	}
+	// Median needs 3 good runs of 5: after the third time-out Calibrate
+	// must give up rather than spin through two more.
+	if runs := float64(m.tsc()-start) / float64(c.Limit); runs > CalibrationRuns-minCalibrationRuns+1.5 {
+		t.Errorf("dead timer cost %.1f runs of Limit cycles, want %d", runs, CalibrationRuns-minCalibrationRuns+1)
+	}
+}
+
+func TestCalibratorOneBadRunTolerated(t *testing.T) {
+	m := &simMachine{step: 1000, tscHz: 2.5e9, timerHz: clock.PMTimerHz, mask: 0xffffff}
+	var firstStart uint32
+	seen, runs := false, map[uint32]bool{}
+	c := Calibrator{
+		ReadTimer: m.timer,
+		// The first run (identified by its start reading) sees no ticks
+		// and times out; the others are good.
+		Elapsed: func(a, b uint32) uint64 {
+			if !seen {
+				firstStart, seen = a, true
+			}
+			runs[a] = true
+			if a == firstStart {
+				return 0
+			}
+			return clock.PMTimerTicks(a, b, false)
+		},
+		TimerHz: clock.PMTimerHz, Ticks: PMCalibrationTicks, ReadTSC: m.tsc, Limit: 1 << 26,
+	}
+	hz, err := c.Calibrate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := float64(hz)/2.5e9 - 1; d > 1e-3 || d < -1e-3 {
+		t.Errorf("calibrated %d Hz, want 2.5 GHz within 0.1%%", hz)
+	}
+	if len(runs) != CalibrationRuns {
+		t.Errorf("%d runs made, want all %d after one failure", len(runs), CalibrationRuns)
 	}
 }
 

@@ -10,7 +10,10 @@ import (
 
 // UART0 is COM1, the console on QEMU (-serial stdio), Hyper-V (COM1 named
 // pipe) and Azure (serial console).
-var UART0 = &uart.UART{Index: 1, Base: COM1}
+//
+// DTR and RTS stay raised as consoleSetup left them: tamago's UART.Init
+// rewrites MCR and would otherwise drop them.
+var UART0 = &uart.UART{Index: 1, Base: COM1, DTR: true, RTS: true}
 
 const consoleBaud = 115200
 

@@ -194,6 +194,10 @@ TEXT ·getPC<>(SB),NOSPLIT|NOFRAME,$0
 
 // start64 runs in 64-bit mode on the early stack.
 TEXT ·start64<>(SB),NOSPLIT|NOFRAME,$0
+	// The upper halves of general registers are undefined after 32-bit
+	// code ran (Intel SDM Vol. 1 §3.4.1.1), and the Gen2 loader came down
+	// from 64-bit mode: zero-extend ESP before the first push uses RSP.
+	MOVL	SP, SP
 	MOVL	$0x10, AX
 	MOVW	AX, DS
 	MOVW	AX, ES

@@ -67,6 +67,14 @@ func early() {
 	outb(0xa1, 0xff)
 	consoleSetup()
 
+	// tamago's LAPIC driver is xAPIC MMIO only; firmware may hand over in
+	// x2APIC mode (apic.go).
+	if w, n := XAPICWrites(rdmsr(MSRAPICBase)); n > 0 {
+		for i := range n {
+			wrmsr(MSRAPICBase, w[i])
+		}
+	}
+
 	if !earlyWindow.Contains(b.StartPA, 56) {
 		earlyFail(ErrStartInfoAddr)
 	}

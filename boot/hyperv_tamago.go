@@ -5,6 +5,7 @@ package boot
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -235,7 +236,13 @@ func setVectorHandler(vector int, fn func()) {
 		return
 	}
 	irqHandlers[vector].Store(&fn)
-	irqStart.Do(func() { go AMD64.ServiceInterrupts(dispatchIRQ) })
+	irqStart.Do(func() {
+		go AMD64.ServiceInterrupts(dispatchIRQ)
+		// Let the loop reach its signal.Notify before the caller (SetHandler)
+		// unmasks a SINT: an interrupt relayed before that may be lost, and
+		// the host sends nothing more to a slot that is never emptied.
+		runtime.Gosched()
+	})
 }
 
 func dispatchIRQ(vector int) {

@@ -1,0 +1,35 @@
+package boot
+
+import "testing"
+
+func TestXAPICWrites(t *testing.T) {
+	// IA32_APIC_BASE: base 0xFEE00000, BSP bit 8, EXTD bit 10, EN bit 11
+	// (Intel SDM Vol. 3A Figure 11-26).
+	for _, tc := range []struct {
+		name string
+		cur  uint64
+		want []uint64
+	}{
+		{"xAPIC enabled: nothing", 0xFEE00900, nil},
+		{"x2APIC: disable, then xAPIC", 0xFEE00D00, []uint64{0xFEE00100, 0xFEE00900}},
+		{"globally disabled: enable", 0xFEE00100, []uint64{0xFEE00900}},
+		{"AP, x2APIC", 0xFEE00C00, []uint64{0xFEE00000, 0xFEE00800}},
+	} {
+		w, n := XAPICWrites(tc.cur)
+		if n != len(tc.want) {
+			t.Errorf("%s: %d writes, want %d", tc.name, n, len(tc.want))
+			continue
+		}
+		for i := range n {
+			if w[i] != tc.want[i] {
+				t.Errorf("%s: write %d = %#x, want %#x", tc.name, i, w[i], tc.want[i])
+			}
+		}
+		// Every write must be a legal state: never EXTD without EN.
+		for i := range n {
+			if w[i]&apicBaseEXTD != 0 && w[i]&apicBaseEN == 0 {
+				t.Errorf("%s: write %d = %#x is the invalid EXTD-without-EN state", tc.name, i, w[i])
+			}
+		}
+	}
+}

@@ -101,6 +101,14 @@ type Bus struct {
 	offerHandler func(*Channel)
 	closing      bool
 
+	// postMu orders every post against UNLOAD: posts hold it shared and
+	// unload takes it exclusively to set unloaded, so that nothing but
+	// UNLOAD itself reaches the host after it (reference §3.11 step 7). A
+	// rescind clean-up or a driver call racing with Close gets ErrClosed
+	// instead of talking to a host that has already reset.
+	postMu   sync.RWMutex
+	unloaded bool // under postMu
+
 	nextGPADL atomic.Uint32
 	stop      chan struct{}
 	stopped   bool // under mu: goroutines gone, no answer can arrive
@@ -161,16 +169,32 @@ func Connect(ctx context.Context, p hv.Platform, cfg Config) (*Bus, error) {
 		return nil, err
 	}
 	if err := b.postMsg(ctx, chanmsg.RequestOffers{}); err != nil {
-		b.shutdown(false)
+		b.abortConnect()
 		return nil, fmt.Errorf("vmbus: REQUESTOFFERS: %w", err)
 	}
 	select {
 	case <-b.allOffersCh:
 	case <-ctx.Done():
-		b.shutdown(false)
+		b.abortConnect()
 		return nil, fmt.Errorf("vmbus: waiting for offers: %w", ctx.Err())
 	}
 	return b, nil
+}
+
+// abortConnect undoes a Connect that failed after the host accepted a
+// version: without an UNLOAD the host stays connected and ignores the
+// next INITIATE_CONTACT. Nothing was opened yet, so UNLOAD is all.
+func (b *Bus) abortConnect() {
+	b.mu.Lock()
+	b.closing = true
+	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), b.cfg.CleanupTimeout)
+	defer cancel()
+	err := b.unload(ctx)
+	if err != nil {
+		b.logf("vmbus: unload after failed connect: %v", err)
+	}
+	b.shutdown(err == nil)
 }
 
 // newBus allocates a Bus and its interrupt and monitor pages; nothing runs
@@ -309,21 +333,34 @@ func (b *Bus) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("relid %d: %w", c.offer.RelID, err))
 		}
 	}
-	unloaded := false
+	err := b.unload(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	b.shutdown(err == nil && len(errs) == 0)
+	return errors.Join(errs...)
+}
+
+// unload sends UNLOAD, the last message the host gets, and waits for
+// UNLOAD_RESPONSE (from 1.1 on, reference §3.2). nil means the host let
+// go of everything.
+func (b *Bus) unload(ctx context.Context) error {
+	b.postMu.Lock()
+	b.unloaded = true
+	b.postMu.Unlock()
 	w := b.register(chanmsg.TypeUnloadResponse, 0, 0)
 	if err := b.postMsg(ctx, chanmsg.Unload{}); err != nil {
 		b.unregister(w)
-		errs = append(errs, fmt.Errorf("vmbus: UNLOAD: %w", err))
-	} else if b.Version() < chanmsg.Version1_1 {
-		b.unregister(w) // no UNLOAD_RESPONSE before 1.1 (§3.2)
-		unloaded = true
-	} else if _, err := b.wait(ctx, w); err != nil {
-		errs = append(errs, fmt.Errorf("vmbus: UNLOAD_RESPONSE: %w", err))
-	} else {
-		unloaded = true
+		return fmt.Errorf("vmbus: UNLOAD: %w", err)
 	}
-	b.shutdown(unloaded && len(errs) == 0)
-	return errors.Join(errs...)
+	if b.Version() < chanmsg.Version1_1 {
+		b.unregister(w) // no UNLOAD_RESPONSE before 1.1 (§3.2)
+		return nil
+	}
+	if _, err := b.wait(ctx, w); err != nil {
+		return fmt.Errorf("vmbus: UNLOAD_RESPONSE: %w", err)
+	}
+	return nil
 }
 
 // shutdown stops the goroutines and removes the handler; free says whether
@@ -464,16 +501,24 @@ func (b *Bus) postMsg(ctx context.Context, m encoder) error {
 }
 
 // post encodes m and posts it to conn, retrying transient statuses with
-// exponential back-off (reference §1.8).
+// exponential back-off (reference §1.8). Once unload has begun, every
+// message but UNLOAD gives ErrClosed.
 func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
 	var buf [chanmsg.MaxSize]byte
 	n, err := m.Encode(buf[:])
 	if err != nil {
 		return err
 	}
+	_, isUnload := m.(chanmsg.Unload)
 	delay := time.Microsecond
 	for attempt := 1; ; attempt++ {
+		b.postMu.RLock()
+		if b.unloaded && !isUnload {
+			b.postMu.RUnlock()
+			return ErrClosed
+		}
 		err := b.p.PostMessage(conn, hv.MessageTypeVMBus, buf[:n])
+		b.postMu.RUnlock()
 		if err == nil {
 			b.stats.messagesOut.Add(1)
 			return nil

@@ -124,6 +124,11 @@ type Channel struct {
 	inbound     atomic.Pointer[byte] // inbound ring header, for the poller
 	onInterrupt atomic.Pointer[func()]
 
+	// gpadlMu serialises GPADL teardowns: a driver's TeardownGPADL racing
+	// with the rescind or bus clean-up must not post a second
+	// GPADL_TEARDOWN for the same id.
+	gpadlMu sync.Mutex
+
 	spaceMu     sync.Mutex
 	spaceCh     chan struct{} // closed and replaced to wake Send
 	sendWaiters atomic.Int32
@@ -274,9 +279,10 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	if err != nil {
 		c.detach()
 		var ge *GPADLError
-		if errors.As(err, &ge) {
+		if errors.As(err, &ge) && ge.Status != 0 {
 			c.bus.p.FreePages(pages) // the host refused it: not in use
-		} // else the host may still create it: leak rather than share
+		} // else the host may have created it (status 0 for another
+		// relid) or may still create it: leak rather than share
 		c.setState(stateOffered)
 		return err
 	}
@@ -297,6 +303,11 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	wt := c.bus.register(chanmsg.TypeOpenChannelResult, c.offer.RelID, c.offer.RelID)
 	abandoned := false
 	err = wt.err
+	if err == nil && c.isRescinded.Load() {
+		// A rescind handled before register did not fail wt: do not open
+		// a channel the host has withdrawn.
+		err = ErrRescinded
+	}
 	if err == nil {
 		err = c.bus.postMsg(ctx, &m)
 	}
@@ -380,8 +391,11 @@ func (c *Channel) finishAbandonedOpen(ctx context.Context) error {
 	if err == nil {
 		opened = msg.(chanmsg.OpenChannelResult).Status == 0
 	}
-	if opened && !c.isRescinded.Load() {
+	if opened {
+		// Rescinded or not: the host opened it, so close before the ring
+		// GPADL's teardown and RELID_RELEASED (reference §3.10, §3.11).
 		if err := c.bus.postMsg(ctx, &chanmsg.CloseChannel{RelID: c.offer.RelID}); err != nil {
+			c.setState(stateOpen) // as closeLocked: detached, Close retries
 			return fmt.Errorf("CLOSECHANNEL: %w", err)
 		}
 	}
@@ -427,7 +441,9 @@ func (c *Channel) teardownRing(ctx context.Context) error {
 // teardown (after the close, as 4.0 hosts require, reference §3.3), then
 // the ring pages are freed. GPADLs the driver created stay; tear them down
 // with TeardownGPADL after Close. Closing a rescinded channel that was
-// already cleaned up returns nil.
+// already cleaned up returns nil. If CLOSECHANNEL cannot be posted, the
+// data path is stopped but the channel stays open for the host (rings and
+// GPADLs in place); Close may be retried.
 func (c *Channel) Close(ctx context.Context) error {
 	c.opMu.Lock()
 	defer c.opMu.Unlock()
@@ -447,9 +463,10 @@ func (c *Channel) closeLocked(ctx context.Context) error {
 	c.setState(stateClosing)
 	c.detach()
 	if err := c.bus.postMsg(ctx, &chanmsg.CloseChannel{RelID: c.offer.RelID}); err != nil {
-		// Leave the ring GPADL in place: a host that did not see the close
-		// still uses the rings.
-		c.setState(stateOffered)
+		// Leave the ring GPADL in place and the channel open (detached): a
+		// host that did not see the close still uses the rings, and Close
+		// may be retried.
+		c.setState(stateOpen)
 		return fmt.Errorf("vmbus: CLOSECHANNEL relid %d: %w", c.offer.RelID, err)
 	}
 	err := c.teardownRing(ctx)
@@ -476,10 +493,17 @@ func (c *Channel) release(ctx context.Context) error {
 	switch st {
 	case stateOpen:
 		if err := c.closeLocked(ctx); err != nil {
-			errs = append(errs, err)
+			// Still open for the host: no GPADL may go (reference §3.3, 4.0).
+			return err
 		}
 	case stateClosing:
 		if err := c.finishAbandonedOpen(ctx); err != nil {
+			c.mu.Lock()
+			st = c.state
+			c.mu.Unlock()
+			if st == stateOpen { // its CLOSECHANNEL failed, as above
+				return err
+			}
 			errs = append(errs, err)
 		}
 	}
@@ -537,6 +561,10 @@ func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
 	if wt.err != nil {
 		return GPADL{}, wt.err
 	}
+	if c.isRescinded.Load() { // rescinded before register: wt was not failed
+		b.unregister(wt)
+		return GPADL{}, ErrRescinded
+	}
 	var pfns [chanmsg.MaxBodyPFNs]uint64
 	k := min(n, chanmsg.MaxHeaderPFNs)
 	for i := range k {
@@ -573,7 +601,7 @@ func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
 
 // TeardownGPADL tears down a GPADL created on this channel and waits for
 // GPADL_TORNDOWN; afterwards the caller may free g.Pages. A GPADL already
-// torn down by a rescind clean-up gives nil.
+// torn down by the clean-up after a rescind or by Bus.Close gives nil.
 func (c *Channel) TeardownGPADL(ctx context.Context, g GPADL) error {
 	c.mu.Lock()
 	ring := c.pages.Mem != nil && g.ID == c.ringGPADL
@@ -582,13 +610,15 @@ func (c *Channel) TeardownGPADL(ctx context.Context, g GPADL) error {
 		return fmt.Errorf("%w: GPADL %#x is the ring's; use Close", ErrBadConfig, g.ID)
 	}
 	err := c.teardown(ctx, g.ID)
-	if errors.Is(err, ErrUnknownGPADL) && c.isRescinded.Load() {
+	if errors.Is(err, ErrUnknownGPADL) && (c.isRescinded.Load() || c.bus.isClosing()) {
 		return nil
 	}
 	return err
 }
 
 func (c *Channel) teardown(ctx context.Context, id uint32) error {
+	c.gpadlMu.Lock()
+	defer c.gpadlMu.Unlock()
 	c.mu.Lock()
 	found := false
 	for _, g := range c.gpadls {
@@ -701,7 +731,7 @@ func (c *Channel) send(ctx context.Context, typ ring.PacketType, flags uint16, t
 	}
 	need := ring.SpaceNeeded(len(hdr), n)
 	c.sendWaiters.Add(1)
-	defer c.sendWaiters.Add(-1)
+	defer c.doneWaiting()
 	for {
 		c.spaceMu.Lock()
 		wakeCh := c.spaceCh
@@ -711,7 +741,6 @@ func (c *Channel) send(ctx context.Context, typ ring.PacketType, flags uint16, t
 		// freed the space before it could see it (reference §4.6).
 		err := c.trySend(typ, flags, txid, hdr, parts)
 		if err != ring.ErrFull {
-			c.setPendingSend(0)
 			return err
 		}
 		c.stats.sendWaits.Add(1)
@@ -720,7 +749,6 @@ func (c *Channel) send(ctx context.Context, typ ring.PacketType, flags uint16, t
 		case <-c.rescinded:
 			return ErrRescinded
 		case <-ctx.Done():
-			c.setPendingSend(0)
 			return ctx.Err()
 		}
 	}
@@ -730,6 +758,19 @@ func (c *Channel) setPendingSend(n int) {
 	c.sendMu.Lock()
 	if c.w != nil {
 		c.w.SetPendingSend(n)
+	}
+	c.sendMu.Unlock()
+}
+
+// doneWaiting ends one Send's wait for space and clears the pending send
+// size when no other Send waits: clearing it while another sender sleeps
+// on it would leave that sender without a signal from the host. Under
+// sendMu, so that a sender registering now stores its size after the
+// clear.
+func (c *Channel) doneWaiting() {
+	c.sendMu.Lock()
+	if c.sendWaiters.Add(-1) == 0 && c.w != nil {
+		c.w.SetPendingSend(0)
 	}
 	c.sendMu.Unlock()
 }

@@ -56,6 +56,12 @@ type fakeHost struct {
 	echo         bool        // answer each inbound packet with a completion
 	noRead       atomic.Bool // doorbells do not make the host read
 	offers       [][]byte
+	ignoreType   atomic.Uint32 // record guest messages of this type, never answer
+	// Hostile or racy host behaviour for the review tests (set under mu):
+	onUnload            [][]byte        // sent before UNLOAD_RESPONSE
+	rescindAfterCreated uint32          // relid rescinded right after its GPADL_CREATED
+	createdRelID        uint32          // if set, GPADL_CREATED names this relid
+	rescinded           map[uint32]bool // relids this host rescinded
 
 	mu         sync.Mutex
 	msgs       []posted
@@ -113,7 +119,7 @@ func (s *fakeSynIC) SetHandler(sint uint8, fn func()) error {
 func newFakeHost(t testing.TB) *fakeHost {
 	h := &fakeHost{
 		t: t, nextPFN: 0x1000, mem: map[uint64][]byte{},
-		gpadls: map[uint32]*fakeGPADL{}, open: map[uint32]*fakeOpen{},
+		gpadls: map[uint32]*fakeGPADL{}, open: map[uint32]*fakeOpen{}, rescinded: map[uint32]bool{},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		connID: 1,
 	}
@@ -157,6 +163,12 @@ func (h *fakeHost) FreePages(p hv.Pages) {
 
 // send queues a host→guest message and kicks delivery.
 func (h *fakeHost) sendLocked(m []byte) {
+	switch {
+	case len(m) >= 12 && le32(m) == 2: // RESCIND_CHANNELOFFER
+		h.rescinded[le32(m[8:])] = true
+	case len(m) >= 196 && le32(m) == 1: // OFFERCHANNEL: the relid is live again
+		delete(h.rescinded, le32(m[184:]))
+	}
 	h.queue = append(h.queue, m)
 	h.kickDelivery()
 }
@@ -291,7 +303,7 @@ func (h *fakeHost) PostMessage(conn uint32, msgType uint32, payload []byte) erro
 	if typ != 14 && conn != h.msgConn {
 		h.t.Errorf("message type %d on connection %d, want %d", typ, conn, h.msgConn)
 	}
-	if h.silent.Load() {
+	if h.silent.Load() || (typ != 0 && h.ignoreType.Load() == typ) {
 		return nil
 	}
 	switch typ {
@@ -362,7 +374,9 @@ func (h *fakeHost) PostMessage(conn uint32, msgType uint32, payload []byte) erro
 		put32(r[8:], o.relid)
 		put32(r[12:], le32(payload[12:]))
 		put32(r[16:], h.openStatus)
-		if g := h.gpadls[o.gpadl]; g == nil || !g.created || g.relid != o.relid {
+		if h.rescinded[o.relid] {
+			put32(r[16:], 0xC0000001) // a host does not open a withdrawn offer
+		} else if g := h.gpadls[o.gpadl]; g == nil || !g.created || g.relid != o.relid {
 			h.t.Errorf("OPENCHANNEL with GPADL %#x not created for relid %d", o.gpadl, o.relid)
 		} else if h.openStatus == 0 {
 			mem := h.gpadlMemLocked(g)
@@ -399,6 +413,9 @@ func (h *fakeHost) PostMessage(conn uint32, msgType uint32, payload []byte) erro
 			h.sendLocked(r)
 		}
 	case 16: // UNLOAD
+		for _, m := range h.onUnload {
+			h.sendLocked(m)
+		}
 		r := make([]byte, 8)
 		put32(r, 17)
 		h.sendLocked(r)
@@ -417,8 +434,23 @@ func (h *fakeHost) maybeCreated(g *fakeGPADL) {
 	r := make([]byte, 20)
 	put32(r, 10)
 	put32(r[8:], g.relid)
+	if h.createdRelID != 0 {
+		put32(r[8:], h.createdRelID)
+	}
 	put32(r[12:], g.id)
 	h.sendLocked(r)
+	if id := h.rescindAfterCreated; id != 0 && id == g.relid {
+		h.rescindAfterCreated = 0
+		h.sendLocked(rescindBytes(id))
+	}
+}
+
+// rescindBytes builds RESCIND_CHANNELOFFER (reference §3.10).
+func rescindBytes(relid uint32) []byte {
+	b := make([]byte, 12)
+	put32(b, 2)
+	put32(b[8:], relid)
+	return b
 }
 
 // gpadlMemLocked returns the guest memory behind g (contiguous here).

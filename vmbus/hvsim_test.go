@@ -509,3 +509,88 @@ func TestMalformedOfferIsCountedNotFatal(t *testing.T) {
 	}
 	exchange(t, ctx, ch, r, 3)
 }
+
+// The host answers OPENCHANNEL only after Open gave up. The clean-up must
+// close the channel the host did open (CLOSECHANNEL before the ring
+// GPADL's teardown), after which the channel opens again normally; the
+// host records any message out of order, including one after UNLOAD.
+func TestOpenAnsweredLateIsClosedAndReopens(t *testing.T) {
+	echo := newEcho(1)
+	h := newHost(t, hvsim.Config{}, echo)
+	bus, ctx := connect(t, h, vmbus.Config{CleanupTimeout: 5 * time.Second})
+	ch := findChannel(t, bus, echoClass)
+	h.Faults().DelayMessages(50 * time.Millisecond)
+	short, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	err := ch.Open(short, vmbus.OpenConfig{OnInterrupt: func() {}})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Open: %v, want deadline exceeded", err)
+	}
+	r := newReceiver(ch)
+	for {
+		err = ch.Open(ctx, vmbus.OpenConfig{OnInterrupt: r.onInterrupt})
+		if !errors.Is(err, vmbus.ErrAlreadyOpen) { // still cleaning up
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("clean-up after the abandoned Open never finished")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	h.Faults().DelayMessages(0)
+	exchange(t, ctx, ch, r, 3)
+}
+
+// Bus.Close right after an Open was abandoned, with the answer still on
+// its way: the clean-up and Close are serialised, and nothing follows
+// UNLOAD (the host records a message after UNLOAD as a violation).
+func TestCloseRightAfterAbandonedOpen(t *testing.T) {
+	h := newHost(t, hvsim.Config{}, newEcho(1))
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	bus, err := vmbus.Connect(ctx, h.Platform(), vmbus.Config{CleanupTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := findChannel(t, bus, echoClass)
+	h.Faults().DelayMessages(30 * time.Millisecond)
+	short, cancel2 := context.WithTimeout(ctx, 5*time.Millisecond)
+	err = ch.Open(short, vmbus.OpenConfig{OnInterrupt: func() {}})
+	cancel2()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Open: %v, want deadline exceeded", err)
+	}
+	if err := bus.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	h.Faults().DelayMessages(0)
+}
+
+// A Connect that fails after the version handshake (here: the host never
+// answers REQUESTOFFERS) unloads, so that the next Connect finds the host
+// disconnected instead of getting no answer to a second INITIATE_CONTACT.
+func TestConnectRetryAfterFailureAfterHandshake(t *testing.T) {
+	h := newHost(t, hvsim.Config{}, newEcho(1))
+	h.Faults().BlackHole(3, true) // REQUESTOFFERS
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err := vmbus.Connect(short, h.Platform(), vmbus.Config{CleanupTimeout: 2 * time.Second})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first Connect: %v, want deadline exceeded", err)
+	}
+	if _, connected := h.Version(); connected {
+		t.Error("host still connected after the failed Connect")
+	}
+	h.Faults().BlackHole(3, false)
+	bus, ctx := connect(t, h, vmbus.Config{})
+	ch := findChannel(t, bus, echoClass)
+	r := newReceiver(ch)
+	if err := ch.Open(ctx, vmbus.OpenConfig{OnInterrupt: r.onInterrupt}); err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, ctx, ch, r, 2)
+}

@@ -77,6 +77,10 @@ func (b *Bus) scanMessages() {
 		if b.q.full() {
 			b.stats.queueOverflows.Add(1)
 			b.overflowed.Store(true)
+			// Wake the message goroutine even if this scan queued nothing:
+			// it may have drained the queue and gone to sleep since full()
+			// looked, and only its rescan takes this message out of the slot.
+			woke = true
 			break
 		}
 		t := b.q.tail.Load()

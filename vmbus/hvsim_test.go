@@ -594,3 +594,51 @@ func TestConnectRetryAfterFailureAfterHandshake(t *testing.T) {
 	}
 	exchange(t, ctx, ch, r, 2)
 }
+
+// Sub-channels (reference §3.6 @180, §3.11): offered after the primary is
+// open, delivered through the offer handler, linked to the primary, opened
+// like primaries and carrying their own traffic.
+func TestSubChannels(t *testing.T) {
+	h := newHost(t, hvsim.Config{}, newEcho(1))
+	bus, ctx := connect(t, h, vmbus.Config{})
+	primary := findChannel(t, bus, echoClass)
+	pr := newReceiver(primary)
+	if err := primary.Open(ctx, vmbus.OpenConfig{OnInterrupt: pr.onInterrupt}); err != nil {
+		t.Fatal(err)
+	}
+	offered := make(chan *vmbus.Channel, 4)
+	bus.SetOfferHandler(func(ch *vmbus.Channel) { offered <- ch })
+	relids, err := h.AddSubChannels(primary.Offer().RelID, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []*vmbus.Channel
+	for range relids {
+		select {
+		case ch := <-offered:
+			subs = append(subs, ch)
+		case <-ctx.Done():
+			t.Fatal("sub-channel offers not delivered")
+		}
+	}
+	if got := primary.SubChannels(); len(got) != 2 {
+		t.Fatalf("primary lists %d sub-channels, want 2", len(got))
+	}
+	for i, sub := range subs {
+		o := sub.Offer()
+		if o.SubChannelIndex == 0 || sub.Primary() != primary || o.InterfaceInstance != primary.Offer().InterfaceInstance {
+			t.Fatalf("sub-channel %d: index %d, primary %v, instance %s", i, o.SubChannelIndex, sub.Primary() == primary, o.InterfaceInstance)
+		}
+		r := newReceiver(sub)
+		if err := sub.Open(ctx, vmbus.OpenConfig{OnInterrupt: r.onInterrupt}); err != nil {
+			t.Fatal(err)
+		}
+		exchange(t, ctx, sub, r, 20)
+	}
+	exchange(t, ctx, primary, pr, 5)
+	for _, sub := range subs {
+		if err := sub.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

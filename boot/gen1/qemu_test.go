@@ -104,14 +104,10 @@ func buildGKI(t *testing.T) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	elf, err := testpayload.Build(ctx, t.TempDir())
+	gki, err := testpayload.GKI(ctx, t.TempDir())
 	if errors.Is(err, testpayload.ErrNoToolchain) {
 		t.Skip(err)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	gki, err := kimage.Build(elf)
 	if err != nil {
 		t.Fatal(err)
 	}

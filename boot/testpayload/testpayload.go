@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/gohv/gohv/boot/kimage"
 )
 
 var (
@@ -89,4 +91,15 @@ func run(ctx context.Context, dir, name string, args ...string) error {
 		return fmt.Errorf("testpayload: %s: %w: %s", filepath.Base(name), err, stderr.Bytes())
 	}
 	return nil
+}
+
+// GKI builds the payload into dir and flattens it into a gohv kernel image,
+// the form both loaders load. Errors as for Build (ErrNoToolchain when the
+// assembler is missing).
+func GKI(ctx context.Context, dir string) ([]byte, error) {
+	elf, err := Build(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	return kimage.Build(elf)
 }

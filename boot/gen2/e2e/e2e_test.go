@@ -10,7 +10,6 @@ import (
 
 	"github.com/gohv/gohv/boot/gen2"
 	"github.com/gohv/gohv/boot/gen2/internal/ovmftest"
-	"github.com/gohv/gohv/boot/kimage"
 	"github.com/gohv/gohv/boot/testpayload"
 	"github.com/gohv/gohv/tools/image"
 	"github.com/gohv/gohv/tools/image/layout"
@@ -23,14 +22,10 @@ func payloadEFI(t *testing.T) []byte {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	elf, err := testpayload.Build(ctx, t.TempDir())
+	gki, err := testpayload.GKI(ctx, t.TempDir())
 	if errors.Is(err, testpayload.ErrNoToolchain) {
 		t.Skip(err)
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	gki, err := kimage.Build(elf)
 	if err != nil {
 		t.Fatal(err)
 	}

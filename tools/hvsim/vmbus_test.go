@@ -367,7 +367,7 @@ func TestGuestPendingSendSize(t *testing.T) {
 		}
 	}
 	put32m(oc.out.hdr(), 64, 1)
-	put32m(oc.out.hdr(), 12, 224+8)
+	put32m(oc.out.hdr(), 12, 224) // the 200-byte packet, trailer included
 	if err := g.p.SignalEvent(oc.conn, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -378,6 +378,39 @@ func TestGuestPendingSendSize(t *testing.T) {
 	waitEvent(t, g, oc.relid, 1)
 	if st := ch.Stats(); st.PendingSendSizeSignals != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestPendingSendSizeExactRule: the host signals a blocked guest producer
+// when, and only when, draining makes the free space exceed its pending
+// send size P (reference §4.6): before ≤ P < after. A P that the ring can
+// never exceed (the data size) is never signalled, as on a real host; the
+// largest packet the ring takes (size − 8) is.
+func TestPendingSendSizeExactRule(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		p    uint32
+		want uint64
+	}{
+		{"largest packet: size-8", 4088, 1},
+		{"P == size: free never exceeds it", 4096, 0},
+		{"P == free before the drain", 4096 - 32, 1},
+		{"P below free before the drain", 4096 - 40, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			oc := setupChannel(t, Config{}, 4, 2) // 4096-byte data areas
+			if _, ok := oc.out.write(6, 0, 1, make([]byte, 8)); !ok { // 32 bytes with trailer
+				t.Fatal("write failed")
+			}
+			put32m(oc.out.hdr(), 64, 1)
+			put32m(oc.out.hdr(), 12, c.p)
+			if _, ok, err := oc.ch.Recv(make([]byte, 64)); !ok || err != nil {
+				t.Fatal(ok, err)
+			}
+			if got := oc.ch.Stats().PendingSendSizeSignals; got != c.want {
+				t.Errorf("P = %d, free 4064 → 4096: %d signals, want %d", c.p, got, c.want)
+			}
+		})
 	}
 }
 

@@ -64,6 +64,15 @@ type GPADL struct {
 	Pages hv.Pages
 }
 
+// ownedGPADL is a GPADL of a channel. created is non-nil while its
+// GPADL_CREATED is outstanding after the caller stopped waiting (deadline
+// or rescind): the host may still create it, so it must be resolved, and
+// torn down if created, before its pages are freed or the relid released.
+type ownedGPADL struct {
+	GPADL
+	created *waiter
+}
+
 type chanState uint8
 
 const (
@@ -110,7 +119,7 @@ type Channel struct {
 	state     chanState
 	pages     hv.Pages // ring pages, while the host may use them
 	ringGPADL uint32
-	gpadls    []GPADL // created on this channel, not yet torn down
+	gpadls    []ownedGPADL // created (or maybe created) on this channel, not yet torn down
 	abandoned *waiter // OPENCHANNEL_RESULT nobody waits for any more
 
 	rescinded   chan struct{}
@@ -252,6 +261,12 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	c.state = stateOpening
 	c.mu.Unlock()
 
+	// A ring GPADL left by an earlier Open whose GPADL_CREATED never came
+	// goes first: it may exist at the host.
+	if err := c.teardownRing(ctx); err != nil {
+		c.setState(stateOffered)
+		return fmt.Errorf("vmbus: open relid %d: earlier %w", c.offer.RelID, err)
+	}
 	pages, err := c.bus.p.AllocPages(sp + rp)
 	if err != nil {
 		c.setState(stateOffered)
@@ -275,14 +290,28 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 		c.setState(stateOffered)
 		return fmt.Errorf("vmbus: ring: %w", err)
 	}
-	g, err := c.CreateGPADL(ctx, pages)
+	g, fate, err := c.createGPADL(ctx, pages)
 	if err != nil {
 		c.detach()
-		var ge *GPADLError
-		if errors.As(err, &ge) && ge.Status != 0 {
-			c.bus.p.FreePages(pages) // the host refused it: not in use
-		} // else the host may have created it (status 0 for another
-		// relid) or may still create it: leak rather than share
+		switch fate {
+		case gpadlNotCreated:
+			c.bus.p.FreePages(pages) // the host never had it, or refused it
+		case gpadlPending:
+			// The host may still create it: the ring pages stay with the
+			// channel until the GPADL is resolved and torn down, by the
+			// clean-up after a rescind, by the next Open, or now in the
+			// background.
+			c.mu.Lock()
+			c.pages, c.ringGPADL = pages, g.ID
+			c.mu.Unlock()
+			if !c.isRescinded.Load() {
+				c.cleanupLater("ring GPADL after failed open")
+			}
+		default:
+			// Created under another relid: the host may use the pages
+			// and we cannot tear it down on this channel; leak rather
+			// than share.
+		}
 		c.setState(stateOffered)
 		return err
 	}
@@ -371,6 +400,22 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 		}
 	}()
 	return fmt.Errorf("vmbus: open relid %d: %w", c.offer.RelID, err)
+}
+
+// cleanupLater tears the ring GPADL down in the background, under opMu
+// and within the bus's clean-up timeout (what names it in the log).
+func (c *Channel) cleanupLater(what string) {
+	c.bus.cleanups.Add(1)
+	go func() {
+		defer c.bus.cleanups.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), c.bus.cfg.CleanupTimeout)
+		defer cancel()
+		c.opMu.Lock()
+		defer c.opMu.Unlock()
+		if err := c.teardownRing(ctx); err != nil {
+			c.bus.logf("vmbus: relid %d: clean-up of %s: %v", c.offer.RelID, what, err)
+		}
+	}()
 }
 
 // finishAbandonedOpen closes and tears down after an Open that got no
@@ -511,7 +556,7 @@ func (c *Channel) release(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	c.mu.Lock()
-	rest := append([]GPADL(nil), c.gpadls...)
+	rest := append([]ownedGPADL(nil), c.gpadls...)
 	c.mu.Unlock()
 	for _, g := range rest {
 		if err := c.teardown(ctx, g.ID); err != nil {
@@ -536,20 +581,50 @@ func (c *Channel) release(ctx context.Context) error {
 // buffer length 8 + 8 × PFNs is a 16-bit field (reference §3.9).
 const maxGPADLPages = (0xFFFF - 8) / 8
 
+// gpadlFate says what became of a GPADL whose creation failed.
+type gpadlFate uint8
+
+const (
+	// gpadlNotCreated: the host never saw it, or refused it: the pages
+	// are free to reuse.
+	gpadlNotCreated gpadlFate = iota
+	// gpadlPending: GPADL_HEADER went out and the answer is outstanding;
+	// the GPADL is recorded on the channel and teardown resolves it.
+	gpadlPending
+	// gpadlUnknown: the host answered for another relid; it may have
+	// created the GPADL and nothing can tear it down.
+	gpadlUnknown
+)
+
 // CreateGPADL describes p to the host as a GPADL of this channel (reference
 // §3.9): a GPADL_HEADER with up to 26 PFNs, GPADL_BODY messages with up to
 // 28 more each, then it waits for GPADL_CREATED. The pages stay the
 // caller's; they must not be freed before TeardownGPADL succeeded.
+//
+// If it fails after the host got the request (ctx done, or the channel
+// rescinded, while GPADL_CREATED is outstanding), the host may still create
+// the GPADL: then the error comes with g.ID ≠ 0, the GPADL stays recorded
+// on the channel and the pages must not be freed until TeardownGPADL(ctx,
+// g) returned nil (after a rescind the channel's clean-up does that
+// teardown itself, and TeardownGPADL then returns nil too).
 func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
+	g, fate, err := c.createGPADL(ctx, p)
+	if err != nil && fate != gpadlPending {
+		g = GPADL{}
+	}
+	return g, err
+}
+
+func (c *Channel) createGPADL(ctx context.Context, p hv.Pages) (GPADL, gpadlFate, error) {
 	n := p.Count()
 	if n == 0 || len(p.Mem)%hv.PageSize != 0 {
-		return GPADL{}, fmt.Errorf("%w: GPADL of %d bytes", ErrBadConfig, len(p.Mem))
+		return GPADL{}, gpadlNotCreated, fmt.Errorf("%w: GPADL of %d bytes", ErrBadConfig, len(p.Mem))
 	}
 	if n > maxGPADLPages {
-		return GPADL{}, fmt.Errorf("%w: %d pages (max %d)", ErrGPADLTooLarge, n, maxGPADLPages)
+		return GPADL{}, gpadlNotCreated, fmt.Errorf("%w: %d pages (max %d)", ErrGPADLTooLarge, n, maxGPADLPages)
 	}
 	if c.isRescinded.Load() {
-		return GPADL{}, ErrRescinded
+		return GPADL{}, gpadlNotCreated, ErrRescinded
 	}
 	b := c.bus
 	id := b.nextGPADL.Add(1)
@@ -557,13 +632,16 @@ func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
 		id = b.nextGPADL.Add(1)
 	}
 	relID := c.offer.RelID
-	wt := b.register(chanmsg.TypeGPADLCreated, id, relID)
+	// Not tied to the relid: a host answers GPADL_CREATED, with success,
+	// even when it rescinds the channel meanwhile, and that answer must
+	// find its waiter (see teardown).
+	wt := b.register(chanmsg.TypeGPADLCreated, id, 0)
 	if wt.err != nil {
-		return GPADL{}, wt.err
+		return GPADL{}, gpadlNotCreated, wt.err
 	}
-	if c.isRescinded.Load() { // rescinded before register: wt was not failed
+	if c.isRescinded.Load() { // nothing posted yet
 		b.unregister(wt)
-		return GPADL{}, ErrRescinded
+		return GPADL{}, gpadlNotCreated, ErrRescinded
 	}
 	var pfns [chanmsg.MaxBodyPFNs]uint64
 	k := min(n, chanmsg.MaxHeaderPFNs)
@@ -581,27 +659,49 @@ func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
 		k += m
 	}
 	if err != nil {
+		// An incomplete GPADL is never created (§3.9).
 		b.unregister(wt)
-		return GPADL{}, fmt.Errorf("vmbus: GPADL %#x on relid %d: %w", id, relID, err)
-	}
-	msg, err := b.wait(ctx, wt)
-	if err != nil {
-		return GPADL{}, fmt.Errorf("vmbus: GPADL_CREATED %#x on relid %d: %w", id, relID, err)
-	}
-	if r := msg.(chanmsg.GPADLCreated); r.Status != 0 || r.RelID != relID {
-		return GPADL{}, &GPADLError{RelID: r.RelID, GPADL: id, Status: r.Status}
+		return GPADL{}, gpadlNotCreated, fmt.Errorf("vmbus: GPADL %#x on relid %d: %w", id, relID, err)
 	}
 	g := GPADL{ID: id, Pages: p}
+	var r result
+	select {
+	case r = <-wt.ch:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-c.rescinded:
+		err = ErrRescinded
+	}
+	if err != nil {
+		// The answer may still come: keep the waiter and record the
+		// GPADL, so that whoever tears it down first learns whether the
+		// host created it.
+		c.mu.Lock()
+		c.gpadls = append(c.gpadls, ownedGPADL{GPADL: g, created: wt})
+		c.mu.Unlock()
+		return g, gpadlPending, fmt.Errorf("vmbus: GPADL_CREATED %#x on relid %d: %w", id, relID, err)
+	}
+	if r.err != nil {
+		return GPADL{}, gpadlUnknown, fmt.Errorf("vmbus: GPADL_CREATED %#x on relid %d: %w", id, relID, r.err)
+	}
+	if m := r.msg.(chanmsg.GPADLCreated); m.Status != 0 || m.RelID != relID {
+		fate := gpadlNotCreated
+		if m.Status == 0 {
+			fate = gpadlUnknown
+		}
+		return GPADL{}, fate, &GPADLError{RelID: m.RelID, GPADL: id, Status: m.Status}
+	}
 	c.mu.Lock()
-	c.gpadls = append(c.gpadls, g)
+	c.gpadls = append(c.gpadls, ownedGPADL{GPADL: g})
 	c.mu.Unlock()
 	c.stats.gpadls.Add(1)
-	return g, nil
+	return g, gpadlNotCreated, nil
 }
 
 // TeardownGPADL tears down a GPADL created on this channel and waits for
 // GPADL_TORNDOWN; afterwards the caller may free g.Pages. A GPADL already
-// torn down by the clean-up after a rescind or by Bus.Close gives nil.
+// torn down by the clean-up after a rescind or by Bus.Close gives nil, as
+// does one CreateGPADL left pending that the host then refused.
 func (c *Channel) TeardownGPADL(ctx context.Context, g GPADL) error {
 	c.mu.Lock()
 	ring := c.pages.Mem != nil && g.ID == c.ringGPADL
@@ -616,19 +716,50 @@ func (c *Channel) TeardownGPADL(ctx context.Context, g GPADL) error {
 	return err
 }
 
+// teardown tears GPADL id down. One whose GPADL_CREATED is outstanding is
+// resolved first: the answer is awaited (within ctx); refused, it is just
+// forgotten; created, it is torn down like any other.
 func (c *Channel) teardown(ctx context.Context, id uint32) error {
 	c.gpadlMu.Lock()
 	defer c.gpadlMu.Unlock()
 	c.mu.Lock()
+	var pending *waiter
 	found := false
 	for _, g := range c.gpadls {
-		found = found || g.ID == id
+		if g.ID == id {
+			found, pending = true, g.created
+		}
 	}
 	c.mu.Unlock()
 	if !found {
 		return fmt.Errorf("%w: %#x on relid %d", ErrUnknownGPADL, id, c.offer.RelID)
 	}
 	b := c.bus
+	if pending != nil {
+		var r result
+		select {
+		case r = <-pending.ch:
+		case <-ctx.Done():
+			return fmt.Errorf("vmbus: GPADL_CREATED %#x still outstanding: %w", id, ctx.Err())
+		}
+		if r.err != nil {
+			c.forgetGPADL(id, false)
+			return fmt.Errorf("vmbus: GPADL_CREATED %#x: %w", id, r.err)
+		}
+		m := r.msg.(chanmsg.GPADLCreated)
+		if m.Status != 0 {
+			c.forgetGPADL(id, true) // never created: nothing to tear down
+			return nil
+		}
+		c.mu.Lock()
+		for i := range c.gpadls {
+			if c.gpadls[i].ID == id {
+				c.gpadls[i].created = nil
+			}
+		}
+		c.mu.Unlock()
+		c.stats.gpadls.Add(1)
+	}
 	wt := b.register(chanmsg.TypeGPADLTorndown, id, 0)
 	if wt.err != nil {
 		return wt.err
@@ -640,15 +771,27 @@ func (c *Channel) teardown(ctx context.Context, id uint32) error {
 	if _, err := b.wait(ctx, wt); err != nil {
 		return fmt.Errorf("vmbus: GPADL_TORNDOWN %#x: %w", id, err)
 	}
-	c.mu.Lock()
-	for i, g := range c.gpadls {
-		if g.ID == id {
-			c.gpadls = append(c.gpadls[:i], c.gpadls[i+1:]...)
-			break
-		}
-	}
-	c.mu.Unlock()
+	c.forgetGPADL(id, true)
 	return nil
+}
+
+// forgetGPADL drops id from the channel's list. With gone false (the bus
+// shut down before the host answered) the entry stays, as created, so
+// that its pages are never freed.
+func (c *Channel) forgetGPADL(id uint32, gone bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, g := range c.gpadls {
+		if g.ID != id {
+			continue
+		}
+		if gone {
+			c.gpadls = append(c.gpadls[:i], c.gpadls[i+1:]...)
+		} else {
+			c.gpadls[i].created = nil
+		}
+		return
+	}
 }
 
 // ---- data path ----

@@ -2,6 +2,7 @@ package vmbus_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -78,5 +79,25 @@ func TestLargestPacketSendIsWoken(t *testing.T) {
 	}
 	if n := hc.Stats().PendingSendSizeSignals; n != 1 {
 		t.Errorf("host sent %d pending-send-size signals, want 1", n)
+	}
+}
+
+// TestOpenRescindedMidGPADL: hvsim rescinds the channel after taking the
+// ring's GPADL_HEADER and then answers GPADL_CREATED with success. Open
+// fails with ErrRescinded; the guest tears the GPADL down before
+// RELID_RELEASED (hvsim records a violation otherwise) and the offer goes
+// away; the bus then closes cleanly.
+func TestOpenRescindedMidGPADL(t *testing.T) {
+	h := newHost(t, hvsim.Config{}, sinkDevice{})
+	bus, ctx := connect(t, h, vmbus.Config{})
+	ch := findChannel(t, bus, sinkClass)
+	h.Faults().RescindAtGPADL(ch.Offer().RelID)
+	err := ch.Open(ctx, vmbus.OpenConfig{})
+	if !errors.Is(err, vmbus.ErrRescinded) {
+		t.Fatalf("Open: %v, want ErrRescinded", err)
+	}
+	waitUntil(t, "the relid to be released", func() bool { return len(bus.Channels()) == 0 })
+	if n := bus.Stats().UnexpectedMessages; n != 0 {
+		t.Errorf("%d unexpected host messages", n)
 	}
 }

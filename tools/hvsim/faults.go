@@ -19,11 +19,12 @@ type Faults struct {
 	postBusy       int
 	blackhole      map[uint32]bool
 	truncateOffers int
+	rescindAtGPADL map[uint32]bool
 }
 
 func newFaults(seed uint64) *Faults {
 	return &Faults{rng: rand.New(rand.NewPCG(seed, 0x68767369)), reorder: map[uint32]bool{},
-		blackhole: map[uint32]bool{}}
+		blackhole: map[uint32]bool{}, rescindAtGPADL: map[uint32]bool{}}
 }
 
 // DropInterrupts loses the next n channel interrupts: the SIEFP bit is set
@@ -85,6 +86,24 @@ func (f *Faults) TruncateOffers(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.truncateOffers = n
+}
+
+// RescindAtGPADL rescinds relid when the host takes the next GPADL_HEADER
+// for it, before it answers GPADL_CREATED (which still says success, as a
+// real host's does): the guest stops waiting mid-creation and must tear
+// the GPADL down before RELID_RELEASED.
+func (f *Faults) RescindAtGPADL(relid uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rescindAtGPADL[relid] = true
+}
+
+func (f *Faults) takeRescindAtGPADL(relid uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	on := f.rescindAtGPADL[relid]
+	delete(f.rescindAtGPADL, relid)
+	return on
 }
 
 func (f *Faults) takeDropInterrupt() bool {

@@ -120,7 +120,7 @@ type Channel struct {
 	pages     hv.Pages // ring pages, while the host may use them
 	ringGPADL uint32
 	gpadls    []ownedGPADL // created (or maybe created) on this channel, not yet torn down
-	abandoned *waiter // OPENCHANNEL_RESULT nobody waits for any more
+	abandoned *waiter      // OPENCHANNEL_RESULT nobody waits for any more
 
 	rescinded   chan struct{}
 	isRescinded atomic.Bool

@@ -500,8 +500,9 @@ func (b *Bus) postMsg(ctx context.Context, m encoder) error {
 	return b.post(ctx, b.msgConn.Load(), m)
 }
 
-// post encodes m and posts it to conn, retrying transient statuses with
-// exponential back-off (reference §1.8). Once unload has begun, every
+// post encodes m and posts it to conn, retrying transient statuses (see
+// retryPost) with exponential back-off, at most maxPostAttempts times and
+// while ctx lasts (reference §1.8). Once unload has begun, every
 // message but UNLOAD gives ErrClosed.
 func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
 	var buf [chanmsg.MaxSize]byte
@@ -524,7 +525,7 @@ func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
 			return nil
 		}
 		var st hv.Status
-		if !errors.As(err, &st) || !st.Transient() || attempt >= maxPostAttempts {
+		if !errors.As(err, &st) || !retryPost(st, m) || attempt >= maxPostAttempts {
 			return err
 		}
 		b.stats.postRetries.Add(1)
@@ -537,6 +538,19 @@ func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
 		}
 		delay = min(2*delay, 10*time.Millisecond)
 	}
+}
+
+// retryPost says whether a post that failed with st is retried: the
+// transient statuses, and INVALID_CONNECTION_ID, which a busy host returns
+// too (Linux vmbus_post_msg), except for INITIATE_CONTACT, where it means
+// "no connection 4 before 5.0" and negotiate steps down at once
+// (reference §1.8, §3.3).
+func retryPost(st hv.Status, m encoder) bool {
+	if st == hv.StatusInvalidConnectionID {
+		_, contact := m.(*chanmsg.InitiateContact)
+		return !contact
+	}
+	return st.Transient()
 }
 
 // ---- goroutines ----

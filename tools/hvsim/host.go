@@ -244,8 +244,8 @@ func (p *platform) SynICs() []hv.SynIC                 { return p.hvSyn }
 func (p *platform) PostMessage(connectionID uint32, messageType uint32, payload []byte) error {
 	h := (*Host)(p)
 	h.stats.posts.Add(1)
-	if h.faults.takePostBusy() {
-		return hv.StatusInsufficientBuffers
+	if st := h.faults.takePostBusy(); st != hv.StatusSuccess {
+		return st
 	}
 	if len(payload) > maxMessagePayload {
 		h.violate(fmt.Errorf("%w: PostMessage payload %d bytes", ErrOversize, len(payload)))

@@ -52,9 +52,13 @@ type OpenConfig struct {
 	// UserData is passed to the device in OPENCHANNEL (≤ 120 bytes).
 	UserData []byte
 	// OnInterrupt runs when the host signals the channel and from the
-	// polling fallback, on the bus's dispatch goroutine: never
-	// concurrently with itself nor with another channel's OnInterrupt.
-	// It must not block; it typically drains ReadPacket.
+	// polling fallback, on the channel's own dispatch goroutine (started
+	// by Open, ended by Close, the rescind or Bus.Close): never
+	// concurrently with itself, concurrently with other channels'. It
+	// must not block for long (it holds up only this channel); it
+	// typically drains ReadPacket, or masks the interrupt and hands the
+	// draining to a goroutine of its own (MaskInterrupt). A run in
+	// progress when the channel closes finishes; no new one starts.
 	OnInterrupt func()
 }
 
@@ -96,12 +100,21 @@ type ChannelStats struct {
 	RingFull                       uint64 // TrySend found the ring full
 	SendWaits                      uint64 // Send slept for space
 	GPADLs                         uint64 // GPADLs created
+	// Errors counts packets the rings refused other than for space or
+	// emptiness: a corrupt ring (host-written index or descriptor) or a
+	// malformed send.
+	Errors uint64
+	// SendRingUsed and RecvRingUsed are the bytes in use in the outbound
+	// and inbound ring's data area when Stats was called, of
+	// SendRingData and RecvRingData bytes (all 0 unless open).
+	SendRingUsed, SendRingData int
+	RecvRingUsed, RecvRingData int
 }
 
 type chanCounters struct {
 	packetsSent, bytesSent, packetsReceived, bytesReceived atomic.Uint64
 	signals, signalErrors, interrupts, ringFull, sendWaits atomic.Uint64
-	gpadls                                                 atomic.Uint64
+	gpadls, errors                                         atomic.Uint64
 }
 
 // Channel is one offered VMBus channel (a primary or a sub-channel).
@@ -109,7 +122,8 @@ type Channel struct {
 	bus     *Bus
 	offer   Offer
 	primary *Channel
-	subs    []*Channel // under bus.mu
+	subs    []*Channel    // under bus.mu
+	subsCh  chan struct{} // under bus.mu: closed and replaced when a sub-channel is offered
 
 	// opMu serialises Open, Close and the release after a rescind or at
 	// bus shutdown: the operations that wait for the host.
@@ -118,6 +132,8 @@ type Channel struct {
 	mu        sync.Mutex // guards the fields below
 	state     chanState
 	pages     hv.Pages // ring pages, while the host may use them
+	sendData  int      // data bytes of the outbound ring, while open
+	recvData  int      // data bytes of the inbound ring, while open
 	ringGPADL uint32
 	gpadls    []ownedGPADL // created (or maybe created) on this channel, not yet torn down
 	abandoned *waiter      // OPENCHANNEL_RESULT nobody waits for any more
@@ -130,8 +146,13 @@ type Channel struct {
 	readMu sync.Mutex
 	r      *ring.Reader // nil unless open
 
-	inbound     atomic.Pointer[byte] // inbound ring header, for the poller
-	onInterrupt atomic.Pointer[func()]
+	inbound atomic.Pointer[byte] // inbound ring header, for the poller
+
+	// kickCh wakes the dispatch goroutine (capacity 1: one pending kick
+	// stands for any number of signals). dispatchStop, under mu, ends
+	// the current dispatch goroutine; nil when none runs.
+	kickCh       chan struct{}
+	dispatchStop chan struct{}
 
 	// gpadlMu serialises GPADL teardowns: a driver's TeardownGPADL racing
 	// with the rescind or bus clean-up must not post a second
@@ -146,7 +167,8 @@ type Channel struct {
 }
 
 func newChannel(b *Bus, o Offer) *Channel {
-	return &Channel{bus: b, offer: o, rescinded: make(chan struct{}), spaceCh: make(chan struct{})}
+	return &Channel{bus: b, offer: o, rescinded: make(chan struct{}), spaceCh: make(chan struct{}),
+		kickCh: make(chan struct{}, 1), subsCh: make(chan struct{})}
 }
 
 // Offer returns the channel's offer.
@@ -160,6 +182,43 @@ func (c *Channel) SubChannels() []*Channel {
 	c.bus.mu.Lock()
 	defer c.bus.mu.Unlock()
 	return append([]*Channel(nil), c.subs...)
+}
+
+// WaitSubChannels waits until the host has offered the sub-channels with
+// indices 1..n of this primary channel (reference §3.11; a driver asks its
+// device for them in its own protocol first, e.g. VSTOR or NVSP) and
+// returns them in index order. When ctx ends or the primary is rescinded
+// first it returns those of 1..n offered so far, in index order, with the
+// ctx error or ErrRescinded. On a sub-channel it returns ErrBadConfig.
+func (c *Channel) WaitSubChannels(ctx context.Context, n int) ([]DriverChannel, error) {
+	if c.offer.SubChannelIndex != 0 {
+		return nil, fmt.Errorf("%w: WaitSubChannels on sub-channel %d of relid %d", ErrBadConfig, c.offer.SubChannelIndex, c.offer.RelID)
+	}
+	for {
+		b := c.bus
+		b.mu.Lock()
+		got := make([]DriverChannel, 0, n)
+		for i := 1; i <= n; i++ {
+			for _, s := range c.subs {
+				if int(s.offer.SubChannelIndex) == i {
+					got = append(got, s)
+					break
+				}
+			}
+		}
+		wake := c.subsCh
+		b.mu.Unlock()
+		if len(got) == n {
+			return got, nil
+		}
+		select {
+		case <-wake:
+		case <-c.rescinded:
+			return got, ErrRescinded
+		case <-ctx.Done():
+			return got, ctx.Err()
+		}
+	}
 }
 
 // Rescinded returns a channel closed when the host rescinds the offer.
@@ -178,13 +237,29 @@ func (c *Channel) markRescinded() bool {
 // Stats returns the channel's counters.
 func (c *Channel) Stats() ChannelStats {
 	s := &c.stats
-	return ChannelStats{
+	st := ChannelStats{
 		PacketsSent: s.packetsSent.Load(), BytesSent: s.bytesSent.Load(),
 		PacketsReceived: s.packetsReceived.Load(), BytesReceived: s.bytesReceived.Load(),
 		SignalsSent: s.signals.Load(), SignalErrors: s.signalErrors.Load(),
 		Interrupts: s.interrupts.Load(), RingFull: s.ringFull.Load(),
-		SendWaits: s.sendWaits.Load(), GPADLs: s.gpadls.Load(),
+		SendWaits: s.sendWaits.Load(), GPADLs: s.gpadls.Load(), Errors: s.errors.Load(),
 	}
+	c.mu.Lock()
+	sd, rd := c.sendData, c.recvData
+	c.mu.Unlock()
+	c.sendMu.Lock()
+	if c.w != nil {
+		st.SendRingData = sd
+		st.SendRingUsed = sd - c.w.Writable()
+	}
+	c.sendMu.Unlock()
+	c.readMu.Lock()
+	if c.r != nil {
+		st.RecvRingData = rd
+		st.RecvRingUsed = c.r.Readable()
+	}
+	c.readMu.Unlock()
+	return st
 }
 
 // State returns a one-line description of the channel for diagnosis.
@@ -196,16 +271,11 @@ func (c *Channel) State() string {
 	if name == "" {
 		name = c.offer.InterfaceType.String()
 	}
-	out := -1
-	c.sendMu.Lock()
-	if c.w != nil {
-		out = c.w.Writable()
-	}
-	c.sendMu.Unlock()
 	s := c.Stats()
-	return fmt.Sprintf("relid=%d class=%s sub=%d conn=%d state=%v rescinded=%v gpadls=%d writable=%d sent=%d/%dB recv=%d/%dB signals=%d interrupts=%d ringfull=%d",
-		c.offer.RelID, name, c.offer.SubChannelIndex, c.offer.ConnectionID, st, c.isRescinded.Load(), ng, out,
-		s.PacketsSent, s.BytesSent, s.PacketsReceived, s.BytesReceived, s.SignalsSent, s.Interrupts, s.RingFull)
+	return fmt.Sprintf("relid=%d class=%s sub=%d conn=%d state=%v rescinded=%v gpadls=%d out=%d/%dB in=%d/%dB sent=%d/%dB recv=%d/%dB signals=%d interrupts=%d ringfull=%d errors=%d",
+		c.offer.RelID, name, c.offer.SubChannelIndex, c.offer.ConnectionID, st, c.isRescinded.Load(), ng,
+		s.SendRingUsed, s.SendRingData, s.RecvRingUsed, s.RecvRingData,
+		s.PacketsSent, s.BytesSent, s.PacketsReceived, s.BytesReceived, s.SignalsSent, s.Interrupts, s.RingFull, s.Errors)
 }
 
 func (c *Channel) setState(s chanState) {
@@ -305,7 +375,7 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 			c.pages, c.ringGPADL = pages, g.ID
 			c.mu.Unlock()
 			if !c.isRescinded.Load() {
-				c.cleanupLater("ring GPADL after failed open")
+				c.cleanupLater(g.ID)
 			}
 		default:
 			// Created under another relid: the host may use the pages
@@ -317,11 +387,9 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	}
 	c.mu.Lock()
 	c.pages, c.ringGPADL = pages, g.ID
+	c.sendData, c.recvData = (sp-1)*hv.PageSize, (rp-1)*hv.PageSize
 	c.mu.Unlock()
-	if cfg.OnInterrupt != nil {
-		fn := cfg.OnInterrupt
-		c.onInterrupt.Store(&fn)
-	}
+	c.startDispatch(cfg.OnInterrupt)
 	c.inbound.Store(&pages.Mem[sp*hv.PageSize])
 
 	m := chanmsg.OpenChannel{
@@ -402,9 +470,10 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	return fmt.Errorf("vmbus: open relid %d: %w", c.offer.RelID, err)
 }
 
-// cleanupLater tears the ring GPADL down in the background, under opMu
-// and within the bus's clean-up timeout (what names it in the log).
-func (c *Channel) cleanupLater(what string) {
+// cleanupLater tears down the ring GPADL id left by a failed Open in the
+// background, under opMu and within the bus's clean-up timeout, unless
+// the next Open or a rescind's clean-up got there first.
+func (c *Channel) cleanupLater(id uint32) {
 	c.bus.cleanups.Add(1)
 	go func() {
 		defer c.bus.cleanups.Done()
@@ -412,8 +481,14 @@ func (c *Channel) cleanupLater(what string) {
 		defer cancel()
 		c.opMu.Lock()
 		defer c.opMu.Unlock()
+		c.mu.Lock()
+		mine := c.pages.Mem != nil && c.ringGPADL == id && c.state == stateOffered
+		c.mu.Unlock()
+		if !mine {
+			return
+		}
 		if err := c.teardownRing(ctx); err != nil {
-			c.bus.logf("vmbus: relid %d: clean-up of %s: %v", c.offer.RelID, what, err)
+			c.bus.logf("vmbus: relid %d: clean-up after failed open: %v", c.offer.RelID, err)
 		}
 	}()
 }
@@ -452,7 +527,12 @@ func (c *Channel) finishAbandonedOpen(ctx context.Context) error {
 // detach stops the data path: sends and reads fail with ErrClosed from
 // here on, and no more OnInterrupt runs are started.
 func (c *Channel) detach() {
-	c.onInterrupt.Store(nil)
+	c.mu.Lock()
+	if c.dispatchStop != nil {
+		close(c.dispatchStop)
+		c.dispatchStop = nil
+	}
+	c.mu.Unlock()
 	c.inbound.Store(nil)
 	c.sendMu.Lock()
 	c.w = nil
@@ -818,6 +898,8 @@ func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []
 	if err != nil {
 		if err == ring.ErrFull {
 			c.stats.ringFull.Add(1)
+		} else {
+			c.stats.errors.Add(1)
 		}
 		return err
 	}
@@ -950,6 +1032,9 @@ func (c *Channel) ReadPacket(buf []byte) (ring.Packet, error) {
 	}
 	c.readMu.Unlock()
 	if err != nil {
+		if err != ring.ErrEmpty {
+			c.stats.errors.Add(1)
+		}
 		return p, err
 	}
 	c.stats.packetsReceived.Add(1)
@@ -960,13 +1045,86 @@ func (c *Channel) ReadPacket(buf []byte) (ring.Packet, error) {
 	return p, nil
 }
 
+// kick wakes the channel's dispatch goroutine without waiting: it is
+// called from the SynIC handler and the poller.
+func (c *Channel) kick() {
+	select {
+	case c.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// startDispatch starts the channel's dispatch goroutine, which runs fn
+// (may be nil) and wakes waiting senders on every kick.
+func (c *Channel) startDispatch(fn func()) {
+	stop := make(chan struct{})
+	c.mu.Lock()
+	c.dispatchStop = stop
+	c.mu.Unlock()
+	b := c.bus
+	b.dispatchers.Add(1)
+	go func() {
+		defer b.dispatchers.Done()
+		for {
+			select {
+			case <-c.kickCh:
+			case <-stop:
+				return
+			case <-c.rescinded:
+				return
+			case <-b.stop:
+				return
+			}
+			select {
+			case <-stop: // detached meanwhile: start no new run
+				return
+			default:
+			}
+			c.interrupt(fn)
+		}
+	}()
+}
+
 // interrupt runs on the dispatch goroutine for a host signal or a poll.
-func (c *Channel) interrupt() {
+func (c *Channel) interrupt(fn func()) {
 	c.stats.interrupts.Add(1)
 	c.wakeSenders()
-	if fn := c.onInterrupt.Load(); fn != nil {
-		(*fn)()
+	if fn != nil {
+		fn()
 	}
+}
+
+// MaskInterrupt sets the inbound ring's interrupt mask (reference §4.2,
+// §4.6): the host stops signalling new packets, for a driver that drains
+// by polling. End with UnmaskInterrupt. No-op on a channel that is not
+// open.
+func (c *Channel) MaskInterrupt() {
+	c.readMu.Lock()
+	if c.r != nil {
+		c.r.MaskInterrupts()
+	}
+	c.readMu.Unlock()
+}
+
+// UnmaskInterrupt clears the inbound ring's interrupt mask and then
+// reports whether packets are pending: one written while the mask was set
+// was not signalled, so on true the caller drains again (and may mask
+// again), else it would wait for a signal that never comes (reference
+// §4.6). False on a channel that is not open.
+func (c *Channel) UnmaskInterrupt() bool {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.r == nil {
+		return false
+	}
+	return c.r.UnmaskInterrupts()
+}
+
+// TrySendWithHeader is TrySend with a type-specific header hdr (length a
+// multiple of 8), e.g. the GPA-direct range list of reference §4.5. It
+// does not allocate.
+func (c *Channel) TrySendWithHeader(typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts ...[]byte) error {
+	return c.trySend(typ, flags, txid, hdr, parts)
 }
 
 // needsPoll reports whether the poller should run the channel: it is open

@@ -47,7 +47,7 @@ type Driver struct {
 // New returns a shutdown driver that hands each well-formed request to
 // deliver. deliver reports whether the guest will act on the request: the
 // host is told S_OK only then, E_FAIL otherwise (reference §8.4). deliver
-// runs on the bus dispatch goroutine and must not block; the kernel queues
+// runs on the channel's dispatch goroutine and must not block; the kernel queues
 // the request and acts on it elsewhere (see kernel.PowerRequests).
 func New(deliver func(Request) bool) *Driver { return &Driver{deliver: deliver} }
 

@@ -5,10 +5,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/gohv/gohv/kernel"
 	"github.com/gohv/gohv/tools/hvsim"
+	"github.com/gohv/gohv/tools/hvsim/hvsimtest"
 	"github.com/gohv/gohv/vmbus"
-	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
 var multiClass = hvsim.MustParseGUID("5b7c1a20-3e4d-4f6a-8b9c-0d1e2f3a4b5c")
@@ -51,30 +50,14 @@ func (d *multiQueue) Attach(ctx context.Context, ch vmbus.DriverChannel) error {
 // Sub-channel offers, hot-added while the driver attaches, reach the
 // primary's driver through WaitSubChannels and are not bound on their own.
 func TestRegistrySubChannelsReachPrimary(t *testing.T) {
-	h, err := hvsim.New(hvsim.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	mustAdd(t, h, &hvsim.Echo{Spec: hvsim.OfferSpec{Class: multiClass, Instance: hvsim.MustParseGUID("5b7c1a20-0000-0000-0000-000000000001")}})
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	bus, err := vmbus.Connect(ctx, h.Platform(), vmbus.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bus.Close(ctx)
-	var reg kernel.Registry
+	g := hvsimtest.NewGuest(t, hvsimtest.Config{Devices: []hvsim.Device{
+		&hvsim.Echo{Spec: hvsim.OfferSpec{Class: multiClass, Instance: hvsim.MustParseGUID("5b7c1a20-0000-0000-0000-000000000001")}},
+	}})
+	h := g.Host
 	drv := &multiQueue{n: 3, host: h}
-	if err := reg.Register(chanmsg.GUID(multiClass.Wire()), drv); err != nil {
-		t.Fatal(err)
-	}
-	bs, err := reg.Bind(ctx, bus)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(bs) != 1 || !bs[0].Bound() {
-		t.Fatalf("bindings %v", bs)
+	b, reg := g.Bind(multiClass, drv)
+	if !b.Bound() {
+		t.Fatalf("binding %v", b)
 	}
 	drv.mu.Lock()
 	subs := drv.subs
@@ -87,10 +70,10 @@ func TestRegistrySubChannelsReachPrimary(t *testing.T) {
 			t.Errorf("sub-channel %d: index %d, open at host %v", i, s.Offer().SubChannelIndex, h.Channel(s.Offer().RelID) != nil)
 		}
 	}
+	if got := len(g.Bus.Channels()); got != 4 {
+		t.Errorf("bus has %d channels, want the primary and 3 sub-channels", got)
+	}
 	if got := len(reg.Bindings()); got != 1 {
 		t.Errorf("%d bindings: sub-channels were bound on their own", got)
-	}
-	if v := h.Violations(); len(v) != 0 {
-		t.Errorf("host violations: %v", v)
 	}
 }

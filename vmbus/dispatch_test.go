@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,6 +120,9 @@ func TestTrySendWithHeader(t *testing.T) {
 	// 16 descriptor + 24 header + 8 payload + 8 trailer, of 3 data pages.
 	if st := ch.Stats(); st.SendRingUsed != 56 || st.SendRingData != 3*4096 || st.RecvRingData != 3*4096 || st.RecvRingUsed != 0 {
 		t.Errorf("ring fill in Stats: %+v", st)
+	}
+	if s := ch.State(); !strings.Contains(s, "out=56/12288B in=0/12288B") || !strings.Contains(s, "state=open") {
+		t.Errorf("State() = %q lacks the ring fill", s)
 	}
 	p, ok, err := h.Channel(ch.Offer().RelID).Recv(make([]byte, 256))
 	if !ok || err != nil {

@@ -233,19 +233,25 @@ func (h *Host) violate(err error) {
 // platform implements hv.Platform for the guest.
 type platform Host
 
-var _ hv.Platform = (*platform)(nil)
+var (
+	_ hv.Platform       = (*platform)(nil)
+	_ hv.PhysTranslator = (*platform)(nil)
+)
 
 func (p *platform) AllocPages(n int) (hv.Pages, error) { return p.arena.AllocPages(n) }
 func (p *platform) FreePages(pg hv.Pages)              { p.arena.FreePages(pg) }
 func (p *platform) SynICs() []hv.SynIC                 { return p.hvSyn }
+
+// PhysAddr implements hv.PhysTranslator for memory inside the arena.
+func (p *platform) PhysAddr(b []byte) (uint64, bool) { return p.arena.PhysAddr(b) }
 
 // PostMessage implements HvPostMessage (reference §1.8) in front of the
 // VMBus message port.
 func (p *platform) PostMessage(connectionID uint32, messageType uint32, payload []byte) error {
 	h := (*Host)(p)
 	h.stats.posts.Add(1)
-	if h.faults.takePostBusy() {
-		return hv.StatusInsufficientBuffers
+	if st := h.faults.takePostBusy(); st != hv.StatusSuccess {
+		return st
 	}
 	if len(payload) > maxMessagePayload {
 		h.violate(fmt.Errorf("%w: PostMessage payload %d bytes", ErrOversize, len(payload)))

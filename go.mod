@@ -9,4 +9,7 @@ require (
 	github.com/usbarmory/tamago v1.26.6
 )
 
-require github.com/google/uuid v1.6.0 // indirect
+require (
+	github.com/google/uuid v1.6.0 // indirect
+	gvisor.dev/gvisor v0.0.0-20260518063529-209a0ce076a1 // indirect
+)

@@ -118,8 +118,8 @@ type Stats struct {
 }
 
 type stats struct {
-	txPackets, txFrames, txBytes, txLSO, txCsum, txDroppedLink           atomic.Uint64
-	rxFrames, rxBytes, rxPackets, rxDroppedFull, rxDroppedLink           atomic.Uint64
+	txPackets, txFrames, txBytes, txLSO, txCsum, txDroppedLink          atomic.Uint64
+	rxFrames, rxBytes, rxPackets, rxDroppedFull, rxDroppedLink          atomic.Uint64
 	rxDroppedFilter, rxDroppedSize, rxBufferWaits, control, indications atomic.Uint64
 	completionsLost, violations                                         atomic.Uint64
 }

@@ -8,10 +8,10 @@ import "sync"
 type Faults struct {
 	d *Device
 
-	mu       sync.Mutex
-	drop     int
-	reorder  bool
-	starve   bool
+	mu      sync.Mutex
+	drop    int
+	reorder bool
+	starve  bool
 }
 
 // Faults returns the device's fault-injection controls.

@@ -43,12 +43,17 @@ const (
 )
 
 func newRecvBuffer(id uint16, gpadl uint32, view *hvsim.GPADLView, subSize uint32) *recvBuffer {
-	count := uint32(view.Len()) / subSize
-	r := &recvBuffer{id: id, gpadl: gpadl, view: view, subSize: subSize, count: count,
+	r := newAccounting(uint32(view.Len())/subSize, subSize)
+	r.id, r.gpadl, r.view = id, gpadl, view
+	return r
+}
+
+// newAccounting sets up the sub-allocation bookkeeping alone.
+func newAccounting(count, subSize uint32) *recvBuffer {
+	r := &recvBuffer{subSize: subSize, count: count,
 		next: make([]uint32, count), slots: make([]batch, count),
-		freeSlot: make([]uint32, 0, count)}
-	r.ctrlFree = make([]uint32, 0, ctrlReserve)
-	r.dataFree = make([]uint32, 0, count)
+		freeSlot: make([]uint32, 0, count),
+		ctrlFree: make([]uint32, 0, ctrlReserve), dataFree: make([]uint32, 0, count)}
 	for i := count; i > 0; i-- {
 		s := i - 1
 		if s < ctrlReserve {

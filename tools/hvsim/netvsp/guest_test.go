@@ -324,7 +324,19 @@ func (c *tchan) tryRead() (p pkt, ok bool) {
 	total := uint32(get16(d[:], 4)) * 8
 	raw := make([]byte, total)
 	c.in.copyOut(rd, raw)
-	atomic.StoreUint32(a32(h, 4), (rd+total+8)%c.in.size())
+	before := c.in.size() - (w - rd)
+	if w < rd {
+		before = rd - w
+	}
+	nrd := (rd + total + 8) % c.in.size()
+	atomic.StoreUint32(a32(h, 4), nrd)
+	// §4.6: signal the producer when the freed space crosses its pending
+	// send size.
+	if pss := atomic.LoadUint32(a32(h, 12)) &^ 7; pss != 0 && before < pss && before+total+8 >= pss {
+		if err := c.g.p.SignalEvent(c.conn, 0); err != nil {
+			c.g.t.Fatal(err)
+		}
+	}
 	off := int(get16(raw, 2)) * 8
 	return pkt{typ: get16(raw, 0), flags: get16(raw, 6), txid: binary.LittleEndian.Uint64(raw[8:]),
 		hdr: raw[16:off], data: raw[off:]}, true

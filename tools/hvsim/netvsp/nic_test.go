@@ -23,6 +23,8 @@ type tnic struct {
 	reqID   uint32
 	section uint32
 	pending []pkt
+	// recvPages is the receive buffer's size (default testRecvPgs).
+	recvPages int
 }
 
 const (
@@ -54,7 +56,7 @@ func newNIC(t testing.TB, cfg Config) *tnic {
 	if len(offers) != 1 {
 		t.Fatalf("%d offers", len(offers))
 	}
-	n := &tnic{t: t, g: g, dev: dev, primary: offers[0]}
+	n := &tnic{t: t, g: g, dev: dev, primary: offers[0], recvPages: testRecvPgs}
 	n.c = g.openChannel(offers[0])
 	return n
 }
@@ -116,7 +118,7 @@ func (n *tnic) negotiate(v uint32) {
 	n.c.write(0x6, 0, 0, nil, nvsp(125, 1514, 0, 0))
 	n.c.write(0x6, 0, 0, nil, nvsp(100, 6, 30))
 	var err error
-	if n.recv, err = n.g.p.AllocPages(testRecvPgs); err != nil {
+	if n.recv, err = n.g.p.AllocPages(n.recvPages); err != nil {
 		t.Fatal(err)
 	}
 	n.g.createGPADL(n.primary.relid, 0x5000, pfnList(n.recv))
@@ -126,7 +128,7 @@ func (n *tnic) negotiate(v uint32) {
 		t.Fatalf("SEND_RECEIVE_BUFFER_COMPLETE % x", r)
 	}
 	n.subSize = get32(r, 16)
-	if n.subSize < 1514+44 || get32(r, 24) != n.subSize*get32(r, 20) || get32(r, 24) > testRecvPgs*4096 {
+	if n.subSize < 1514+44 || get32(r, 24) != n.subSize*get32(r, 20) || get32(r, 24) > uint32(n.recvPages)*4096 {
 		t.Fatalf("receive buffer sections % x", r)
 	}
 	if n.send, err = n.g.p.AllocPages(testSendPgs); err != nil {

@@ -22,7 +22,7 @@ type tnic struct {
 	txid    uint64
 	reqID   uint32
 	section uint32
-	pending []pkt
+	pending map[*tchan][]pkt
 	// recvPages is the receive buffer's size (default testRecvPgs).
 	recvPages int
 }
@@ -56,7 +56,7 @@ func newNIC(t testing.TB, cfg Config) *tnic {
 	if len(offers) != 1 {
 		t.Fatalf("%d offers", len(offers))
 	}
-	n := &tnic{t: t, g: g, dev: dev, primary: offers[0], recvPages: testRecvPgs}
+	n := &tnic{t: t, g: g, dev: dev, primary: offers[0], recvPages: testRecvPgs, pending: map[*tchan][]pkt{}}
 	n.c = g.openChannel(offers[0])
 	return n
 }
@@ -83,27 +83,33 @@ func (n *tnic) request(m []byte) []byte {
 }
 
 // completion waits for the completion packet (type 0xB) of txid.
-func (n *tnic) completion(txid uint64) []byte {
+func (n *tnic) completion(txid uint64) []byte { return n.completionOn(n.c, txid) }
+
+func (n *tnic) completionOn(c *tchan, txid uint64) []byte {
 	n.t.Helper()
-	p := n.wait(func(p pkt) bool { return p.typ == 0xB && p.txid == txid })
+	p := n.waitOn(c, func(p pkt) bool { return p.typ == 0xB && p.txid == txid })
 	return p.data
 }
 
-// wait returns the first packet (pending or new) that match accepts.
-func (n *tnic) wait(match func(pkt) bool) pkt {
+// wait returns the first packet on the primary that match accepts.
+func (n *tnic) wait(match func(pkt) bool) pkt { return n.waitOn(n.c, match) }
+
+// waitOn returns the first packet on c (pending or new) that match
+// accepts; others stay pending.
+func (n *tnic) waitOn(c *tchan, match func(pkt) bool) pkt {
 	n.t.Helper()
-	for i, p := range n.pending {
+	for i, p := range n.pending[c] {
 		if match(p) {
-			n.pending = append(n.pending[:i], n.pending[i+1:]...)
+			n.pending[c] = append(n.pending[c][:i], n.pending[c][i+1:]...)
 			return p
 		}
 	}
 	for {
-		p := n.c.read()
+		p := c.read()
 		if match(p) {
 			return p
 		}
-		n.pending = append(n.pending, p)
+		n.pending[c] = append(n.pending[c], p)
 	}
 }
 
@@ -201,7 +207,7 @@ func (n *tnic) control(msg []byte) []byte {
 // control; §7.5), copies out its RNDIS messages and completes it.
 func (n *tnic) receive(c *tchan, channelType uint32) [][]byte {
 	n.t.Helper()
-	p := n.wait(func(p pkt) bool { return p.typ == 0x7 && get32(p.data, 4) == channelType })
+	p := n.waitOn(c, func(p pkt) bool { return p.typ == 0x7 && get32(p.data, 4) == channelType })
 	return n.accept(c, p)
 }
 
@@ -368,7 +374,7 @@ func guestPacket(frame []byte, ppis ...ppi) []byte {
 func (n *tnic) transmit(c *tchan, msg []byte) {
 	n.t.Helper()
 	id := n.sendRNDIS(c, msg, 0)
-	if r := n.completion(id); get32(r, 0) != 108 || get32(r, 4) != 1 {
+	if r := n.completionOn(c, id); get32(r, 0) != 108 || get32(r, 4) != 1 {
 		n.t.Fatalf("send completion % x; violations %v", r, n.g.h.Violations())
 	}
 }

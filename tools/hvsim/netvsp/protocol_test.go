@@ -334,7 +334,7 @@ func TestCompletionFaults(t *testing.T) {
 	n.dev.Faults().DropCompletions(1)
 	lost := n.sendRNDIS(n.c, guestPacket(arpRequest()), 0)
 	n.transmit(n.c, guestPacket(arpRequest()))
-	for _, p := range n.pending {
+	for _, p := range n.pending[n.c] {
 		if p.typ == 0xB && p.txid == lost {
 			t.Fatal("dropped completion arrived")
 		}
@@ -388,4 +388,87 @@ func TestRevokeAndRescind(t *testing.T) {
 	}
 	waitFor(t, "the device to close", func() bool { return n.dev.State().OpenQueues == 0 })
 	noViolations(t, n.g.h)
+}
+
+func TestSubChannelsIndirectionTableAndRSS(t *testing.T) {
+	fb := newFake()
+	n := newNIC(t, Config{Backend: fb, MaxQueues: 3})
+	n.ready()
+	if r := n.request(nvsp(133, 1, 5)); get32(r, 0) != 133 || get32(r, 4) != 2 || get32(r, 8) != 0 {
+		t.Fatalf("5 sub-channels of 3 queues: % x", r)
+	}
+	r := n.request(nvsp(133, 1, 2))
+	if get32(r, 0) != 133 || get32(r, 4) != 1 || get32(r, 8) != 2 {
+		t.Fatalf("SUBCHANNEL completion % x", r)
+	}
+	var offers []offer
+	for len(offers) < 2 {
+		o := parseOffer(n.g.nextOf(1))
+		if o.sub == 0 || o.sub > 2 {
+			t.Fatalf("offer of sub-channel index %d", o.sub)
+		}
+		offers = append(offers, o)
+	}
+	subs := map[uint16]*tchan{}
+	for _, o := range offers {
+		subs[o.sub] = n.g.openChannel(o)
+	}
+	// §7.3: SEND_INDIRECTION_TABLE, in-band on the primary, once every
+	// sub-channel is open: 16 entries, entry i = i mod 3.
+	p := n.wait(func(p pkt) bool { return p.typ == 0x6 })
+	if get32(p.data, 0) != 134 || get32(p.data, 4) != 16 || get32(p.data, 8) != 12 || p.flags != 0 {
+		t.Fatalf("indirection table % x", p.data)
+	}
+	for i := 0; i < 16; i++ {
+		if e := get32(p.data, 12+4*i); e != uint32(i%3) {
+			t.Fatalf("entry %d = %d", i, e)
+		}
+	}
+	// Sending on a sub-channel reaches the backend.
+	n.transmit(subs[1], guestPacket(arpRequest()))
+	if f := <-fb.sent; len(f) != 42 {
+		t.Fatalf("frame of %d bytes", len(f))
+	}
+	// RSS with every table entry on queue 2.
+	rss := make([]byte, 40+16+40)
+	copy(rss, []byte{0x89, 2, 40, 0})
+	put32(rss, 8, 0x201) // Toeplitz, TCP/IPv4
+	put16(rss, 12, 16)
+	put32(rss, 16, 40)
+	put16(rss, 20, 40)
+	put32(rss, 24, 56)
+	for i := 0; i < 4; i++ {
+		put32(rss, 40+4*i, 2)
+	}
+	var key [40]byte
+	for i := range key {
+		key[i] = byte(3*i + 1)
+		rss[56+i] = key[i]
+	}
+	if st := n.set(0x00010204, rss); st != 0 {
+		t.Fatalf("RSS parameters: %#x", st)
+	}
+	seg := ipv4Frame(6, tcpSegment(80, 40000, 1, 1, 0x10, []byte("x")), false)
+	copy(seg, guestMAC[:])
+	copy(seg[6:], peerMAC[:])
+	txChecksum(seg, csumReqTCP4)
+	fb.inject(seg)
+	got := n.waitOn(subs[2], func(p pkt) bool { return p.typ == 0x7 })
+	msgs := n.accept(subs[2], got)
+	m := msgs[0]
+	var hash uint32
+	for off := 8 + int(get32(m, 28)); off < 8+int(get32(m, 28))+int(get32(m, 32)); off += int(get32(m, off)) {
+		if get32(m, off+4) == 8 {
+			hash = get32(m, off+12)
+		}
+	}
+	if want, _ := rssHash(&key, seg); hash != want || hash == 0 {
+		t.Fatalf("hash PPI %#x, want %#x", hash, want)
+	}
+	noViolations(t, n.g.h)
+	// Completing a sub-channel's packet on the primary is a violation.
+	fb.inject(seg)
+	got = n.waitOn(subs[2], func(p pkt) bool { return p.typ == 0x7 })
+	n.c.write(0xB, 0, got.txid, nil, nvsp(108, 1))
+	wantViolation(t, n.g.h, ErrUnknownCompletion)
 }

@@ -355,6 +355,9 @@ type rssParams struct {
 // name one of queues channels.
 func parseRSSParams(b []byte, queues int) (rssParams, error) {
 	var p rssParams
+	if queues <= 0 {
+		return p, fmt.Errorf("netvsp: RSS with %d queues", queues)
+	}
 	if err := checkObjHeader(b, objTypeRSSParam, 1, sizeRSSParamsMin); err != nil {
 		return p, err
 	}

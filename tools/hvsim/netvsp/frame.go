@@ -108,16 +108,26 @@ func parseHeaders(frame []byte, lso bool) (h headers, ok bool) {
 	return h, true
 }
 
-// sum16 adds b as big-endian 16-bit words to s (RFC 1071).
+// sum16 adds b as big-endian 16-bit words to s (RFC 1071), eight bytes
+// at a time: 32-bit words added into 64 bits fold to the same 16-bit
+// ones'-complement sum, since 2^16 ≡ 1 modulo 2^16-1.
 func sum16(s uint32, b []byte) uint32 {
+	acc := uint64(s)
+	for len(b) >= 8 {
+		acc += uint64(be.Uint32(b)) + uint64(be.Uint32(b[4:]))
+		b = b[8:]
+	}
 	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
+		acc += uint64(b[0])<<8 | uint64(b[1])
 		b = b[2:]
 	}
 	if len(b) == 1 {
-		s += uint32(b[0]) << 8
+		acc += uint64(b[0]) << 8
 	}
-	return s
+	for acc > 0xFFFFFFFF {
+		acc = acc>>32 + acc&0xFFFFFFFF
+	}
+	return uint32(fold(uint32(acc)))
 }
 
 func fold(s uint32) uint16 {

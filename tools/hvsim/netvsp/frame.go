@@ -44,6 +44,14 @@ type headers struct {
 // through untouched. lso says the IP length fields are zero, as a guest
 // sets them for LSO (Linux netvsc), so the frame length counts.
 func parseHeaders(frame []byte, lso bool) (h headers, ok bool) {
+	if h, ok = parseL3(frame, lso); !ok {
+		return h, false
+	}
+	return h, parseL4(frame, &h)
+}
+
+// parseL3 finds the IP header of frame (any transport protocol).
+func parseL3(frame []byte, lso bool) (h headers, ok bool) {
 	if len(frame) < ethHdrLen {
 		return h, false
 	}
@@ -89,23 +97,22 @@ func parseHeaders(frame []byte, lso bool) (h headers, ok bool) {
 	default:
 		return h, false
 	}
+	return h, true
+}
+
+// parseL4 checks the TCP or UDP header after a parsed IP header.
+func parseL4(frame []byte, h *headers) bool {
 	switch h.Proto {
 	case protoTCP:
 		if h.L4Len < tcpMinHdr {
-			return h, false
+			return false
 		}
 		h.TCPLen = int(frame[h.L4+12]>>4) * 4
-		if h.TCPLen < tcpMinHdr || h.TCPLen > h.L4Len {
-			return h, false
-		}
+		return h.TCPLen >= tcpMinHdr && h.TCPLen <= h.L4Len
 	case protoUDP:
-		if h.L4Len < udpHdrLen {
-			return h, false
-		}
-	default:
-		return h, false
+		return h.L4Len >= udpHdrLen
 	}
-	return h, true
+	return false
 }
 
 // sum16 adds b as big-endian 16-bit words to s (RFC 1071), eight bytes
@@ -180,9 +187,12 @@ func txChecksum(frame []byte, info uint32) error {
 	if info&(txCsumIPHeader|txCsumTCP|txCsumUDP) == 0 {
 		return nil
 	}
-	h, ok := parseHeaders(frame, false)
+	h, ok := parseL3(frame, false)
 	if !ok {
-		return fmt.Errorf("%w: checksum request %#x for a frame without IP/TCP/UDP headers", ErrMalformed, info)
+		return fmt.Errorf("%w: checksum request %#x for a frame without an IP header", ErrMalformed, info)
+	}
+	if info&(txCsumTCP|txCsumUDP) != 0 && !parseL4(frame, &h) {
+		return fmt.Errorf("%w: checksum request %#x for a frame without TCP/UDP headers", ErrMalformed, info)
 	}
 	if (info&txCsumIPv4 != 0 && h.IPv6) || (info&txCsumIPv6 != 0 && !h.IPv6) {
 		return fmt.Errorf("%w: checksum request %#x names the wrong IP version", ErrMalformed, info)
@@ -211,7 +221,7 @@ func txChecksum(frame []byte, info uint32) error {
 // rxChecksum verifies frame's checksums like a NIC with receive checksum
 // offload and returns the RX bits of §7.8 (0: nothing to report).
 func rxChecksum(frame []byte, o *offloads) uint32 {
-	h, ok := parseHeaders(frame, false)
+	h, ok := parseL3(frame, false)
 	if !ok {
 		return 0
 	}
@@ -223,6 +233,9 @@ func rxChecksum(frame []byte, o *offloads) uint32 {
 		} else {
 			r |= RxCsumIPFailed
 		}
+	}
+	if !parseL4(frame, &h) {
+		return r
 	}
 	var want bool
 	switch {

@@ -8,7 +8,7 @@ import (
 
 type nullBackend struct{ frames, bytes int }
 
-func (b *nullBackend) Send(f []byte)               { b.frames++; b.bytes += len(f) }
+func (b *nullBackend) Send(f []byte)              { b.frames++; b.bytes += len(f) }
 func (b *nullBackend) SetReceiver(func(f []byte)) {}
 
 // testQueue is a device with one queue that is not attached to a channel:

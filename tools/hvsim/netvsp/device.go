@@ -207,6 +207,7 @@ func New(h *hvsim.Host, cfg Config) (*Device, error) {
 	}
 	d := &Device{cfg: cfg, host: h, queues: make([]*queue, cfg.MaxQueues)}
 	d.link.Store(true)
+	d.faults.d = d
 	d.resetLocked()
 	if cfg.Backend != nil {
 		cfg.Backend.SetReceiver(d.deliver)

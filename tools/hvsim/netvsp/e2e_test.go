@@ -219,7 +219,7 @@ func TestPeerDialsGuestTCP(t *testing.T) {
 		for _, f := range frames {
 			seg := header.TCP(f[34:])
 			ip := header.IPv4(f[14:])
-			body := seg[seg.DataOffset():ip.TotalLength()-uint16(ip.HeaderLength())]
+			body := seg[seg.DataOffset() : ip.TotalLength()-uint16(ip.HeaderLength())]
 			recv = append(recv, body...)
 			ack := seg.SequenceNumber() + uint32(len(body))
 			n.transmit(n.c, guestPacket(ipv4Frame(6, tcpSegment(80, syn.SourcePort(), iss+1, ack, header.TCPFlagAck, nil), false), ppi{0, csumReqTCP4}))

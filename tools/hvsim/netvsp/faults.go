@@ -15,10 +15,7 @@ type Faults struct {
 }
 
 // Faults returns the device's fault-injection controls.
-func (d *Device) Faults() *Faults {
-	d.faults.d = d
-	return &d.faults
-}
+func (d *Device) Faults() *Faults { return &d.faults }
 
 // DropCompletions makes the host never answer the next n RNDIS packets the
 // guest sends (no SEND_RNDIS_PACKET_COMPLETE), as if lost.

@@ -185,4 +185,3 @@ func TestRecvBufferAccounting(t *testing.T) {
 		t.Fatalf("%d outstanding, want the control batch", r.outstanding())
 	}
 }
-

@@ -2,7 +2,6 @@ package netvsp
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -180,7 +179,5 @@ func (p *Peer) Close() error {
 	})
 	return nil
 }
-
-var errPeerClosed = errors.New("netvsp: peer closed")
 
 var _ Backend = (*Peer)(nil)

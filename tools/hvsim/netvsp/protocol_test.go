@@ -1,6 +1,7 @@
 package netvsp
 
 import (
+	"bytes"
 	"errors"
 	"sync"
 	"testing"
@@ -270,12 +271,12 @@ func TestReceiveBufferStarvedHoldsThenDrops(t *testing.T) {
 	}
 	waitFor(t, "a receive-buffer wait", func() bool { return n.dev.Stats().RxBufferWaits > 0 })
 	n.dev.Faults().StarveReceiveBuffer(false)
+	// The four held frames queued up together: one transfer-page packet
+	// carries them all (§7.5), in order.
+	f, _ := n.frames(n.c)
 	var got []byte
-	for len(got) < 4 {
-		f, _ := n.frames(n.c)
-		for _, x := range f {
-			got = append(got, x[20])
-		}
+	for _, x := range f {
+		got = append(got, x[20])
 	}
 	if string(got) != "\x00\x01\x02\x03" {
 		t.Fatalf("frames % x, want the first four in order", got)
@@ -471,4 +472,28 @@ func TestSubChannelsIndirectionTableAndRSS(t *testing.T) {
 	got = n.waitOn(subs[2], func(p pkt) bool { return p.typ == 0x7 })
 	n.c.write(0xB, 0, got.txid, nil, nvsp(108, 1))
 	wantViolation(t, n.g.h, ErrUnknownCompletion)
+}
+
+func TestConcatenatedPacketsVLANAndHalt(t *testing.T) {
+	fb := newFake()
+	n := newNIC(t, Config{Backend: fb})
+	n.ready()
+	// Two PACKETs in one RNDIS message; the second asks for VLAN 5,
+	// priority 3 (§7.8 PPI 6: bits 2:0 priority, 15:4 VLAN id).
+	a := guestPacket(arpRequest())
+	b := guestPacket(arpRequest(), ppi{6, 3 | 5<<4})
+	n.transmit(n.c, append(a, b...))
+	first, second := <-fb.sent, <-fb.sent
+	if len(first) != 42 || first[12] != 0x08 || first[13] != 0x06 {
+		t.Fatalf("first frame % x", first)
+	}
+	// 802.1Q tag: TPID 0x8100, TCI = priority 3 << 13 | VLAN 5.
+	if len(second) != 46 || !bytes.Equal(second[12:18], []byte{0x81, 0x00, 0x60, 0x05, 0x08, 0x06}) {
+		t.Fatalf("tagged frame % x", second)
+	}
+	// HALT (no answer), then data is out of order.
+	n.sendRNDIS(n.c, []byte{3, 0, 0, 0, 12, 0, 0, 0, 9, 0, 0, 0}, 1)
+	waitFor(t, "HALT", func() bool { return !n.dev.State().RNDISInitialized })
+	n.sendRNDIS(n.c, guestPacket(arpRequest()), 0)
+	wantViolation(t, n.g.h, ErrState)
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -32,7 +33,7 @@ type TAP struct {
 	wg   sync.WaitGroup
 	once sync.Once
 
-	writeErrs atomic.Uint64
+	writeErrs, readErrs atomic.Uint64
 }
 
 // OpenTAP creates (or attaches to) the TAP device name with IFF_TAP |
@@ -76,7 +77,9 @@ func (t *TAP) pump() {
 			if errors.Is(err, os.ErrClosed) {
 				return
 			}
-			continue // e.g. EIO while the link is down
+			t.readErrs.Add(1)
+			time.Sleep(10 * time.Millisecond) // e.g. EIO while the link is down; do not spin
+			continue
 		}
 		if fn := t.recv.Load(); fn != nil {
 			(*fn)(buf[:n])

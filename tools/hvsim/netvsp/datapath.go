@@ -183,6 +183,10 @@ func (q *queue) handleRNDISControl(b []byte) error {
 	d.mu.Lock()
 	defer func() {
 		d.mu.Unlock()
+		if q.late != nil {
+			d.violate(q, q.late)
+			q.late = nil
+		}
 		q.kickControl()
 	}()
 	d.rxMu.Lock()
@@ -293,7 +297,7 @@ func (d *Device) queryLocked(oid uint32, info []byte) (int, uint32) {
 // malformed information buffer is a violation as well as a failure.
 func (d *Device) setLocked(q *queue, oid uint32, info []byte) uint32 {
 	fail := func(err error) uint32 {
-		d.violate(q, err)
+		q.late = err
 		return rndisStatusInvalidData
 	}
 	switch oid {

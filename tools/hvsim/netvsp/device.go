@@ -285,7 +285,8 @@ func (d *Device) Close(ch *hvsim.Channel) {
 	d.kickAll()
 }
 
-// violate records a protocol violation with the host.
+// violate records a protocol violation with the host. It is never called
+// with Device.mu or rxMu held: the host's violation hook may call hvsim.
 func (d *Device) violate(q *queue, err error) {
 	d.stats.violations.Add(1)
 	d.host.RecordViolation(fmt.Errorf("netvsp relid %d: %w", q.ch.RelID(), err))

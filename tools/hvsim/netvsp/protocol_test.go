@@ -224,6 +224,11 @@ func TestOIDs(t *testing.T) {
 		t.Errorf("KEEPALIVE_CMPLT % x", r)
 	}
 	noViolations(t, n.g.h)
+	// A packet filter of 2 bytes is refused with INVALID_DATA and recorded.
+	if st := n.set(0x0001010E, []byte{0x0d, 0}); st != 0xC0010015 {
+		t.Errorf("2-byte packet filter: status %#x", st)
+	}
+	wantViolation(t, n.g.h, ErrMalformed)
 }
 
 func TestLinkIndications(t *testing.T) {

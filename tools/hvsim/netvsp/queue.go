@@ -56,6 +56,9 @@ type queue struct {
 	held   bool // reorder fault: a completion is held back
 	heldID uint64
 	heldSt uint32
+	// late is a violation found with Device.mu held, recorded after it
+	// is released (the host's violation hook may call back into hvsim).
+	late error
 
 	// rxLoop's buffers.
 	rxb  []byte
@@ -195,9 +198,9 @@ func (q *queue) handleControlNVSP(p hvsim.Packet, m nvspMsg) {
 	size := d.msgSize
 	switch m.Type {
 	case nvspInit:
-		if d.version != 0 {
+		if v := d.version; v != 0 {
 			d.mu.Unlock()
-			d.violate(q, fmt.Errorf("%w: second INIT (version %#x negotiated)", ErrState, d.version))
+			d.violate(q, fmt.Errorf("%w: second INIT (version %#x negotiated)", ErrState, v))
 			return
 		}
 		v := chooseVersion(m.A, m.B)
@@ -303,10 +306,10 @@ func (q *queue) handleControlNVSP(p hvsim.Packet, m nvspMsg) {
 		q.handleSubchannel(p, m) // unlocks
 		return
 	case nvspSwitchDataPath:
-		rank := nvspRank(d.version)
+		v := d.version
 		d.mu.Unlock()
-		if rank < nvspRank(NVSPVersion4) {
-			d.violate(q, fmt.Errorf("%w: SWITCH_DATA_PATH under NVSP %#x", ErrState, d.version))
+		if nvspRank(v) < nvspRank(NVSPVersion4) {
+			d.violate(q, fmt.Errorf("%w: SWITCH_DATA_PATH under NVSP %#x", ErrState, v))
 			return
 		}
 	default:

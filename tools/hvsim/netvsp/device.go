@@ -393,14 +393,25 @@ func (d *Device) indicate(status uint32, buf []byte) {
 	d.primary.kickControl()
 }
 
-// Rescind withdraws the NIC's offer (RESCIND_CHANNELOFFER) with whatever
-// I/O is outstanding.
+// Rescind withdraws the NIC's offers (RESCIND_CHANNELOFFER), sub-channels
+// first, with whatever I/O is outstanding.
 func (d *Device) Rescind() error {
 	d.mu.Lock()
 	relid, open := d.relid, d.primary != nil
+	var subs []uint32
+	for _, q := range d.queues[1:] {
+		if q != nil {
+			subs = append(subs, q.ch.RelID())
+		}
+	}
 	d.mu.Unlock()
 	if !open {
 		return errors.New("netvsp: not open")
+	}
+	for _, r := range subs {
+		if err := d.host.Rescind(r); err != nil {
+			return err
+		}
 	}
 	return d.host.Rescind(relid)
 }

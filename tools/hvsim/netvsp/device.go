@@ -164,8 +164,12 @@ type Device struct {
 	tableSent bool // indirection table sent for subsWant
 	ctrl      controlQueue
 
-	rxMu sync.Mutex // guards recv and the receive buffer's state
+	rxMu sync.Mutex // guards recv, revoked and the receive buffers' state
 	recv *recvBuffer
+	// revoked is the receive buffer the guest revoked: the host writes
+	// nothing more into it but still takes the completions of packets
+	// that were outstanding at the revoke.
+	revoked *recvBuffer
 
 	link   atomic.Bool
 	faults Faults
@@ -224,7 +228,7 @@ func (d *Device) resetLocked() {
 	d.rssOn, d.subsWant, d.tableSent = false, 0, false
 	d.ctrl.reset()
 	d.rxMu.Lock()
-	d.recv = nil
+	d.recv, d.revoked = nil, nil
 	d.rxMu.Unlock()
 }
 
@@ -278,8 +282,10 @@ func (d *Device) Close(ch *hvsim.Channel) {
 	d.mu.Unlock()
 	q.stop()
 	d.rxMu.Lock()
-	if d.recv != nil {
-		d.recv.releaseQueue(idx)
+	for _, r := range []*recvBuffer{d.recv, d.revoked} {
+		if r != nil {
+			r.releaseQueue(idx)
+		}
 	}
 	d.rxMu.Unlock()
 	d.kickAll()

@@ -53,7 +53,9 @@
 // 16 sub-allocations reserved for them. When the receive buffer is full, a
 // queue holds Config.HoldFrames frames and drops (and counts) the rest.
 // The packet filter starts at 0: nothing reaches the guest until it sets
-// one (§7.7, §7.9).
+// one (§7.7, §7.9). After REVOKE_RECEIVE_BUFFER nothing more is written
+// into that buffer, but completions of packets outstanding at the revoke
+// are still taken.
 //
 // Whatever breaks these rules is recorded with Host.RecordViolation (an
 // error wrapping ErrMalformed, ErrState, ErrUnknownCompletion or

@@ -378,14 +378,22 @@ func TestGuestRingFull(t *testing.T) {
 }
 
 func TestRevokeAndRescind(t *testing.T) {
-	n := newNIC(t, Config{})
+	fb := newFake()
+	n := newNIC(t, Config{Backend: fb})
 	n.ready()
+	// A receive outstanding across the revoke may still be completed.
+	fb.inject(broadcast(1))
+	held := n.wait(func(p pkt) bool { return p.typ == 0x7 })
 	n.c.write(0x6, 0, 0, nil, nvsp(103, testRecvID))
+	n.c.write(0xB, 0, held.txid, nil, nvsp(108, 1))
 	n.c.write(0x6, 0, 0, nil, nvsp(106, 0))
 	waitFor(t, "the revokes", func() bool {
 		s := n.dev.State()
 		return s.RecvBufferSubAllocs == 0 && s.SendBufferSections == 0
 	})
+	// Frames after the revoke have nowhere to go.
+	fb.inject(broadcast(2))
+	waitFor(t, "the frame to be dropped", func() bool { return n.dev.Stats().RxDroppedFilter == 1 })
 	if err := n.dev.Rescind(); err != nil {
 		t.Fatal(err)
 	}

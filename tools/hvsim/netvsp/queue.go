@@ -286,7 +286,7 @@ func (q *queue) handleControlNVSP(p hvsim.Packet, m nvspMsg) {
 		r := d.recv
 		ok := r != nil && r.id == m.ID
 		if ok {
-			d.recv = nil
+			d.recv, d.revoked = nil, r
 		}
 		d.rxMu.Unlock()
 		d.mu.Unlock()
@@ -433,6 +433,11 @@ func (q *queue) handleCompletion(p hvsim.Packet) {
 	status := le.Uint32(p.Payload[offRNDISCmplStatus:])
 	d.rxMu.Lock()
 	r := d.recv
+	if r == nil || !r.known(p.TransactionID) {
+		if x := d.revoked; x != nil && x.known(p.TransactionID) {
+			r = x
+		}
+	}
 	var err error
 	ctrl := false
 	switch slot, ok := uint32(0), false; {

@@ -123,6 +123,12 @@ func (r *recvBuffer) lookup(txid uint64) (slot uint32, ok bool) {
 	return slot, b.inUse && b.gen == uint32(txid>>32)
 }
 
+// known reports whether txid names an outstanding batch.
+func (r *recvBuffer) known(txid uint64) bool {
+	_, ok := r.lookup(txid)
+	return ok
+}
+
 // release frees batch slot and its sub-allocations.
 func (r *recvBuffer) release(slot uint32) {
 	b := &r.slots[slot]

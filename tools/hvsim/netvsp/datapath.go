@@ -189,9 +189,7 @@ func (q *queue) handleRNDISControl(b []byte) error {
 		}
 		q.kickControl()
 	}()
-	d.rxMu.Lock()
-	haveRecv := d.recv != nil
-	d.rxMu.Unlock()
+	haveRecv := d.hasRecv()
 	switch {
 	case m.Type == rndisHalt:
 		if d.rndis != rndisOperational {

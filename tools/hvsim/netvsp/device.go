@@ -291,6 +291,13 @@ func (d *Device) Close(ch *hvsim.Channel) {
 	d.kickAll()
 }
 
+// hasRecv reports whether a receive buffer is set up (d.mu may be held).
+func (d *Device) hasRecv() bool {
+	d.rxMu.Lock()
+	defer d.rxMu.Unlock()
+	return d.recv != nil
+}
+
 // violate records a protocol violation with the host. It is never called
 // with Device.mu or rxMu held: the host's violation hook may call hvsim.
 func (d *Device) violate(q *queue, err error) {

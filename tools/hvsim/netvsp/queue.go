@@ -233,7 +233,7 @@ func (q *queue) handleControlNVSP(p hvsim.Packet, m nvspMsg) {
 			err = fmt.Errorf("%w: SEND_NDIS_CONFIG under NVSP %#x", ErrState, d.version)
 		case d.haveCfg:
 			err = fmt.Errorf("%w: second SEND_NDIS_CONFIG", ErrState)
-		case d.recv != nil:
+		case d.hasRecv():
 			err = fmt.Errorf("%w: SEND_NDIS_CONFIG after the receive buffer", ErrState)
 		}
 		if err != nil {
@@ -343,11 +343,8 @@ func chooseVersion(lo, hi uint32) uint32 {
 func (q *queue) setupRecvBuffer(m nvspMsg, view *hvsim.GPADLView, gerr error) (status, subSize, count uint32, err error) {
 	d := q.d
 	fail := uint32(nvspStatusFailure)
-	d.rxMu.Lock()
-	have := d.recv != nil
-	d.rxMu.Unlock()
 	switch {
-	case have:
+	case d.hasRecv():
 		return fail, 0, 0, fmt.Errorf("%w: second SEND_RECEIVE_BUFFER", ErrState)
 	case nvspRank(d.version) >= nvspRank(NVSPVersion2) && !d.haveCfg:
 		return fail, 0, 0, fmt.Errorf("%w: SEND_RECEIVE_BUFFER before SEND_NDIS_CONFIG", ErrState)
@@ -397,7 +394,7 @@ func (q *queue) handleSubchannel(p hvsim.Packet, m nvspMsg) {
 	switch {
 	case nvspRank(d.version) < nvspRank(NVSPVersion5):
 		err = fmt.Errorf("%w: SUBCHANNEL under NVSP %#x", ErrState, d.version)
-	case d.recv == nil:
+	case !d.hasRecv():
 		err = fmt.Errorf("%w: SUBCHANNEL before the receive buffer", ErrState)
 	}
 	if err != nil {

@@ -241,48 +241,48 @@ func (q *queue) handleRNDISControl(b []byte) error {
 func (d *Device) queryLocked(oid uint32, info []byte) (int, uint32) {
 	u32 := func(v uint32) (int, uint32) { le.PutUint32(info, v); return 4, rndisStatusSuccess }
 	switch oid {
-	case OIDGenSupportedList:
+	case oidGenSupportedList:
 		for i, o := range supportedOIDs {
 			le.PutUint32(info[4*i:], o)
 		}
 		return 4 * len(supportedOIDs), rndisStatusSuccess
-	case OIDGenMaximumFrameSize:
+	case oidGenMaximumFrameSize:
 		return u32(d.ndisMTU - ethHdrLen)
-	case OIDGenMaximumTotalSize:
+	case oidGenMaximumTotalSize:
 		return u32(d.ndisMTU)
-	case OIDGenLinkSpeed:
+	case oidGenLinkSpeed:
 		return u32(uint32(min(d.cfg.LinkSpeed/100, 0xFFFFFFFF)))
-	case OIDGenCurrentPacketFilter:
+	case oidGenCurrentPacketFilter:
 		return u32(d.filter)
-	case OIDGenMACOptions:
+	case oidGenMACOptions:
 		return u32(macOptions)
-	case OIDGenMediaConnectStatus:
+	case oidGenMediaConnectStatus:
 		if d.link.Load() {
 			return u32(mediaConnected)
 		}
 		return u32(mediaDisconnected)
-	case OIDGenLinkState:
+	case oidGenLinkState:
 		return encodeLinkState(info, d.link.Load(), d.cfg.LinkSpeed), rndisStatusSuccess
-	case OID8023PermanentAddress:
+	case oid8023PermanentAddress:
 		return copy(info, d.cfg.MAC[:]), rndisStatusSuccess
-	case OID8023CurrentAddress:
+	case oid8023CurrentAddress:
 		return copy(info, d.mac[:]), rndisStatusSuccess
-	case OID8023MaximumListSize:
+	case oid8023MaximumListSize:
 		return u32(0)
-	case OIDGenFriendlyName:
+	case oidGenFriendlyName:
 		const name = "gohv hvsim network adapter"
 		for i, c := range name {
 			le.PutUint16(info[2*i:], uint16(c))
 		}
 		le.PutUint16(info[2*len(name):], 0)
 		return 2*len(name) + 2, rndisStatusSuccess
-	case OIDTCPOffloadHWCaps:
+	case oidTCPOffloadHWCaps:
 		return encodeNDISOffload(info, allOffloads), rndisStatusSuccess
-	case OIDTCPOffloadCurrentConfig:
+	case oidTCPOffloadCurrentConfig:
 		return encodeNDISOffload(info, d.offl), rndisStatusSuccess
-	case OIDOffloadEncapsulation:
+	case oidOffloadEncapsulation:
 		return encodeEncapsulation(info), rndisStatusSuccess
-	case OIDGenRSSCapabilities:
+	case oidGenRSSCapabilities:
 		if d.ndisMajor < 6 || (d.ndisMajor == 6 && d.ndisMinor < 30) {
 			return 0, rndisStatusNotSupported
 		}
@@ -299,7 +299,7 @@ func (d *Device) setLocked(q *queue, oid uint32, info []byte) uint32 {
 		return rndisStatusInvalidData
 	}
 	switch oid {
-	case OIDGenCurrentPacketFilter:
+	case oidGenCurrentPacketFilter:
 		if len(info) != 4 {
 			return fail(fmt.Errorf("%w: packet filter of %d bytes", ErrMalformed, len(info)))
 		}
@@ -308,7 +308,7 @@ func (d *Device) setLocked(q *queue, oid uint32, info []byte) uint32 {
 			return rndisStatusNotSupported
 		}
 		d.filter = f
-	case OIDTCPOffloadParameters:
+	case oidTCPOffloadParameters:
 		err := applyOffloadParams(info, &d.offl)
 		if err == errNotSupported {
 			return rndisStatusNotSupported
@@ -316,7 +316,7 @@ func (d *Device) setLocked(q *queue, oid uint32, info []byte) uint32 {
 		if err != nil {
 			return fail(err)
 		}
-	case OIDOffloadEncapsulation:
+	case oidOffloadEncapsulation:
 		if err := checkObjHeader(info, objTypeEncap, 1, sizeEncap); err != nil {
 			return fail(err)
 		}
@@ -325,21 +325,21 @@ func (d *Device) setLocked(q *queue, oid uint32, info []byte) uint32 {
 				return rndisStatusNotSupported
 			}
 		}
-	case OIDGenRSSParameters:
+	case oidGenRSSParameters:
 		p, err := parseRSSParams(info, d.cfg.MaxQueues)
 		if err != nil {
 			return fail(err)
 		}
 		d.rss, d.rssOn = p, !p.Disable
-	case OIDGenRNDISConfigParameter:
+	case oidGenRNDISConfigParameter:
 		c, err := parseConfigParam(info)
 		if err != nil {
 			return fail(err)
 		}
 		return d.configParamLocked(c)
-	case OIDGenNetworkLayerAddrs:
+	case oidGenNetworkLayerAddrs:
 		// Accepted and ignored, as OpenVMM does.
-	case OID8023MulticastList:
+	case oid8023MulticastList:
 		if len(info) != 0 {
 			return rndisStatusNotSupported // maximum list size is 0
 		}

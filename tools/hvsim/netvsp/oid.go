@@ -13,38 +13,38 @@ import (
 
 // OIDs (§7.7).
 const (
-	OIDGenSupportedList        = 0x00010101
-	OIDGenMaximumFrameSize     = 0x00010106
-	OIDGenLinkSpeed            = 0x00010107
-	OIDGenCurrentPacketFilter  = 0x0001010E
-	OIDGenMaximumTotalSize     = 0x00010111
-	OIDGenMACOptions           = 0x00010113
-	OIDGenMediaConnectStatus   = 0x00010114
-	OIDGenNetworkLayerAddrs    = 0x00010118
-	OIDGenRSSCapabilities      = 0x00010203
-	OIDGenRSSParameters        = 0x00010204
-	OIDGenLinkState            = 0x00010207
-	OIDGenRNDISConfigParameter = 0x0001021B
-	OIDGenFriendlyName         = 0x00020216
-	OID8023PermanentAddress    = 0x01010101
-	OID8023CurrentAddress      = 0x01010102
-	OID8023MulticastList       = 0x01010103
-	OID8023MaximumListSize     = 0x01010104
-	OIDOffloadEncapsulation    = 0x0101010A
-	OIDTCPOffloadCurrentConfig = 0xFC01020B
-	OIDTCPOffloadParameters    = 0xFC01020C
-	OIDTCPOffloadHWCaps        = 0xFC01020D
+	oidGenSupportedList        = 0x00010101
+	oidGenMaximumFrameSize     = 0x00010106
+	oidGenLinkSpeed            = 0x00010107
+	oidGenCurrentPacketFilter  = 0x0001010E
+	oidGenMaximumTotalSize     = 0x00010111
+	oidGenMACOptions           = 0x00010113
+	oidGenMediaConnectStatus   = 0x00010114
+	oidGenNetworkLayerAddrs    = 0x00010118
+	oidGenRSSCapabilities      = 0x00010203
+	oidGenRSSParameters        = 0x00010204
+	oidGenLinkState            = 0x00010207
+	oidGenRNDISConfigParameter = 0x0001021B
+	oidGenFriendlyName         = 0x00020216
+	oid8023PermanentAddress    = 0x01010101
+	oid8023CurrentAddress      = 0x01010102
+	oid8023MulticastList       = 0x01010103
+	oid8023MaximumListSize     = 0x01010104
+	oidOffloadEncapsulation    = 0x0101010A
+	oidTCPOffloadCurrentConfig = 0xFC01020B
+	oidTCPOffloadParameters    = 0xFC01020C
+	oidTCPOffloadHWCaps        = 0xFC01020D
 )
 
 // supportedOIDs is the answer to OID_GEN_SUPPORTED_LIST.
 var supportedOIDs = [...]uint32{
-	OIDGenSupportedList, OIDGenMaximumFrameSize, OIDGenLinkSpeed,
-	OIDGenCurrentPacketFilter, OIDGenMaximumTotalSize, OIDGenMACOptions,
-	OIDGenMediaConnectStatus, OIDGenNetworkLayerAddrs, OIDGenRNDISConfigParameter,
-	OIDGenFriendlyName, OID8023PermanentAddress, OID8023CurrentAddress,
-	OID8023MulticastList, OID8023MaximumListSize, OIDGenLinkState,
-	OIDOffloadEncapsulation, OIDTCPOffloadCurrentConfig, OIDTCPOffloadParameters,
-	OIDTCPOffloadHWCaps, OIDGenRSSCapabilities, OIDGenRSSParameters,
+	oidGenSupportedList, oidGenMaximumFrameSize, oidGenLinkSpeed,
+	oidGenCurrentPacketFilter, oidGenMaximumTotalSize, oidGenMACOptions,
+	oidGenMediaConnectStatus, oidGenNetworkLayerAddrs, oidGenRNDISConfigParameter,
+	oidGenFriendlyName, oid8023PermanentAddress, oid8023CurrentAddress,
+	oid8023MulticastList, oid8023MaximumListSize, oidGenLinkState,
+	oidOffloadEncapsulation, oidTCPOffloadCurrentConfig, oidTCPOffloadParameters,
+	oidTCPOffloadHWCaps, oidGenRSSCapabilities, oidGenRSSParameters,
 }
 
 // Packet filter bits (§7.9).

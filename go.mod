@@ -1,12 +1,12 @@
 module github.com/gohv/gohv
 
-go 1.26.5
+go 1.26.0
 
 tool github.com/usbarmory/tamago/cmd/tamago
 
 require (
 	github.com/diskfs/go-diskfs v1.9.4
-	github.com/usbarmory/tamago v1.26.6
+	github.com/usbarmory/tamago v1.26.0
 	gvisor.dev/gvisor v0.0.0-20260518063529-209a0ce076a1
 )
 

@@ -185,3 +185,33 @@ func TestRecvBufferAccounting(t *testing.T) {
 		t.Fatalf("%d outstanding, want the control batch", r.outstanding())
 	}
 }
+
+func TestSegmentLSOIPv6(t *testing.T) {
+	data := make([]byte, 2500)
+	for i := range data {
+		data[i] = byte(i * 3)
+	}
+	tcp := tcpSegment(40000, 80, 5000, 1, header.TCPFlagAck|header.TCPFlagPsh, data)
+	ip6 := header.IPv6(make([]byte, 40+len(tcp)))
+	src, dst := tcpip.AddrFrom16([16]byte{0xfe, 0x80, 15: 1}), tcpip.AddrFrom16([16]byte{0xfe, 0x80, 15: 2})
+	ip6.Encode(&header.IPv6Fields{PayloadLength: 0, TransportProtocol: 6, HopLimit: 64, SrcAddr: src, DstAddr: dst})
+	copy(ip6[40:], tcp)
+	f := ethFrame(peerMAC, guestMAC, header.IPv6ProtocolNumber, ip6)
+	var got []byte
+	segs := 0
+	_, err := segmentLSO(f, 1200|54<<20|1<<30|1<<31, 1514, make([]byte, 1514), func(s []byte) {
+		ip := header.IPv6(s[14:])
+		seg := header.TCP(ip.Payload())
+		if int(ip.PayloadLength()) != len(s)-54 || seg.SequenceNumber() != 5000+uint32(len(got)) {
+			t.Errorf("segment %d: payload length %d, seq %d", segs, ip.PayloadLength(), seg.SequenceNumber())
+		}
+		if !seg.IsChecksumValid(src, dst, checksum.Checksum(seg.Payload(), 0), uint16(len(seg.Payload()))) {
+			t.Errorf("segment %d: TCP checksum wrong", segs)
+		}
+		got = append(got, seg.Payload()...)
+		segs++
+	})
+	if err != nil || segs != 3 || !bytes.Equal(got, data) {
+		t.Fatalf("%d segments, %v", segs, err)
+	}
+}

@@ -506,3 +506,14 @@ func contextFor(ch *hvsim.Channel) (context.Context, context.CancelFunc) {
 	}()
 	return ctx, cancel
 }
+
+// Dump describes the device's protocol state and counters in a few lines,
+// for test failure messages (like hvsim.Host.Dump).
+func (d *Device) Dump() string {
+	s, st := d.State(), d.Stats()
+	return fmt.Sprintf("netvsp MAC %x link=%v NVSP %#x NDIS %d.%d MTU %d rndis=%v filter %#x queues %d/%d rss=%v\n"+
+		"  receive buffer %d×%d outstanding %d, send sections %d\n  %+v",
+		s.MAC, s.LinkUp, s.NVSPVersion, s.NDISMajor, s.NDISMinor, s.NDISMTU, s.RNDISInitialized, s.PacketFilter,
+		s.OpenQueues, s.SubChannels+1, s.RSS, s.RecvBufferSubAllocs, s.RecvBufferSubSize, s.RecvOutstanding,
+		s.SendBufferSections, st)
+}

@@ -354,7 +354,7 @@ func (c *tchan) read() pkt {
 		case <-c.g.kick(c.relid):
 		case <-time.After(20 * time.Millisecond): // poll too: a lost interrupt must not hang the test
 		case <-deadline:
-			c.g.t.Fatalf("no packet on relid %d; violations %v", c.relid, c.g.h.Violations())
+			c.g.t.Fatalf("no packet on relid %d; violations %v\n%s", c.relid, c.g.h.Violations(), c.g.h.Dump())
 		}
 	}
 }

@@ -310,7 +310,7 @@ func TestReceiveBufferReusedOnlyAfterCompletion(t *testing.T) {
 		total += int(get32(p.hdr, 4))
 	}
 	if s := n.dev.State(); s.RecvOutstanding != len(held) {
-		t.Fatalf("outstanding %d, want %d", s.RecvOutstanding, len(held))
+		t.Fatalf("outstanding %d, want %d\n%s", s.RecvOutstanding, len(held), n.dev.Dump())
 	}
 	var got []byte
 	for _, p := range held {

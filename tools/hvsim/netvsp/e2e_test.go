@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +174,9 @@ func TestScriptedGuestTalksToPeer(t *testing.T) {
 	st := n.dev.Stats()
 	if st.TxLSO != 1 || st.TxFrames < 4+4 {
 		t.Fatalf("stats %+v: want 1 LSO send cut into 4 frames", st)
+	}
+	if d := n.dev.Dump(); !strings.Contains(d, "NVSP 0x60001 NDIS 6.30 MTU 1514 rndis=true filter 0xd") {
+		t.Errorf("Dump:\n%s", d)
 	}
 	noViolations(t, n.g.h)
 }

@@ -1,0 +1,195 @@
+package storvsp
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/gohv/gohv/tools/image/vhdx"
+)
+
+// Store is the backing of one LUN: a flat byte array of Size bytes.
+// ReadAt and WriteAt are called concurrently from several channels (for
+// different or overlapping ranges, like a disk); Sync makes every completed
+// WriteAt durable.
+type Store interface {
+	ReadAt(p []byte, off int64) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
+	Size() int64
+	Sync() error
+}
+
+// ErrReadOnlyStore is returned by WriteAt of a store opened read-only.
+var ErrReadOnlyStore = errors.New("storvsp: store is read-only")
+
+// FileStore is a raw image file.
+type FileStore struct {
+	f        *os.File
+	size     int64
+	readOnly bool
+}
+
+// OpenRaw opens a raw disk image; its size is the file's size.
+func OpenRaw(path string, readOnly bool) (*FileStore, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, fmt.Errorf("storvsp: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("storvsp: %w", err)
+	}
+	return &FileStore{f: f, size: st.Size(), readOnly: readOnly}, nil
+}
+
+// ReadAt implements Store.
+func (s *FileStore) ReadAt(p []byte, off int64) (int, error) { return s.f.ReadAt(p, off) }
+
+// WriteAt implements Store.
+func (s *FileStore) WriteAt(p []byte, off int64) (int, error) {
+	if s.readOnly {
+		return 0, ErrReadOnlyStore
+	}
+	return s.f.WriteAt(p, off)
+}
+
+// Size implements Store.
+func (s *FileStore) Size() int64 { return s.size }
+
+// Sync implements Store with fsync.
+func (s *FileStore) Sync() error {
+	if s.readOnly {
+		return nil
+	}
+	return s.f.Sync()
+}
+
+// Close closes the file.
+func (s *FileStore) Close() error { return s.f.Close() }
+
+// VHDXStore is a VHDX image read through tools/image/vhdx. Writes go to
+// payload blocks already allocated in the file (every block of a fixed
+// VHDX); a write to an unallocated block of a dynamic VHDX fails with
+// ErrUnallocated, which the guest sees as a medium error.
+type VHDXStore struct {
+	f        *os.File
+	d        *vhdx.Disk
+	readOnly bool
+}
+
+// ErrUnallocated is returned by VHDXStore.WriteAt for a payload block the
+// file does not store.
+var ErrUnallocated = errors.New("storvsp: write to an unallocated VHDX block")
+
+// OpenVHDX opens a VHDX image (no parent, empty log).
+func OpenVHDX(path string, readOnly bool) (*VHDXStore, error) {
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil, fmt.Errorf("storvsp: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("storvsp: %w", err)
+	}
+	d, err := vhdx.Open(f, st.Size())
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("storvsp: %s: %w", path, err)
+	}
+	return &VHDXStore{f: f, d: d, readOnly: readOnly}, nil
+}
+
+// ReadAt implements Store.
+func (s *VHDXStore) ReadAt(p []byte, off int64) (int, error) { return s.d.ReadAt(p, off) }
+
+// WriteAt implements Store.
+func (s *VHDXStore) WriteAt(p []byte, off int64) (int, error) {
+	if s.readOnly {
+		return 0, ErrReadOnlyStore
+	}
+	if off < 0 || off > s.d.Size() || int64(len(p)) > s.d.Size()-off {
+		return 0, fmt.Errorf("storvsp: VHDX write at %d+%d: %w", off, len(p), io.ErrShortWrite)
+	}
+	n := 0
+	for n < len(p) {
+		fileOff, run, ok := s.d.PayloadOffset(off + int64(n))
+		if !ok {
+			return n, fmt.Errorf("%w at %d", ErrUnallocated, off+int64(n))
+		}
+		m := int(min(run, int64(len(p)-n)))
+		if _, err := s.f.WriteAt(p[n:n+m], fileOff); err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
+
+// Size implements Store.
+func (s *VHDXStore) Size() int64 { return s.d.Size() }
+
+// Sync implements Store with fsync.
+func (s *VHDXStore) Sync() error {
+	if s.readOnly {
+		return nil
+	}
+	return s.f.Sync()
+}
+
+// Close closes the file.
+func (s *VHDXStore) Close() error { return s.f.Close() }
+
+// MemStore is a store in memory, for benchmarks and tests. Sync does
+// nothing: everything written is "durable" for as long as the value lives.
+type MemStore struct {
+	mu   sync.RWMutex
+	data []byte
+}
+
+// NewMemStore returns a zeroed store of size bytes.
+func NewMemStore(size int64) *MemStore { return &MemStore{data: make([]byte, size)} }
+
+// ReadAt implements Store.
+func (s *MemStore) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if off < 0 || off >= int64(len(s.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, s.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// WriteAt implements Store.
+func (s *MemStore) WriteAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if off < 0 || off > int64(len(s.data)) || int64(len(p)) > int64(len(s.data))-off {
+		return 0, io.ErrShortWrite
+	}
+	return copy(s.data[off:], p), nil
+}
+
+// Size implements Store.
+func (s *MemStore) Size() int64 { return int64(len(s.data)) }
+
+// Sync implements Store.
+func (s *MemStore) Sync() error { return nil }
+
+// Bytes returns the store's contents (shared, not a copy).
+func (s *MemStore) Bytes() []byte { return s.data }

@@ -153,15 +153,28 @@ func (g *tguest) connect() []offer {
 	g.t.Helper()
 	m := make([]byte, 40)
 	p32(m, 0, 14)
-	p32(m, 8, 0x50003)
-	m[16] = 2 // SINT
-	g.conn = 4
+	if g.h.Profile().MaxVersion() >= 0x50000 {
+		p32(m, 8, 0x50003)
+		m[16] = 2 // SINT
+		g.conn = 4
+	} else {
+		// The newest version on connection 1, with an interrupt page (§3.4).
+		pg, err := g.p.AllocPages(1)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		p32(m, 8, g.h.Profile().MaxVersion())
+		p64(m, 16, pg.PFN<<12)
+		g.conn = 1
+	}
 	g.post(m)
 	r := g.next()
 	if g32(r, 0) != 15 || r[8] == 0 {
 		g.t.Fatalf("VERSION_RESPONSE % x", r)
 	}
-	g.conn = g32(r, 12)
+	if g.conn == 4 {
+		g.conn = g32(r, 12)
+	}
 	req := make([]byte, 8)
 	p32(req, 0, 3)
 	g.post(req)

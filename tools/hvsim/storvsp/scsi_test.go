@@ -116,8 +116,8 @@ func TestCapacityModeSenseReportLUNs(t *testing.T) {
 	want = make([]byte, 32)
 	want[5], want[6], want[7] = 0x00, 0x3F, 0xFF // last LBA 16383
 	want[10] = 2                                 // 512-byte blocks
-	want[13] = 3           // 8 logical per physical
-	want[14] = 0x80 | 0x40 // LBPME, LBPRZ
+	want[13] = 3                                 // 8 logical per physical
+	want[14] = 0x80 | 0x40                       // LBPME, LBPRZ
 	wantBytes(t, "READ CAPACITY(16)", got, want)
 
 	// MODE SENSE(6), caching page, with block descriptor; WCE clear.
@@ -155,7 +155,6 @@ func TestCapacityModeSenseReportLUNs(t *testing.T) {
 	wantBytes(t, "REPORT LUNS via LUN 7", got, rl)
 	noViolations(t, r.g.h)
 }
-
 
 func TestReadWrite(t *testing.T) {
 	st := NewMemStore(4 << 20)

@@ -21,6 +21,7 @@ type chanState struct {
 	kick    chan struct{} // notifications queued for the primary
 	buf     []byte        // one incoming packet
 	reply   [packetSizeWin8]byte
+	cdb     [srbCDBMax]byte
 	scratch []byte
 	ranges  []hvsim.PageRange
 	pfns    []uint64
@@ -311,7 +312,8 @@ func (c *chanState) executeSRB(p *hvsim.Packet) {
 	}
 	t := target{d: d, u: d.lookup(a), addr: a, scratch: c.scratch}
 	var res result
-	f, rescind := d.faults.before(r.cdb[:r.cdbLen], t.u != nil)
+	c.cdb = r.cdb // Failure.Match may keep what it is given: not r's
+	f, rescind := d.faults.before(c.cdb[:r.cdbLen], t.u != nil)
 	if rescind {
 		go d.Rescind() //nolint:errcheck // fault: best effort
 		return

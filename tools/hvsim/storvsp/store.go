@@ -74,19 +74,18 @@ func (s *FileStore) Sync() error {
 // Close closes the file.
 func (s *FileStore) Close() error { return s.f.Close() }
 
-// VHDXStore is a VHDX image read through tools/image/vhdx. Writes go to
-// payload blocks already allocated in the file (every block of a fixed
-// VHDX); a write to an unallocated block of a dynamic VHDX fails with
-// ErrUnallocated, which the guest sees as a medium error.
+// VHDXStore is a VHDX image (fixed or dynamic, no parent, empty log) read
+// and written in place through tools/image/vhdx: a write to a block a
+// dynamic file does not store yet appends the block first
+// (vhdx.Disk.AllocateBlock).
 type VHDXStore struct {
 	f        *os.File
-	d        *vhdx.Disk
 	readOnly bool
-}
 
-// ErrUnallocated is returned by VHDXStore.WriteAt for a payload block the
-// file does not store.
-var ErrUnallocated = errors.New("storvsp: write to an unallocated VHDX block")
+	mu  sync.RWMutex // d's block table changes on allocation
+	d   *vhdx.Disk
+	end int64 // file size
+}
 
 // OpenVHDX opens a VHDX image (no parent, empty log).
 func OpenVHDX(path string, readOnly bool) (*VHDXStore, error) {
@@ -108,11 +107,15 @@ func OpenVHDX(path string, readOnly bool) (*VHDXStore, error) {
 		f.Close()
 		return nil, fmt.Errorf("storvsp: %s: %w", path, err)
 	}
-	return &VHDXStore{f: f, d: d, readOnly: readOnly}, nil
+	return &VHDXStore{f: f, d: d, readOnly: readOnly, end: st.Size()}, nil
 }
 
 // ReadAt implements Store.
-func (s *VHDXStore) ReadAt(p []byte, off int64) (int, error) { return s.d.ReadAt(p, off) }
+func (s *VHDXStore) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.d.ReadAt(p, off)
+}
 
 // WriteAt implements Store.
 func (s *VHDXStore) WriteAt(p []byte, off int64) (int, error) {
@@ -124,9 +127,15 @@ func (s *VHDXStore) WriteAt(p []byte, off int64) (int, error) {
 	}
 	n := 0
 	for n < len(p) {
-		fileOff, run, ok := s.d.PayloadOffset(off + int64(n))
+		pos := off + int64(n)
+		s.mu.RLock()
+		fileOff, run, ok := s.d.PayloadOffset(pos)
+		s.mu.RUnlock()
 		if !ok {
-			return n, fmt.Errorf("%w at %d", ErrUnallocated, off+int64(n))
+			if err := s.allocate(pos); err != nil {
+				return n, err
+			}
+			continue
 		}
 		m := int(min(run, int64(len(p)-n)))
 		if _, err := s.f.WriteAt(p[n:n+m], fileOff); err != nil {
@@ -135,6 +144,21 @@ func (s *VHDXStore) WriteAt(p []byte, off int64) (int, error) {
 		n += m
 	}
 	return n, nil
+}
+
+// allocate makes the block holding virtual offset pos present.
+func (s *VHDXStore) allocate(pos int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, _, ok := s.d.PayloadOffset(pos); ok {
+		return nil // another writer was first
+	}
+	end, err := s.d.AllocateBlock(s.f, s.end, pos/int64(s.d.Layout.BlockSize))
+	s.end = end
+	if err != nil {
+		return fmt.Errorf("storvsp: %w", err)
+	}
+	return nil
 }
 
 // Size implements Store.

@@ -2,6 +2,7 @@ package vhdx
 
 import (
 	"bytes"
+	"io"
 	"testing"
 
 	"github.com/gohv/gohv/tools/image"
@@ -50,5 +51,78 @@ func TestPayloadOffset(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// memFile is a growable in-memory file.
+type memFile struct{ b []byte }
+
+func (m *memFile) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(len(m.b)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.b[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
+	if need := off + int64(len(p)); need > int64(len(m.b)) {
+		m.b = append(m.b, make([]byte, need-int64(len(m.b)))...)
+	}
+	return copy(m.b[off:], p), nil
+}
+
+// TestAllocateBlock allocates a block of a dynamic VHDX, writes into it
+// and reopens the file: the block is present and holds the data; the other
+// blocks are unchanged.
+func TestAllocateBlock(t *testing.T) {
+	d, _ := image.NewMemDisk(4 << 20)
+	d.WriteAt([]byte("keep"), 3<<20)
+	f := &memFile{b: writeTemp(t, d, Options{})}
+	v, err := Open(f, int64(len(f.b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.PresentBlocks != 1 {
+		t.Fatalf("%d blocks present", v.PresentBlocks)
+	}
+	end, err := v.AllocateBlock(f, int64(len(f.b)), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end != int64(len(f.b)) || end%(1<<20) != 0 {
+		t.Fatalf("new end %d, file %d", end, len(f.b))
+	}
+	fo, _, ok := v.PayloadOffset(1<<20 + 7)
+	if !ok {
+		t.Fatal("allocated block not mapped")
+	}
+	f.WriteAt([]byte("new data"), fo)
+	// Allocating again is a no-op.
+	if e2, err := v.AllocateBlock(f, end, 1); err != nil || e2 != end {
+		t.Fatalf("second allocation: %d %v", e2, err)
+	}
+	if _, err := v.AllocateBlock(f, end, 99); err == nil {
+		t.Fatal("block 99 allocated")
+	}
+	w, err := Open(bytes.NewReader(f.b), int64(len(f.b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.PresentBlocks != 2 || w.BlockState(1) != PayloadFullyPresent {
+		t.Fatalf("reopened: %d present, state %d", w.PresentBlocks, w.BlockState(1))
+	}
+	got := make([]byte, 4<<20)
+	if _, err := w.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	want := make([]byte, 4<<20)
+	copy(want[3<<20:], "keep")
+	copy(want[1<<20+7:], "new data")
+	if !bytes.Equal(got, want) {
+		t.Fatal("reopened contents differ")
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gohv/gohv/tools/hvsim"
 )
@@ -187,4 +190,85 @@ func TestTwoControllers(t *testing.T) {
 		t.Fatalf("%q %q", sa.Bytes()[:12], sb.Bytes()[:12])
 	}
 	noViolations(t, g.h)
+}
+
+// TestRescindAll: Rescind withdraws the primary and every sub-channel.
+func TestRescindAll(t *testing.T) {
+	d, _ := New(Config{Instance: testInstance})
+	if err := d.Rescind(); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("rescind before open: %v", err)
+	}
+	g := newGuest(t, hvsim.Config{}, d)
+	c := g.open(g.connect()[0], 8)
+	c.call(vpkt(7, 64, nil))
+	c.call(vpkt(9, 64, []byte{0x02, 0x06}))
+	c.call(vpkt(10, 64, nil))
+	c.call(vpkt(13, 64, []byte{2, 0}))
+	c.call(vpkt(8, 64, nil))
+	subs := g.waitSubOffers(2)
+	if err := d.Rescind(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint32]bool{}
+	for i := 0; i < 3; i++ {
+		m := g.next()
+		if g32(m, 0) != 2 {
+			t.Fatalf("want RESCIND_CHANNELOFFER, got % x", m)
+		}
+		got[g32(m, 8)] = true
+	}
+	if !got[c.relid] || !got[subs[0].relid] || !got[subs[1].relid] {
+		t.Fatalf("rescinded %v", got)
+	}
+}
+
+// TestReopenRestartsProtocol: after the guest closes the primary and opens
+// it again, initialization starts over at BEGIN_INITIALIZATION.
+func TestReopenRestartsProtocol(t *testing.T) {
+	r := newRig(t, Config{}, hvsim.Config{}, map[Addr]LUNConfig{{}: memLUN(1 << 20)})
+	r.c.negotiate(0x0602, 64)
+	m := make([]byte, 12)
+	p32(m, 0, 7) // CLOSECHANNEL
+	p32(m, 8, r.c.relid)
+	r.g.post(m)
+	deadline := time.Now().Add(testWait)
+	for r.d.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("controller still ready after CLOSECHANNEL")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r.g.mu.Lock()
+	o := r.g.offers[0]
+	r.g.mu.Unlock()
+	c := r.g.open(o, 8)
+	if st := g32(c.call(srbReq{cdb: []byte{0}, dataIn: 2}.bytes()), 8); st != 0xC0000184 {
+		t.Fatalf("SRB on a reopened, uninitialized channel: %#x", st)
+	}
+	c.negotiate(0x0600, 64)
+	if r.d.Version() != 0x0600 {
+		t.Fatalf("version %#x", r.d.Version())
+	}
+}
+
+// TestReadOnlyStore: a store opened read-only makes its LUN read-only.
+func TestReadOnlyStore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ro.raw")
+	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := OpenRaw(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	r := newRig(t, Config{}, hvsim.Config{}, map[Addr]LUNConfig{{}: {Store: fs}})
+	r.c.negotiate(0x0602, 64)
+	if d := r.c.io(srbReq{cdb: cdb10(0x2A, 0, 1), dataIn: 0, length: 512}, r.buf, 0); d.sense[2] != 7 {
+		t.Fatalf("write to a read-only file: % x", d.raw)
+	}
+	got, _ := r.readCmd(t, 0, []byte{0x1A, 0x08, 0x08, 0, 255, 0}, 255)
+	if got[2]&0x80 == 0 {
+		t.Fatalf("MODE SENSE without WP: % x", got)
+	}
 }

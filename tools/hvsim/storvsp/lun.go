@@ -16,7 +16,7 @@ type LUNConfig struct {
 	// (default 4096; at least SectorSize).
 	PhysicalSectorSize int
 	// ReadOnly makes writes fail with DATA PROTECT and sets WP in MODE
-	// SENSE.
+	// SENSE. A store whose ReadOnly method says so forces it.
 	ReadOnly bool
 	// WriteCache models a volatile write-back cache (WCE in the caching
 	// mode page): a completed write is durable only after SYNCHRONIZE
@@ -62,6 +62,9 @@ type lunStats struct {
 func newLUN(cfg LUNConfig) (*lun, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("%w: no store", ErrAddress)
+	}
+	if ro, ok := cfg.Store.(interface{ ReadOnly() bool }); ok && ro.ReadOnly() {
+		cfg.ReadOnly = true
 	}
 	if cfg.SectorSize == 0 {
 		cfg.SectorSize = 512

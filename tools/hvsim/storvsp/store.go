@@ -21,6 +21,9 @@ type Store interface {
 	Sync() error
 }
 
+// A Store that also has ReadOnly() bool reporting true makes its LUN
+// read-only (FileStore and VHDXStore opened read-only do).
+
 // ErrReadOnlyStore is returned by WriteAt of a store opened read-only.
 var ErrReadOnlyStore = errors.New("storvsp: store is read-only")
 
@@ -73,6 +76,9 @@ func (s *FileStore) Sync() error {
 
 // Close closes the file.
 func (s *FileStore) Close() error { return s.f.Close() }
+
+// ReadOnly reports whether the file was opened read-only.
+func (s *FileStore) ReadOnly() bool { return s.readOnly }
 
 // VHDXStore is a VHDX image (fixed or dynamic, no parent, empty log) read
 // and written in place through tools/image/vhdx: a write to a block a
@@ -174,6 +180,9 @@ func (s *VHDXStore) Sync() error {
 
 // Close closes the file.
 func (s *VHDXStore) Close() error { return s.f.Close() }
+
+// ReadOnly reports whether the file was opened read-only.
+func (s *VHDXStore) ReadOnly() bool { return s.readOnly }
 
 // MemStore is a store in memory, for benchmarks and tests. Sync does
 // nothing: everything written is "durable" for as long as the value lives.

@@ -272,3 +272,56 @@ func TestReadOnlyStore(t *testing.T) {
 		t.Fatalf("MODE SENSE without WP: % x", got)
 	}
 }
+
+// TestHotPlugDuringIO: attach/detach while a channel does I/O (race
+// detector), and Detach writes a LUN's cache back.
+func TestHotPlugDuringIO(t *testing.T) {
+	r := newRig(t, Config{}, hvsim.Config{}, map[Addr]LUNConfig{{}: memLUN(1 << 20)})
+	r.c.negotiate(0x0602, 64)
+	cached := NewMemStore(1 << 20)
+	r.c.skipNotes = true
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 20; i++ {
+			cfg := memLUN(1 << 20)
+			if i == 19 {
+				cfg = LUNConfig{Store: cached, WriteCache: true}
+			}
+			if err := r.d.Attach(Addr{0, 0, 1}, cfg); err != nil {
+				t.Error(err)
+				return
+			}
+			if i < 19 {
+				if err := r.d.Detach(Addr{0, 0, 1}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}
+	}()
+	for i := 0; i < 50; i++ {
+		d := r.c.io(srbReq{lun: byte(i % 2), cdb: cdb10(0x28, 0, 1), dataIn: 1, length: 512}, r.buf, 0)
+		if d.srbStatus != 1 && d.srbStatus != 0x20 {
+			t.Fatalf("I/O during hot plug: % x", d.raw)
+		}
+	}
+	<-done
+	copy(r.buf.Mem, "cached then detached")
+	if d := r.c.io(srbReq{lun: 1, cdb: cdb10(0x2A, 0, 1), dataIn: 0, length: 512}, r.buf, 0); d.srbStatus != 1 {
+		t.Fatalf("write: % x", d.raw)
+	}
+	if r.c.notes == 0 {
+		t.Fatal("no hot-plug notification arrived")
+	}
+	if cached.Bytes()[0] != 0 {
+		t.Fatal("write-back cache wrote through")
+	}
+	if err := r.d.Detach(Addr{0, 0, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if string(cached.Bytes()[:20]) != "cached then detached" {
+		t.Fatalf("Detach did not write the cache back: %q", cached.Bytes()[:20])
+	}
+	noViolations(t, r.g.h)
+}

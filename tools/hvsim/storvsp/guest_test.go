@@ -223,6 +223,9 @@ type tchan struct {
 	conn    uint32
 	out, in []byte // guest→host, host→guest ring (header page + data)
 	mu      sync.Mutex
+	// skipNotes makes completion() skip (and count) unsolicited packets.
+	skipNotes bool
+	notes     int
 }
 
 func (g *tguest) open(o offer, ringPages int) *tchan {

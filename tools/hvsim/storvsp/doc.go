@@ -23,6 +23,15 @@
 // Sub-channels are offered through Host.AddSubChannels and serve
 // EXECUTE_SRB like the primary.
 //
+// # Hot plug
+//
+// Attach and Detach work at any time. Once the guest finished
+// initialization (VSTOR 4.2 or later), Attach sends ENUMERATE_BUS and
+// Detach REMOVE_DEVICE on the primary channel: unsolicited in-band packets
+// with transaction id 0 (§6.2). Linux and FreeBSD rescan on either; OpenVMM
+// sends ENUMERATE_BUS for both, so a guest must treat both the same. SRBs
+// to a detached LUN complete with SRB status INVALID LUN.
+//
 // # Strictness
 //
 // A guest packet that breaks the protocol (wrong packet type, no completion

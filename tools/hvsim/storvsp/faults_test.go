@@ -85,7 +85,7 @@ func TestLostDelayedReorderedShort(t *testing.T) {
 	}
 
 	// Delayed: the first completion comes after the second.
-	r.d.DelayCompletions(1, 30*time.Millisecond)
+	r.d.DelayCompletions(1, 500*time.Millisecond) // long enough that the next request overtakes it even on a loaded machine
 	send(3, tur)
 	send(4, tur)
 	r.c.completion(4)

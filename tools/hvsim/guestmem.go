@@ -42,7 +42,8 @@ type GPADLView struct {
 
 // GPADL returns a view of the GPADL id the guest created (GPADL_CREATED
 // with status 0) for this channel, its primary or any sub-channel of the
-// same device.
+// same device. It takes the VMBus server's lock: call it from the device's
+// own goroutines, never from Device.Open or Device.Close.
 func (c *Channel) GPADL(id uint32) (*GPADLView, error) {
 	s := c.h.srv
 	s.mu.Lock()

@@ -66,12 +66,12 @@ type FS struct {
 	root        uint32
 	fsInfo      int64 // byte offset of FSInfo, or -1
 
-	mu       sync.Mutex         // guards everything below and the volume
-	fatCache map[int64][]byte   // FAT sectors by index, as on disk
-	free     uint32             // free clusters, or ^0 when unknown
-	nextFree uint32             // allocation hint
-	open     map[entryRef]int   // entries with write handles
-	secBuf   []byte             // one device sector, for partial writes
+	mu       sync.Mutex       // guards everything below and the volume
+	fatCache map[int64][]byte // FAT sectors by index, as on disk
+	free     uint32           // free clusters, or ^0 when unknown
+	nextFree uint32           // allocation hint
+	open     map[entryRef]int // entries with write handles
+	secBuf   []byte           // one device sector, for partial writes
 }
 
 // entryRef names a directory entry: the directory's first cluster and the

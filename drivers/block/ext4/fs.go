@@ -20,7 +20,8 @@ const (
 	maxSymlinks  = 40
 	maxDirSize   = 128 << 20 // directories larger than this are refused
 	maxLinkSize  = 4096
-	blockMapRefs = 12 // direct block pointers in i_block
+	blockMapRefs = 12       // direct block pointers in i_block
+	maxGDT       = 64 << 20 // 1M groups of 64 bytes: 128 TiB with 4 KiB blocks
 )
 
 // FS is a mounted read-only ext2/3/4 filesystem. It holds no mutable state
@@ -55,7 +56,13 @@ func Mount(ctx context.Context, dev block.Device) (*FS, error) {
 		return nil, fmt.Errorf("%w: %d blocks of %d bytes do not fit the %d-byte device", ErrCorrupt, sb.BlocksCount, sb.BlockSize, dev.Info().Size())
 	}
 	f.sb = sb
-	gdt := make([]byte, uint64(sb.Groups)*uint64(sb.DescSize))
+	// Without meta_bg the descriptor table sits in group 0, after the
+	// superblock; bound it before allocating.
+	gdtSize := uint64(sb.Groups) * uint64(sb.DescSize)
+	if gdtSize > uint64(sb.BlocksPerGroup)*uint64(sb.BlockSize) || gdtSize > maxGDT {
+		return nil, fmt.Errorf("%w: %d group descriptors of %d bytes", ErrCorrupt, sb.Groups, sb.DescSize)
+	}
+	gdt := make([]byte, gdtSize)
 	if err := f.readAt(gdt, (int64(sb.FirstDataBlock)+1)*sb.BlockSize); err != nil {
 		return nil, err
 	}

@@ -190,7 +190,7 @@ const (
 	entrySize    = 12
 	maxDepth     = 5
 	initMaxLen   = 32768
-	maxExtents   = 1 << 22 // bound on one file's extents
+	maxExtents   = 1 << 20 // bound on one file's extents
 	maxNodeVisit = 1 << 20
 )
 

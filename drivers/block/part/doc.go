@@ -7,6 +7,11 @@
 // names below refer to them. It writes nothing to disk and knows no
 // filesystem.
 //
+// Logical partitions inside an MBR extended partition are read by
+// following the chain of extended boot records (numbered from 5, as Linux
+// does), bounded in length and refused when it loops or leaves the
+// extended partition.
+//
 // Everything read from the disk is untrusted: every size, LBA and count is
 // validated before use, and a malformed table is an error, never a panic.
 //

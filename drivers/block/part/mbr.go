@@ -36,8 +36,8 @@ type MBR struct {
 
 // ParseMBR decodes and validates sector 0 of a disk of sectors sectors.
 // Records must have a valid boot indicator, lie on the disk and not
-// overlap; an extended partition is reported as a partition of its own
-// (its logical partitions are not read).
+// overlap. An extended partition is reported as a partition of its own
+// (Extended set); Read then adds its logical partitions (numbered from 5).
 func ParseMBR(b []byte, sectors uint64) (MBR, error) {
 	var m MBR
 	if len(b) < mbrSize || b[mbrSignature] != 0x55 || b[mbrSignature+1] != 0xAA {

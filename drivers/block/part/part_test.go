@@ -317,6 +317,56 @@ func TestSgdisk(t *testing.T) {
 	}
 }
 
+func TestSfdiskExtended(t *testing.T) {
+	hosttool.Need(t, "sfdisk")
+	p := newImage(t, 16<<20)
+	script := "label: dos\nstart=2048, size=2048, type=83\nstart=4096, size=20480, type=5\n" +
+		"start=6144, size=2048, type=83\nstart=10240, size=4096, type=c\n"
+	cmd := exec.Command("sfdisk", p)
+	cmd.Stdin = strings.NewReader(script)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sfdisk: %v\n%s", err, out)
+	}
+	m := fileDisk(t, p)
+	tab, err := Read(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Partition{
+		{Index: 1, Start: 2048, Sectors: 2048, MBRType: 0x83},
+		{Index: 2, Start: 4096, Sectors: 20480, MBRType: 0x05, Extended: true},
+		{Index: 5, Start: 6144, Sectors: 2048, MBRType: 0x83},
+		{Index: 6, Start: 10240, Sectors: 4096, MBRType: 0x0C},
+	}
+	if len(tab.Partitions) != len(want) {
+		t.Fatalf("partitions %+v", tab.Partitions)
+	}
+	for i := range want {
+		if tab.Partitions[i] != want[i] {
+			t.Errorf("partition %+v, want %+v", tab.Partitions[i], want[i])
+		}
+	}
+	// A chain whose second EBR links to itself is refused.
+	b := m.Bytes()
+	ebr2 := -1
+	for lba := 4097; lba < 4096+20480; lba++ {
+		if b[lba*ss+510] == 0x55 && b[lba*ss+511] == 0xAA {
+			ebr2 = lba
+			break
+		}
+	}
+	if ebr2 < 0 {
+		t.Fatal("second EBR not found")
+	}
+	link := b[ebr2*ss+446+16:]
+	link[4] = 0x05
+	binary.LittleEndian.PutUint32(link[8:], uint32(ebr2-4096)) // relative to the extended partition
+	binary.LittleEndian.PutUint32(link[12:], 1)
+	if _, err := Read(context.Background(), m); !errors.Is(err, ErrMBR) {
+		t.Errorf("looping EBR chain: %v", err)
+	}
+}
+
 func TestSfdisk(t *testing.T) {
 	hosttool.Need(t, "sfdisk")
 	p := newImage(t, 8<<20)
@@ -418,6 +468,10 @@ func FuzzRead(f *testing.F) {
 	f.Add(g.Bytes()[:34*ss], g.Bytes()[94*ss:])
 	mb := mbrDisk(f, 128, [][4]uint32{{0, 0x83, 2, 100}})
 	f.Add(mb.Bytes()[:ss], []byte{})
+	ext := mbrDisk(f, 128, [][4]uint32{{0, 0x05, 2, 100}})
+	copy(ext.Bytes()[2*ss+446:], []byte{0, 0, 0, 0, 0x83, 0, 0, 0, 1, 0, 0, 0, 10, 0, 0, 0})
+	ext.Bytes()[2*ss+510], ext.Bytes()[2*ss+511] = 0x55, 0xAA
+	f.Add(ext.Bytes()[:4*ss], []byte{})
 	f.Fuzz(func(t *testing.T, head, tail []byte) {
 		d, _ := block.NewMem("f", ss, 128)
 		copy(d.Bytes(), head)

@@ -82,7 +82,18 @@ func Read(ctx context.Context, dev block.Device) (*Table, error) {
 	}
 	mbr, mbrErr := ParseMBR(sec[:ss], info.Sectors)
 	if mbrErr == nil && !mbr.Protective && string(sec[ss:ss+8]) != string(efiPart) {
-		return &Table{Kind: KindMBR, Partitions: mbr.Partitions}, nil
+		parts := mbr.Partitions
+		for _, p := range mbr.Partitions {
+			if !p.Extended {
+				continue
+			}
+			logical, err := readLogical(ctx, dev, p)
+			if err != nil {
+				return nil, fmt.Errorf("part: %s: %w", info.Name, err)
+			}
+			parts = append(parts, logical...)
+		}
+		return &Table{Kind: KindMBR, Partitions: parts}, nil
 	}
 	t, err := readGPT(ctx, dev, info)
 	switch {

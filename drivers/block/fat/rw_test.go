@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,7 +57,7 @@ func writeHostTree(t *testing.T, files map[string][]byte) string {
 
 // mkfsImage makes a FAT32 image with mkfs.fat and copies files into it
 // with mtools.
-func mkfsImage(t *testing.T, size int64, files map[string][]byte) string {
+func mkfsImage(t *testing.T, size int64, files map[string][]byte, mkfsArgs ...string) string {
 	hosttool.Need(t, "mkfs.fat", "mcopy")
 	img := filepath.Join(t.TempDir(), "fat.img")
 	if err := os.WriteFile(img, nil, 0o644); err != nil {
@@ -65,7 +66,10 @@ func mkfsImage(t *testing.T, size int64, files map[string][]byte) string {
 	if err := os.Truncate(img, size); err != nil {
 		t.Fatal(err)
 	}
-	hosttool.Run(t, "mkfs.fat", "-F", "32", "-S", "512", "-s", "1", "-n", "HOSTFAT", img)
+	if mkfsArgs == nil {
+		mkfsArgs = []string{"-S", "512", "-s", "1"}
+	}
+	hosttool.Run(t, "mkfs.fat", append(append([]string{"-F", "32", "-n", "HOSTFAT"}, mkfsArgs...), img)...)
 	if len(files) > 0 {
 		src := writeHostTree(t, files)
 		ents, _ := os.ReadDir(src)
@@ -78,12 +82,15 @@ func mkfsImage(t *testing.T, size int64, files map[string][]byte) string {
 	return img
 }
 
-func loadImage(t *testing.T, img string) *block.Mem {
+func loadImage(t *testing.T, img string) *block.Mem { return loadImageSS(t, img, 512) }
+
+// loadImageSS loads an image as a disk of sectorSize-byte sectors.
+func loadImageSS(t *testing.T, img string, sectorSize int) *block.Mem {
 	b, err := os.ReadFile(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := block.NewMemFrom("fat", 512, b)
+	m, err := block.NewMemFrom("fat", sectorSize, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,10 +182,28 @@ func mtools(t *testing.T, name string, args ...string) string {
 
 // TestWriteFsck changes an mkfs.fat volume through the write API in
 // every way it offers, then has fsck.fat and mtools check the result.
+//
+// It runs on 512- and 4096-byte-sector disks: a 4 KiB-sector disk under a
+// 512-byte-sector volume takes the read-modify-write path.
 func TestWriteFsck(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		mkfs     []string
+		devBytes int
+	}{
+		// Larger clusters need volumes of 256 MiB and more before mtools
+		// accepts them as FAT32 (65525 clusters), too big for this test.
+		{"512B clusters", []string{"-S", "512", "-s", "1"}, 512},
+		{"512B volume on a 4K-sector disk", []string{"-S", "512", "-s", "1"}, 4096},
+	} {
+		t.Run(c.name, func(t *testing.T) { testWriteFsck(t, c.mkfs, c.devBytes) })
+	}
+}
+
+func testWriteFsck(t *testing.T, mkfsArgs []string, devBytes int) {
 	hosttool.Need(t, "fsck.fat", "mdir", "mtype")
 	files := map[string][]byte{"keep.txt": []byte("kept"), "old/gone.txt": []byte("gone"), "victim.txt": []byte("victim")}
-	m := loadImage(t, mkfsImage(t, 64<<20, files))
+	m := loadImageSS(t, mkfsImage(t, 64<<20, files, mkfsArgs...), devBytes)
 	f := mount(t, m)
 	want := map[string][]byte{"keep.txt": []byte("kept")}
 	write := func(name string, b []byte) {
@@ -495,4 +520,57 @@ func ExampleFS_ReadFile() {
 	b, err := fs.ReadFile(fsys, "greeting.txt")
 	fmt.Println(string(b), err)
 	// Output: hello from FAT32 <nil>
+}
+
+// TestWriteLargeClusters writes through the API on volumes with 4 KiB
+// logical sectors and 4 KiB clusters (mkfs.fat warns that 64 MiB gives
+// fewer clusters than FAT32 suggests; fsck.fat and this package accept
+// it, mtools does not, so the check is fsck plus a fresh mount).
+func TestWriteLargeClusters(t *testing.T) {
+	hosttool.Need(t, "fsck.fat")
+	for _, c := range []struct {
+		name     string
+		mkfs     []string
+		devBytes int
+	}{
+		{"4K sectors", []string{"-S", "4096", "-s", "1"}, 4096},
+		{"4K clusters of 512B sectors", []string{"-S", "512", "-s", "8"}, 512},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := loadImageSS(t, mkfsImage(t, 64<<20, nil, c.mkfs...), c.devBytes)
+			f := mount(t, m)
+			files := hostFiles()
+			for p, b := range files {
+				mkdirAll(t, f, path.Dir(p))
+				w, err := f.Create(p)
+				if err != nil {
+					t.Fatal(p, err)
+				}
+				if _, err := w.Write(b); err != nil {
+					t.Fatal(p, err)
+				}
+				w.Close()
+			}
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			checkTree(t, mount(t, m), files)
+			// fsck.fat -n exits non-zero when it finds anything to fix;
+			// the only message allowed is the cluster-count warning.
+			out, err := exec.Command("fsck.fat", "-n", saveImage(t, m)).CombinedOutput()
+			if err != nil || strings.Contains(string(out), "orrect") || strings.Contains(string(out), "runcat") || strings.Contains(string(out), "ixing") {
+				t.Fatalf("fsck.fat: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+func mkdirAll(t *testing.T, f *FS, dir string) {
+	if dir == "." {
+		return
+	}
+	mkdirAll(t, f, path.Dir(dir))
+	if err := f.Mkdir(dir); err != nil && !errors.Is(err, fs.ErrExist) {
+		t.Fatal(dir, err)
+	}
 }

@@ -9,7 +9,8 @@ import (
 
 // File is an open regular file. Its methods are safe for concurrent use
 // (the volume's mutex serialises them), though concurrent Read/Write share
-// one offset.
+// one offset. A handle knows the file's clusters from when it was opened:
+// a read-only handle does not see later growth through another handle.
 type File struct {
 	fs     *FS
 	name   string

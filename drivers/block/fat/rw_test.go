@@ -574,3 +574,24 @@ func mkdirAll(t *testing.T, f *FS, dir string) {
 		t.Fatal(dir, err)
 	}
 }
+
+// TestLFNMismatch: long-name slots whose checksum does not match the
+// short entry (left by a system unaware of long names) are ignored and
+// the short name is used, as the spec requires.
+func TestLFNMismatch(t *testing.T) {
+	m, _ := block.NewMemFrom("tiny", 512, tinyVolume())
+	f := mount(t, m)
+	w, _ := f.Create("hello world.txt")
+	w.Close()
+	root := m.Bytes()[5*512:]
+	root[13] ^= 0xFF // checksum of the first long-name slot
+	es, err := mount(t, m).ReadDir(".")
+	if err != nil || len(es) != 1 || es[0].Name() != "HELLOW~1.TXT" {
+		t.Fatalf("entries %v %v", es, err)
+	}
+	root[13] ^= 0xFF
+	root[32] = 0x03 // wrong ordinal in the second slot
+	if es, _ := mount(t, m).ReadDir("."); len(es) != 1 || es[0].Name() != "HELLOW~1.TXT" {
+		t.Errorf("bad ordinal: %v", es)
+	}
+}

@@ -12,8 +12,10 @@ import (
 // Failure statuses follow Linux's daemon where the host sees them: a
 // missing key on GET or DELETE and the end of an enumeration are
 // StatusNoMoreItems (Linux tools/hv/hv_kvp_daemon.c HV_S_CONT); an unknown
-// adapter is StatusNotFound; a malformed message StatusInvalidArg; a pool
-// the host may not touch StatusNotSupported; a full pool StatusFail.
+// adapter is StatusFail for GET_IP_INFO and StatusNotFound for SET_IP_INFO
+// (likewise); a malformed message StatusInvalidArg; a pool the host may
+// not touch, or IP operations without an AdapterProvider,
+// StatusNotSupported; a full pool StatusFail.
 func (d *Driver) handle(msg []byte, _ ic.Version) ic.Status {
 	h, need := parseHeader(msg)
 	if need != 0 {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/gohv/gohv/drivers/ic"
+	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
 // getIPInfo answers GET_IP_INFO from the AdapterProvider: address family,
@@ -28,7 +29,8 @@ func (d *Driver) getIPInfo(msg []byte) ic.Status {
 	info := &d.adapter
 	info.DHCP, info.Addrs, info.Gateways, info.DNS = false, info.Addrs[:0], info.Gateways[:0], info.DNS[:0]
 	if !d.cfg.Adapters.AdapterInfo(mac, info) {
-		return ic.StatusNotFound
+		// Linux tools/hv/hv_kvp_daemon.c answers an unknown MAC E_FAIL.
+		return ic.StatusFail
 	}
 	var family byte
 	addrs := utf16Writer{b: rec[ipAddresses : ipAddresses+addressesSize]}
@@ -85,16 +87,18 @@ func maskV4(bits int) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)})
 }
 
-// setIPInfo applies a host's IP injection through the AdapterProvider.
+// setIPInfo applies a host's IP injection through the AdapterProvider. An
+// unknown adapter is StatusNotFound (HV_GUID_NOTFOUND, as Linux's daemon
+// answers), any other refusal StatusFail.
 func (d *Driver) setIPInfo(msg []byte) ic.Status {
 	if d.cfg.Adapters == nil {
 		return ic.StatusNotSupported
 	}
-	mac, info, err := ParseIPInfo(msg[offIPBody : offIPBody+IPRecordSize])
+	adapter, info, err := ParseIPInfo(msg[offIPBody : offIPBody+IPRecordSize])
 	if err != nil {
 		return ic.StatusInvalidArg
 	}
-	if err := d.cfg.Adapters.SetAdapterInfo(mac, info); err != nil {
+	if err := d.cfg.Adapters.SetAdapterInfo(adapter, info); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return ic.StatusNotFound
 		}
@@ -107,17 +111,19 @@ func (d *Driver) setIPInfo(msg []byte) ic.Status {
 var ErrIPInfo = errors.New("kvp: invalid IP information")
 
 // ParseIPInfo decodes an IP record (docs/hyperv-protocol.md §8.6) as a host
-// sends it with SET_IP_INFO: the adapter's MAC address and the requested
-// configuration. Lists may be separated by ';' or ','; subnets pair with
+// sends it with SET_IP_INFO: the adapter, named by its network device's
+// VMBus instance GUID (braces optional; Linux tools/hv/hv_kvp_daemon.c
+// looks SET_IP_INFO adapters up by device id, GET_IP_INFO ones by MAC),
+// and the requested configuration. Lists may be separated by ';' or ','; subnets pair with
 // addresses by position and are an IPv4 dotted mask or an IPv6 prefix
 // length ("64" or "/64"). rec must be at least IPRecordSize bytes.
-func ParseIPInfo(rec []byte) (mac [6]byte, info AdapterInfo, err error) {
+func ParseIPInfo(rec []byte) (adapter chanmsg.GUID, info AdapterInfo, err error) {
 	if len(rec) < IPRecordSize {
-		return mac, info, fmt.Errorf("%w: IP record of %d bytes", ic.ErrShort, len(rec))
+		return adapter, info, fmt.Errorf("%w: IP record of %d bytes", ic.ErrShort, len(rec))
 	}
-	mac, ok := parseMAC(trimNUL(rec[ipAdapterID : ipAdapterID+adapterIDSize]))
-	if !ok {
-		return mac, info, fmt.Errorf("%w: adapter id %q", ErrIPInfo, decodeUTF16(trimNUL(rec[ipAdapterID:ipAdapterID+adapterIDSize])))
+	id := decodeUTF16(trimNUL(rec[ipAdapterID : ipAdapterID+adapterIDSize]))
+	if adapter, err = chanmsg.ParseGUID(id); err != nil {
+		return adapter, info, fmt.Errorf("%w: adapter id %q", ErrIPInfo, id)
 	}
 	info.DHCP = rec[ipDHCP] != 0
 	addrs := splitList(rec[ipAddresses : ipAddresses+addressesSize])
@@ -125,14 +131,14 @@ func ParseIPInfo(rec []byte) (mac [6]byte, info AdapterInfo, err error) {
 	for i, s := range addrs {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
-			return mac, info, fmt.Errorf("%w: address %q", ErrIPInfo, s)
+			return adapter, info, fmt.Errorf("%w: address %q", ErrIPInfo, s)
 		}
 		if i >= len(subnets) {
-			return mac, info, fmt.Errorf("%w: address %q has no subnet", ErrIPInfo, s)
+			return adapter, info, fmt.Errorf("%w: address %q has no subnet", ErrIPInfo, s)
 		}
 		bits, ok := prefixLen(subnets[i], a.Is4())
 		if !ok {
-			return mac, info, fmt.Errorf("%w: subnet %q for %v", ErrIPInfo, subnets[i], a)
+			return adapter, info, fmt.Errorf("%w: subnet %q for %v", ErrIPInfo, subnets[i], a)
 		}
 		info.Addrs = append(info.Addrs, netip.PrefixFrom(a, bits))
 	}
@@ -143,12 +149,12 @@ func ParseIPInfo(rec []byte) (mac [6]byte, info AdapterInfo, err error) {
 		for _, s := range splitList(f.field) {
 			a, err := netip.ParseAddr(s)
 			if err != nil {
-				return mac, info, fmt.Errorf("%w: address %q", ErrIPInfo, s)
+				return adapter, info, fmt.Errorf("%w: address %q", ErrIPInfo, s)
 			}
 			*f.dst = append(*f.dst, a)
 		}
 	}
-	return mac, info, nil
+	return adapter, info, nil
 }
 
 func splitList(field []byte) []string {

@@ -111,18 +111,20 @@ type AdapterInfo struct {
 }
 
 // AdapterProvider reads and applies adapters' IP configuration for
-// GET_IP_INFO and SET_IP_INFO. Adapters are named by MAC address. Both
-// methods run on the bus dispatch goroutine and must not block: apply a
-// configuration by queueing it.
+// GET_IP_INFO and SET_IP_INFO. The host names the adapter by MAC address
+// when it reads and by the network device's VMBus instance GUID
+// (vmbus.Offer.InterfaceInstance of its netvsc channel) when it writes.
+// Both methods run on the bus dispatch goroutine and must not block:
+// apply a configuration by queueing it.
 type AdapterProvider interface {
 	// AdapterInfo fills info (reusing its slices' capacity) for the
 	// adapter with hardware address mac, or reports false if there is
 	// none.
 	AdapterInfo(mac [6]byte, info *AdapterInfo) bool
-	// SetAdapterInfo applies a host's IP injection, or returns an error
-	// (ErrNotFound for an unknown adapter) that the host sees as a failure
-	// status.
-	SetAdapterInfo(mac [6]byte, info AdapterInfo) error
+	// SetAdapterInfo applies a host's IP injection to the adapter whose
+	// device instance is adapter, or returns an error (ErrNotFound for an
+	// unknown adapter) that the host sees as a failure status.
+	SetAdapterInfo(adapter chanmsg.GUID, info AdapterInfo) error
 }
 
 // Defaults of Config.

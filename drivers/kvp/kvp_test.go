@@ -12,6 +12,7 @@ import (
 
 	"github.com/gohv/gohv/drivers/ic"
 	"github.com/gohv/gohv/drivers/ic/ictest"
+	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
 // Offsets written out from docs/hyperv-protocol.md §8.6, independently of
@@ -89,6 +90,7 @@ func (a addrs) AppendAddrs(dst []netip.Addr) []netip.Addr { return append(dst, a
 
 type adapters struct {
 	mac  [6]byte
+	id   chanmsg.GUID
 	info AdapterInfo
 	set  []AdapterInfo
 	err  error
@@ -105,8 +107,8 @@ func (p *adapters) AdapterInfo(mac [6]byte, info *AdapterInfo) bool {
 	return true
 }
 
-func (p *adapters) SetAdapterInfo(mac [6]byte, info AdapterInfo) error {
-	if mac != p.mac {
+func (p *adapters) SetAdapterInfo(id chanmsg.GUID, info AdapterInfo) error {
+	if id != p.id {
 		return ErrNotFound
 	}
 	p.set = append(p.set, info)
@@ -388,7 +390,12 @@ func TestPoolsAndLimits(t *testing.T) {
 	}
 }
 
-var testMAC = [6]byte{0x00, 0x15, 0x5d, 0x0a, 0x0b, 0x0c}
+var (
+	testMAC     = [6]byte{0x00, 0x15, 0x5d, 0x0a, 0x0b, 0x0c}
+	testAdapter = chanmsg.MustParseGUID("6c2fd8b8-1d69-4b1c-b7c5-3f2e1b9a0c11")
+)
+
+const testAdapterID = "{6C2FD8B8-1D69-4B1C-B7C5-3F2E1B9A0C11}"
 
 func ipMsg(op byte, adapter string, at map[int][]byte) []byte {
 	if at == nil {
@@ -437,7 +444,7 @@ func TestGetIPInfoBytes(t *testing.T) {
 	if !bytes.Equal(reply[288:298], []byte{'1', 0, '9', 0, '2', 0, '.', 0, '0', 0}) {
 		t.Errorf("@288 bytes % x", reply[288:298])
 	}
-	if st := status(call(t, ch, ipMsg(4, "00:15:5d:00:00:01", nil))); st != ic.StatusNotFound {
+	if st := status(call(t, ch, ipMsg(4, "00:15:5d:00:00:01", nil))); st != ic.StatusFail {
 		t.Errorf("unknown adapter: %v", st)
 	}
 	if st := status(call(t, ch, ipMsg(4, "not a mac", nil))); st != ic.StatusInvalidArg {
@@ -446,9 +453,9 @@ func TestGetIPInfoBytes(t *testing.T) {
 }
 
 func TestSetIPInfo(t *testing.T) {
-	p := &adapters{mac: testMAC}
+	p := &adapters{mac: testMAC, id: testAdapter}
 	_, ch := attached(t, Config{Adapters: p})
-	m := ipMsg(5, "00:15:5d:0a:0b:0c", map[int][]byte{
+	m := ipMsg(5, testAdapterID, map[int][]byte{
 		286: {3}, 287: {0},
 		288:  u16z("192.0.2.9;2001:db8::9"),
 		2336: u16z("255.255.255.128;64"),
@@ -475,10 +482,11 @@ func TestSetIPInfo(t *testing.T) {
 		m    []byte
 		want ic.Status
 	}{
-		{"bad mask", ipMsg(5, "00155d0a0b0c", map[int][]byte{288: u16z("192.0.2.9"), 2336: u16z("255.0.255.0")}), ic.StatusInvalidArg},
-		{"no subnet", ipMsg(5, "00155d0a0b0c", map[int][]byte{288: u16z("192.0.2.9")}), ic.StatusInvalidArg},
-		{"bad address", ipMsg(5, "00155d0a0b0c", map[int][]byte{288: u16z("192.0.2"), 2336: u16z("255.0.0.0")}), ic.StatusInvalidArg},
-		{"unknown adapter", ipMsg(5, "00155d000000", nil), ic.StatusNotFound},
+		{"bad mask", ipMsg(5, testAdapterID, map[int][]byte{288: u16z("192.0.2.9"), 2336: u16z("255.0.255.0")}), ic.StatusInvalidArg},
+		{"no subnet", ipMsg(5, testAdapterID, map[int][]byte{288: u16z("192.0.2.9")}), ic.StatusInvalidArg},
+		{"bad address", ipMsg(5, testAdapterID, map[int][]byte{288: u16z("192.0.2"), 2336: u16z("255.0.0.0")}), ic.StatusInvalidArg},
+		{"unknown adapter", ipMsg(5, "6c2fd8b8-1d69-4b1c-b7c5-000000000000", nil), ic.StatusNotFound},
+		{"MAC instead of GUID", ipMsg(5, "00:15:5d:0a:0b:0c", nil), ic.StatusInvalidArg},
 	}
 	for _, c := range cases {
 		if st := status(call(t, ch, c.m)); st != c.want {
@@ -486,13 +494,13 @@ func TestSetIPInfo(t *testing.T) {
 		}
 	}
 	p.err = errors.New("stack refuses")
-	if st := status(call(t, ch, ipMsg(5, "00155d0a0b0c", nil))); st != ic.StatusFail {
+	if st := status(call(t, ch, ipMsg(5, testAdapterID, nil))); st != ic.StatusFail {
 		t.Errorf("provider error: %v", st)
 	}
 	// Without a provider both IP operations are refused clearly.
 	_, ch2 := attached(t, Config{})
 	for _, op := range []byte{4, 5} {
-		if st := status(call(t, ch2, ipMsg(op, "00155d0a0b0c", nil))); st != ic.StatusNotSupported {
+		if st := status(call(t, ch2, ipMsg(op, testAdapterID, nil))); st != ic.StatusNotSupported {
 			t.Errorf("op %d without provider: %v", op, st)
 		}
 	}
@@ -585,9 +593,9 @@ func FuzzHandle(f *testing.F) {
 	f.Add(getMsg(1, "app"))
 	f.Add(deleteMsg(3, "HostName"))
 	f.Add(ipMsg(4, "00:15:5d:0a:0b:0c", nil))
-	f.Add(ipMsg(5, "00:15:5d:0a:0b:0c", map[int][]byte{288: u16z("192.0.2.9"), 2336: u16z("255.255.255.0")}))
+	f.Add(ipMsg(5, testAdapterID, map[int][]byte{288: u16z("192.0.2.9"), 2336: u16z("255.255.255.0")}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p := &adapters{mac: testMAC, info: AdapterInfo{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.5/24")}}}
+		p := &adapters{mac: testMAC, id: testAdapter, info: AdapterInfo{Addrs: []netip.Prefix{netip.MustParsePrefix("192.0.2.5/24")}}}
 		d := New(Config{System: testSystem, Addresses: testAddrs, Adapters: p, MaxEntries: 4})
 		_ = d.Publish("app", "ready")
 		m := bytes.Clone(b)
@@ -614,8 +622,8 @@ func FuzzParseIPInfo(f *testing.F) {
 		}
 		return b
 	}
-	f.Add(rec(map[int][]byte{30: u16z("00:15:5d:0a:0b:0c"), 288: u16z("192.0.2.9;2001:db8::9"), 2336: u16z("255.255.255.0;/64")}))
-	f.Add(rec(map[int][]byte{30: u16z("001122334455"), 4384: u16z("1.2.3.4")}))
+	f.Add(rec(map[int][]byte{30: u16z(testAdapterID), 288: u16z("192.0.2.9;2001:db8::9"), 2336: u16z("255.255.255.0;/64")}))
+	f.Add(rec(map[int][]byte{30: u16z("6c2fd8b8-1d69-4b1c-b7c5-3f2e1b9a0c11"), 4384: u16z("1.2.3.4")}))
 	f.Add([]byte{1, 2})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, info, err := ParseIPInfo(b)

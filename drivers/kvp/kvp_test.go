@@ -650,3 +650,37 @@ func TestMalformedAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHandle measures answering one auto-pool enumeration (the host
+// polls these) against a baseline of copying the message, the least any
+// handler costs.
+func BenchmarkHandle(b *testing.B) {
+	d := New(Config{System: testSystem, Addresses: testAddrs})
+	m := enumMsg(2, 2)
+	scratch := make([]byte, len(m))
+	b.Run("baseline-copy", func(b *testing.B) {
+		b.SetBytes(int64(len(m)))
+		b.ReportAllocs()
+		for b.Loop() {
+			copy(scratch, m)
+		}
+	})
+	b.Run("enumerate-auto-ipv4", func(b *testing.B) {
+		b.SetBytes(int64(len(m)))
+		b.ReportAllocs()
+		for b.Loop() {
+			d.handle(m, ic.Version{Major: 4})
+		}
+	})
+	if err := d.Publish("app", "ready"); err != nil {
+		b.Fatal(err)
+	}
+	g := getMsg(1, "app")
+	b.Run("get-guest", func(b *testing.B) {
+		b.SetBytes(int64(len(g)))
+		b.ReportAllocs()
+		for b.Loop() {
+			d.handle(g, ic.Version{Major: 4})
+		}
+	})
+}

@@ -361,3 +361,26 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkHandle measures applying one SAMPLE against a baseline that
+// only reads the clock.
+func BenchmarkHandle(b *testing.B) {
+	clk := &fakeClock{}
+	d := New(clk, Config{})
+	m := messageV4(syncParent, syncRef, byte(FlagSample))
+	b.Run("baseline-clock-read", func(b *testing.B) {
+		b.ReportAllocs()
+		var sink uint64
+		for b.Loop() {
+			sink += clk.ReferenceCounter() + uint64(clk.WallOffset())
+		}
+		_ = sink
+	})
+	b.Run("sample", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			d.handle(m, Version4)
+		}
+		b.ReportMetric(float64(d.Stats().Slews)/float64(b.N), "slews/op")
+	})
+}

@@ -425,3 +425,28 @@ func frozenSettled(d *Driver) bool {
 	defer d.opMu.Unlock()
 	return d.frozen
 }
+
+// FuzzProcess feeds arbitrary messages through the runner's framing and
+// negotiation, after a successful negotiation.
+func FuzzProcess(f *testing.F) {
+	f.Add(hotBackup)
+	f.Add(ictest.Negotiation(ictest.WindowsFrameworks, []ic.Version{{Major: 5}}))
+	f.Add(vssMsg(5, v5))
+	f.Add([]byte{1, 0, 0, 0})
+	neg := ictest.Negotiation(ictest.WindowsFrameworks, []ic.Version{{Major: 5}, {Major: 6}})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		d := New(Config{})
+		r := newRunner(d, nil)
+		if !r.process(bytes.Clone(neg), 1) || !r.negotiated.Load() {
+			t.Fatal("negotiation failed")
+		}
+		m := bytes.Clone(b)
+		reply := r.process(m, 2)
+		if reply && len(m) >= ic.HeaderSize && m[25] != byte(ic.FlagTransaction|ic.FlagResponse) {
+			t.Fatalf("reply flags %#x", m[25])
+		}
+		if len(b) < ic.HeaderSize && reply {
+			t.Fatal("runt answered")
+		}
+	})
+}

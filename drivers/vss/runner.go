@@ -129,6 +129,8 @@ type sender interface {
 	Send(ctx context.Context, typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error
 }
 
+var _ sender = (*vmbus.Channel)(nil)
+
 // sendTimeout bounds a deferred reply's wait for ring space.
 const sendTimeout = 5 * time.Second
 

@@ -207,10 +207,14 @@ func TestFreezeThaw(t *testing.T) {
 	d.AddHook(ev.hook("cache", nil))
 	remove()
 
-	ch.post(t, 10, vssMsg(5, v5))
+	freeze := vssMsg(5, v5)
+	ch.post(t, 10, freeze)
 	reply := ch.await(t, 10)
-	if status(reply) != ic.StatusOK || reply[25] != 5 || reply[28] != 5 {
-		t.Fatalf("FREEZE reply % x", reply[:40])
+	// The deferred reply is the request with flags 5 and S_OK.
+	wantReply := bytes.Clone(freeze)
+	wantReply[25] = 5
+	if !bytes.Equal(reply[:len(wantReply)], wantReply) {
+		t.Fatalf("FREEZE reply\n% x\nwant\n% x", reply, wantReply)
 	}
 	if st := d.Stats(); !st.Frozen || st.Freezes != 1 {
 		t.Fatalf("after FREEZE: %+v", st)
@@ -449,4 +453,33 @@ func FuzzProcess(f *testing.F) {
 			t.Fatal("runt answered")
 		}
 	})
+}
+
+// sendChannel also has the blocking Send of *vmbus.Channel, which deferred
+// replies must prefer.
+type sendChannel struct {
+	*channel
+	sends chan uint64
+}
+
+func (c *sendChannel) Send(ctx context.Context, typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error {
+	c.sends <- txid
+	return c.channel.TrySend(typ, flags, txid, parts...)
+}
+
+func TestDeferredReplyUsesSend(t *testing.T) {
+	d := New(Config{})
+	ch := &sendChannel{channel: &channel{Channel: ictest.New(Class), sent: make(chan ictest.Sent, 16)}, sends: make(chan uint64, 4)}
+	if err := d.attach(context.Background(), ch); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close(context.Background())
+	ch.call(t, 1, ictest.Negotiation(ictest.WindowsFrameworks, []ic.Version{{Major: 5}}))
+	ch.post(t, 80, vssMsg(5, v5))
+	if reply := ch.await(t, 80); status(reply) != ic.StatusOK {
+		t.Fatalf("FREEZE: %v", status(reply))
+	}
+	if id := <-ch.sends; id != 80 {
+		t.Fatalf("Send carried txid %d", id)
+	}
 }

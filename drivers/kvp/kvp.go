@@ -1,26 +1,3 @@
-// Package kvp is the key-value pair exchange integration service
-// (docs/hyperv-protocol.md §8.6). It answers every host operation (GET,
-// SET, DELETE, ENUMERATE, GET_IP_INFO, SET_IP_INFO) on the five pools:
-//
-//   - external (0) and auto-external (3) hold what the host sends (its
-//     SET and DELETE land there); the application reads them with Get and
-//     Entries and learns of changes through Watch;
-//   - guest (1) holds what the application publishes (Publish,
-//     Unpublish); the host reads and enumerates it;
-//   - auto (2) is the guest's intrinsic data, answered from SystemInfo and
-//     an AddressProvider in the documented index order (AutoKeys);
-//   - auto-internal (4) is never exchanged: the host is refused.
-//
-// Keys and values travel as UTF-16LE in fixed fields (key 512 bytes, value
-// 2048 bytes); IP information is read from and applied through an
-// AdapterProvider, or refused with StatusNotSupported without one.
-//
-// The host keeps one transaction outstanding, and every message is
-// answered in place on the bus dispatch goroutine: a malformed message
-// gets an error status, never a panic. Answering allocates nothing in
-// steady state. kvp owns only the KVP message bodies and the pools;
-// framing, negotiation and the channel belong to drivers/ic, addresses to
-// the network stack.
 package kvp
 
 import (

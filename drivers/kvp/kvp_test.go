@@ -684,3 +684,29 @@ func BenchmarkHandle(b *testing.B) {
 		}
 	})
 }
+
+// TestLayoutPinned pins the wire constants to docs/hyperv-protocol.md §8.6.
+func TestLayoutPinned(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want int
+	}{
+		{"value record", RecordSize, 2572},
+		{"value message from @28", minEnumerate - 28, 2580},
+		{"IP record", IPRecordSize, 7426},
+		{"IP message from @28", minIP - 28, 7428},
+		{"record key", recKey, 12},
+		{"record value", recValue, 524},
+		{"IP family", offIPBody + ipFamily, 286},
+		{"IP addresses", offIPBody + ipAddresses, 288},
+		{"IP subnets", offIPBody + ipSubnets, 2336},
+		{"IP gateways", offIPBody + ipGateways, 4384},
+		{"IP DNS", offIPBody + ipDNS, 5408},
+		{"delete key", offDeleteKey, 36},
+		{"enumerate record", offEnumRecord, 36},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
+		}
+	}
+}

@@ -384,3 +384,27 @@ func BenchmarkHandle(b *testing.B) {
 		b.ReportMetric(float64(d.Stats().Slews)/float64(b.N), "slews/op")
 	})
 }
+
+// TestLayoutPinned pins the wire constants to docs/hyperv-protocol.md §8.5.
+func TestLayoutPinned(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		got, want int
+	}{
+		{"parent time", offParentTime, 28},
+		{"child time", offChildTime, 36},
+		{"round trip", offRoundTrip, 44},
+		{"flags < 4.0", offFlagsV1, 52},
+		{"VM reference time", offVMReferenceTime, 36},
+		{"flags 4.0", offFlagsV4, 44},
+		{"leap indicator", offLeapIndicator, 45},
+		{"stratum", offStratum, 46},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	if Epoch1601 != 116444736000000000 {
+		t.Errorf("Epoch1601 = %d", Epoch1601)
+	}
+}

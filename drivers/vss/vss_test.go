@@ -483,3 +483,18 @@ func TestDeferredReplyUsesSend(t *testing.T) {
 		t.Fatalf("Send carried txid %d", id)
 	}
 }
+
+// TestLayoutPinned pins the wire constants to docs/hyperv-protocol.md §9.1.
+func TestLayoutPinned(t *testing.T) {
+	if offOperation != 28 || offData != 36 || offFlags != 36 || minFlagsMessage != 40 {
+		t.Fatalf("offsets %d %d %d %d", offOperation, offData, offFlags, minFlagsMessage)
+	}
+	for op, since := range map[Operation]ic.Version{
+		OpCreate: {Major: 1}, OpGetDMInfo: {Major: 1}, OpBackupComplete: {Major: 4},
+		OpFreeze: {Major: 5}, OpThaw: {Major: 5}, OpAutoRecover: {Major: 5}, OpQueryClusterInfo: {Major: 6},
+	} {
+		if op.since() != since {
+			t.Errorf("%v since %v, want %v", op, op.since(), since)
+		}
+	}
+}

@@ -343,19 +343,43 @@ func TestRescindWhileFrozenThaws(t *testing.T) {
 	}
 }
 
+// gatedFreezer blocks Freeze until release is closed.
+type gatedFreezer struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (f *gatedFreezer) Freeze(ctx context.Context) error {
+	f.entered <- struct{}{}
+	select {
+	case <-f.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (f *gatedFreezer) Thaw() {}
+
 func TestBusy(t *testing.T) {
-	f := &blockingFreezer{entered: make(chan struct{}, 1), thawed: make(chan struct{}, 4)}
+	f := &gatedFreezer{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	d, ch := attached(t, Config{Freezer: f}, []ic.Version{{Major: 5}})
 	ch.post(t, 70, vssMsg(5, v5))
-	<-f.entered // the worker holds the FREEZE; two slots are left
-	ch.post(t, 71, vssMsg(4, v5))
-	ch.post(t, 72, vssMsg(4, v5))
-	reply := ch.call(t, 73, vssMsg(6, v5))
+	<-f.entered // the worker holds this FREEZE; two more may wait
+	// Repeated FREEZEs (unlike THAW) do not cancel the one in progress.
+	ch.post(t, 71, vssMsg(5, v5))
+	ch.post(t, 72, vssMsg(5, v5))
+	reply := ch.call(t, 73, vssMsg(5, v5))
 	if status(reply) != ic.StatusMachineLocked || d.Stats().Busy != 1 {
 		t.Fatalf("third waiting message: %v", status(reply))
 	}
+	close(f.release)
 	for _, id := range []uint64{70, 71, 72} {
-		ch.await(t, id)
+		if reply := ch.await(t, id); status(reply) != ic.StatusOK {
+			t.Fatalf("txid %d: %v", id, status(reply))
+		}
+	}
+	if st := d.Stats(); st.Freezes != 1 || !st.Frozen {
+		t.Fatalf("Stats = %+v", st)
 	}
 }
 

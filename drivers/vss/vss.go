@@ -199,7 +199,7 @@ func (d *Driver) Stats() Stats {
 
 // Attach opens the VSS channel ch and starts answering the host. It can be
 // called again for a channel offered after a rescind.
-func (d *Driver) Attach(ctx context.Context, ch *vmbus.Channel) error { return d.attach(ctx, ch) }
+func (d *Driver) Attach(ctx context.Context, ch vmbus.DriverChannel) error { return d.attach(ctx, ch) }
 
 func (d *Driver) attach(ctx context.Context, ch ic.Channel) error {
 	r := newRunner(d, ch)

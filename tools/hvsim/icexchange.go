@@ -177,6 +177,7 @@ func (r *icRequests) exchange(ctx context.Context, s *icService, ch *Channel, ty
 		return icReply{}, icReplyHeader{}, ErrClosed
 	}
 	h, err := parseICReply(rep.body)
+	h.sentSize = full
 	if err == nil && h.typ != typ {
 		err = fmt.Errorf("%w: reply of IC type %d to type %d", errWire, h.typ, typ)
 	}

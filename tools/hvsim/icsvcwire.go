@@ -452,6 +452,8 @@ type icReplyHeader struct {
 	msg     uint32 // message version
 	msgSize int
 	status  uint32
+	// sentSize is the message size of the request (set by exchange).
+	sentSize int
 }
 
 // parseICReply validates the pipe and ICMSG headers of a guest reply b

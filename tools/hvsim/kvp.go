@@ -134,8 +134,8 @@ func (k *KVP) do(ctx context.Context, op uint8, pool KVPPool, body []byte) (kvpR
 	if err != nil {
 		return kvpReply{}, fmt.Errorf("hvsim: kvp %s: %w", kvpOpName(op), err)
 	}
-	if h.msgSize != len(body) {
-		return kvpReply{}, violation(ch, "kvp", fmt.Errorf("%s reply message size %d, sent %d", kvpOpName(op), h.msgSize, len(body)))
+	if h.msgSize != h.sentSize {
+		return kvpReply{}, violation(ch, "kvp", fmt.Errorf("%s reply message size %d, sent %d", kvpOpName(op), h.msgSize, h.sentSize))
 	}
 	r, err := parseKVPReply(rep.body, op, pool, h.status)
 	if err != nil {

@@ -30,6 +30,7 @@ type TimeSync struct {
 	timeout time.Duration
 
 	smu     sync.Mutex
+	synced  *Channel // the channel whose initial SYNC went out
 	samples []TimeSample
 	stats   TimeSyncStats
 	changed chan struct{} // closed and replaced on every answer
@@ -83,6 +84,12 @@ func (t *TimeSync) loop(ctx context.Context, ch *Channel) {
 		rctx, cancel := context.WithTimeout(ctx, t.timeout)
 		_, err := t.send(rctx, ch, flags)
 		cancel()
+		if flags == TimeSyncSync {
+			t.smu.Lock()
+			t.synced = ch
+			t.smu.Unlock()
+			t.count(func(*TimeSyncStats) {})
+		}
 		switch {
 		case err != nil && (ctx.Err() != nil || errors.Is(err, ErrClosed)):
 			return
@@ -111,13 +118,29 @@ func (t *TimeSync) count(f func(*TimeSyncStats)) {
 	t.changed = make(chan struct{})
 }
 
-// Send sends one time sync message with flags now (after waiting for the
-// negotiation) and returns what was sent with the guest's status. A
-// failure status is returned as *HResultError too.
+// Send sends one time sync message with flags now and returns what was
+// sent with the guest's status (a failure status is returned as
+// *HResultError too). It first waits for the negotiation and for the
+// initial SYNC of the channel to be done, so that SYNC is always first.
 func (t *TimeSync) Send(ctx context.Context, flags uint8) (TimeSample, error) {
 	ch, err := t.waitReady(ctx)
 	if err != nil {
 		return TimeSample{}, fmt.Errorf("hvsim: timesync: %w", err)
+	}
+	for {
+		t.smu.Lock()
+		synced, changed := t.synced == ch, t.changed
+		t.smu.Unlock()
+		if synced {
+			break
+		}
+		select {
+		case <-changed:
+		case <-ch.Done():
+			return TimeSample{}, fmt.Errorf("hvsim: timesync: %w", ErrClosed)
+		case <-ctx.Done():
+			return TimeSample{}, fmt.Errorf("hvsim: timesync: waiting for the initial SYNC: %w", ctx.Err())
+		}
 	}
 	return t.send(ctx, ch, flags)
 }

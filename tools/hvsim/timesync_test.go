@@ -355,3 +355,26 @@ func TestTimeSyncBadReply(t *testing.T) {
 		})
 	}
 }
+
+// TestTimeSyncSendAfterSync: an explicit Send never overtakes the initial
+// SYNC.
+func TestTimeSyncSendAfterSync(t *testing.T) {
+	ts := NewTimeSync(0)
+	oc := setupDevice(t, Config{}, ts, 8, 4)
+	res := async(func() error { _, err := ts.Send(ctxT(t), TimeSyncProbe); return err })
+	oc.answerNegotiate(t, testFw3010, []uint32{v40, v30, v10}, v30, v40)
+	q := oc.nextIC(t)
+	if q.p[44] != TimeSyncSync {
+		t.Fatalf("first message flags %d, want SYNC", q.p[44])
+	}
+	oc.answer(t, q, 0)
+	q = oc.nextIC(t)
+	if q.p[44] != TimeSyncProbe {
+		t.Fatalf("second message flags %d, want PROBE", q.p[44])
+	}
+	oc.answer(t, q, 0)
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	noViolations(t, oc.g.h)
+}

@@ -327,6 +327,7 @@ func TestTimeSyncBadReply(t *testing.T) {
 		{"type", func(r []byte) { r[12] = 1 }},
 		{"version", func(r []byte) { r[14] = 3 }},
 		{"size", func(r []byte) { r[18] = 200 }},
+		{"size not echoed", func(r []byte) { r[18] = 22 }},
 		{"pipe", func(r []byte) { r[0] = 2 }},
 		{"request flag", func(r []byte) { r[25] = 0x07 }},
 	} {

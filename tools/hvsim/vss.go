@@ -67,6 +67,9 @@ func (v *VSS) op(ctx context.Context, op uint8) (VSSAnswer, error) {
 	if err == nil {
 		a.HResult = h.status
 		a.Flags, err = parseVSSReply(rep.body, op)
+		if err == nil && h.msgSize != h.sentSize {
+			err = fmt.Errorf("%s reply message size %d, sent %d", a.Op, h.msgSize, h.sentSize)
+		}
 		if err != nil {
 			err = violation(ch, "vss", err)
 		}

@@ -131,17 +131,27 @@ func TestVSSNeverThaw(t *testing.T) {
 }
 
 func TestVSSBadReply(t *testing.T) {
-	v, oc := setupVSS(t)
-	res := async(func() error { _, err := v.CheckHotBackup(ctxT(t)); return err })
-	q := oc.vssExpect(t, 2)
-	r := bytes.Clone(q.p[:28+12])
-	r[28] = 5 // answers a different operation
-	r[25] = 0x05
-	oc.reply(t, q.txid, r)
-	if err := <-res; !errors.Is(err, ErrIC) {
-		t.Fatalf("CheckHotBackup: %v", err)
-	}
-	if v := oc.g.h.Violations(); len(v) != 1 {
-		t.Fatalf("violations %v", v)
+	for _, c := range []struct {
+		name string
+		mod  func(r []byte) []byte
+	}{
+		{"other operation", func(r []byte) []byte { r[28] = 5; return r }},
+		{"short", func(r []byte) []byte { r[18] = 4; return r[:32] }},
+		{"size not echoed", func(r []byte) []byte { r[18] = 8; return r }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v, oc := setupVSS(t)
+			res := async(func() error { _, err := v.CheckHotBackup(ctxT(t)); return err })
+			q := oc.vssExpect(t, 2)
+			r := bytes.Clone(q.p[:28+12])
+			r[25] = 0x05
+			oc.reply(t, q.txid, c.mod(r))
+			if err := <-res; !errors.Is(err, ErrIC) {
+				t.Fatalf("CheckHotBackup: %v", err)
+			}
+			if v := oc.g.h.Violations(); len(v) != 1 {
+				t.Fatalf("violations %v", v)
+			}
+		})
 	}
 }

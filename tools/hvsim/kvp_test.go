@@ -259,11 +259,23 @@ func TestKVPStrictReplies(t *testing.T) {
 		{"key size over 512", func(r []byte) []byte { put32(r, 36, 1); put32(r, 40, 514); return r }},
 		{"value size over 2048", func(r []byte) []byte { put32(r, 36, 1); put32(r, 40, 4); put32(r, 44, 2050); return r }},
 		{"odd key size", func(r []byte) []byte { put32(r, 36, 1); put32(r, 40, 3); return r }},
-		{"wrong index", func(r []byte) []byte { put32(r, 32, 7); put32(r, 36, 1); put32(r, 40, utf16size("k")); utf16le(r, 48, "k"); return r }},
+		{"wrong index", func(r []byte) []byte {
+			put32(r, 32, 7)
+			put32(r, 36, 1)
+			put32(r, 40, utf16size("k"))
+			utf16le(r, 48, "k")
+			return r
+		}},
 		{"empty key", func(r []byte) []byte { put32(r, 36, 1); put32(r, 40, 2); return r }},
 		{"wrong op", func(r []byte) []byte { r[28] = 1; return r }},
 		{"wrong pool", func(r []byte) []byte { r[29] = 0; return r }},
-		{"bad dword", func(r []byte) []byte { put32(r, 36, 4); put32(r, 40, 4); utf16le(r, 48, "k"); put32(r, 44, 3); return r }},
+		{"bad dword", func(r []byte) []byte {
+			put32(r, 36, 4)
+			put32(r, 40, 4)
+			utf16le(r, 48, "k")
+			put32(r, 44, 3)
+			return r
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -53,7 +53,7 @@ func TestVSSBackup(t *testing.T) {
 		})
 	})
 	oc.vssAnswer(t, oc.vssExpect(t, 2), 0, VSSNoAutoRecovery) // HOT_BACKUP
-	q := oc.vssExpect(t, 5)                                     // FREEZE
+	q := oc.vssExpect(t, 5)                                   // FREEZE
 	frozen.Store(true)
 	oc.vssAnswer(t, q, 0, 0)
 	q = oc.vssExpect(t, 6) // THAW

@@ -15,4 +15,15 @@
 // a guest broke no rule. Faults (lost interrupts, delays, busy message
 // queues, malformed messages, rescinds, full rings, black-holed requests) are
 // injected through Host.Faults.
+//
+// Integration components: Heartbeat, Shutdown, TimeSync, KVP and VSS each
+// serve one util IC channel (reference §8, §9.1) and offer the versions
+// of the host's Profile. Time comes from Config.Clock: its wall clock is
+// the time sync "parent time", its uptime the partition reference counter
+// (Host.ReferenceTime), which the guest reads through the platform's
+// TimeRefCount method (assert hv.Platform to
+// interface{ TimeRefCount() uint64 }) the way bare metal reads the
+// TIME_REF_COUNT MSR. Tests pass a *ManualClock and move time themselves.
+// TimeSync, KVP and VSS also inject host faults into their next request
+// (InjectFault: duplicate, out-of-order, truncated, oversized).
 package hvsim

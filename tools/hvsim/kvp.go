@@ -32,6 +32,7 @@ type KVP struct {
 	maxEnumerate int
 
 	mu         sync.Mutex
+	external   map[string]string // what the guest accepted into the external pool
 	auto       map[string]string
 	autoErr    error
 	enumerated chan struct{} // closed when the first enumeration ended
@@ -130,6 +131,11 @@ func (k *KVP) enumerate(ctx context.Context, pool KVPPool) ([]KVPRecord, error) 
 
 // do runs one KVP operation and validates the reply.
 func (k *KVP) do(ctx context.Context, op uint8, pool KVPPool, body []byte) (kvpReply, error) {
+	return k.doKey(ctx, op, pool, body, "")
+}
+
+// doKey is do for a GET of key: the reply must be for that key.
+func (k *KVP) doKey(ctx context.Context, op uint8, pool KVPPool, body []byte, key string) (kvpReply, error) {
 	rep, h, ch, err := k.request(ctx, &k.icService, icTypeKVP, body)
 	if err != nil {
 		return kvpReply{}, fmt.Errorf("hvsim: kvp %s: %w", kvpOpName(op), err)
@@ -149,6 +155,9 @@ func (k *KVP) do(ctx context.Context, op uint8, pool KVPPool, body []byte) (kvpR
 			return kvpReply{}, violation(ch, "kvp", fmt.Errorf("ENUMERATE reply with an empty key at index %d", r.index))
 		}
 	}
+	if op == kvpOpGet && h.status == HResultOK && r.record.Key != key {
+		return kvpReply{}, violation(ch, "kvp", fmt.Errorf("GET %q answered for key %q", key, r.record.Key))
+	}
 	if h.status != HResultOK {
 		return r, &HResultError{Service: "kvp", Op: kvpOpName(op), HResult: h.status}
 	}
@@ -161,19 +170,11 @@ func (k *KVP) Get(ctx context.Context, pool KVPPool, key string) (KVPRecord, err
 	if err != nil {
 		return KVPRecord{}, fmt.Errorf("hvsim: kvp GET: %w", err)
 	}
-	r, err := k.do(ctx, kvpOpGet, pool, body)
+	r, err := k.doKey(ctx, kvpOpGet, pool, body, key)
 	if err != nil {
 		return KVPRecord{}, err
 	}
-	if r.record.Key != key {
-		return KVPRecord{}, violation(k.channel(), "kvp", fmt.Errorf("GET %q answered for key %q", key, r.record.Key))
-	}
 	return r.record, nil
-}
-
-func (k *KVP) channel() *Channel {
-	ch, _ := k.current()
-	return ch
 }
 
 // Set writes key = value (REG_SZ) into pool in the guest.
@@ -192,8 +193,33 @@ func (k *KVP) SetRaw(ctx context.Context, pool KVPPool, typ uint32, key string, 
 	if err != nil {
 		return fmt.Errorf("hvsim: kvp SET: %w", err)
 	}
-	_, err = k.do(ctx, kvpOpSet, pool, body)
-	return err
+	if _, err := k.do(ctx, kvpOpSet, pool, body); err != nil {
+		return err
+	}
+	if pool == KVPPoolExternal {
+		rec := make([]byte, kvpRecordLen)
+		_ = putKVPRecord(rec, typ, key, value) // encoded above already
+		r, perr := parseKVPRecord(rec)
+		k.mu.Lock()
+		if k.external == nil {
+			k.external = map[string]string{}
+		}
+		if perr == nil {
+			k.external[key] = r.Value
+		} else {
+			k.external[key] = string(value)
+		}
+		k.mu.Unlock()
+	}
+	return nil
+}
+
+// External returns the external pool as the guest accepted it: every key
+// a successful SET wrote and no successful DELETE removed since.
+func (k *KVP) External() map[string]string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return maps.Clone(k.external)
 }
 
 // SetExternal writes key = value into the external pool (host → guest
@@ -208,8 +234,15 @@ func (k *KVP) Delete(ctx context.Context, pool KVPPool, key string) error {
 	if err != nil {
 		return fmt.Errorf("hvsim: kvp DELETE: %w", err)
 	}
-	_, err = k.do(ctx, kvpOpDelete, pool, body)
-	return err
+	if _, err := k.do(ctx, kvpOpDelete, pool, body); err != nil {
+		return err
+	}
+	if pool == KVPPoolExternal {
+		k.mu.Lock()
+		delete(k.external, key)
+		k.mu.Unlock()
+	}
+	return nil
 }
 
 // MACAdapterID formats mac as the adapter id of GET_IP_INFO: upper-case

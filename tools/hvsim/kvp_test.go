@@ -111,6 +111,9 @@ func TestKVPSetGetDeleteWire(t *testing.T) {
 	if err := <-res; err != nil {
 		t.Fatal(err)
 	}
+	if e := k.External(); len(e) != 1 || e["ab"] != "xyz" {
+		t.Fatalf("External %v", e)
+	}
 
 	// GET from the guest pool: the guest fills the value.
 	type getRes struct {
@@ -151,6 +154,9 @@ func TestKVPSetGetDeleteWire(t *testing.T) {
 	oc.answer(t, q, 0)
 	if err := <-res; err != nil {
 		t.Fatal(err)
+	}
+	if e := k.External(); len(e) != 0 {
+		t.Fatalf("External after DELETE %v", e)
 	}
 	noViolations(t, oc.g.h)
 }
@@ -334,5 +340,23 @@ func TestKVPTooLong(t *testing.T) {
 	}
 	if _, err := kvpStringValue(string(bytes.Repeat([]byte{'x'}, 1023))); err != nil {
 		t.Fatalf("value of 2048 bytes: %v", err)
+	}
+}
+
+// TestKVPGetWrongKey: a GET answered for another key is a violation.
+func TestKVPGetWrongKey(t *testing.T) {
+	k, oc := setupKVP(t, nil)
+	res := async(func() error { _, err := k.Get(ctxT(t), KVPPoolGuest, "k"); return err })
+	q := oc.nextIC(t)
+	r := bytes.Clone(q.p[:28+2580])
+	put32(r, 36, uint32(utf16le(r, 44, "j")))
+	put32(r, 40, uint32(utf16le(r, 556, "v")))
+	r[25] = 0x05
+	oc.reply(t, q.txid, r)
+	if err := <-res; !errors.Is(err, ErrIC) {
+		t.Fatalf("Get: %v", err)
+	}
+	if v := oc.g.h.Violations(); len(v) != 1 {
+		t.Fatalf("violations %v", v)
 	}
 }

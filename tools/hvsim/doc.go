@@ -26,4 +26,15 @@
 // hvsim/hvsimtest, a separate package that may import the guest side,
 // starts a host and connects the guest's VMBus client for tests, as
 // net/http/httptest does for HTTP.
+//
+// Integration components: Heartbeat, Shutdown, TimeSync, KVP and VSS each
+// serve one util IC channel (reference §8, §9.1) and offer the versions
+// of the host's Profile. Time comes from Config.Clock: its wall clock is
+// the time sync "parent time", its uptime the partition reference counter
+// (Host.ReferenceTime), which the guest reads through the platform's
+// TimeRefCount method (assert hv.Platform to
+// interface{ TimeRefCount() uint64 }) the way bare metal reads the
+// TIME_REF_COUNT MSR. Tests pass a *ManualClock and move time themselves.
+// TimeSync, KVP and VSS also inject host faults into their next request
+// (InjectFault: duplicate, out-of-order, truncated, oversized).
 package hvsim

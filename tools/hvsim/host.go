@@ -106,6 +106,10 @@ type Config struct {
 	FailFast bool
 	// Seed seeds the random choices of fault injection.
 	Seed uint64
+	// Clock is the host's wall clock and the partition's reference
+	// counter (see Clock; default: the system clock, the counter starting
+	// at New). Tests pass a *ManualClock to move time themselves.
+	Clock Clock
 }
 
 // Host is a simulated Hyper-V host partition with one guest.
@@ -151,6 +155,9 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.Profile.Versions() == nil {
 		return nil, fmt.Errorf("hvsim: unknown profile %v", cfg.Profile)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = NewSystemClock()
 	}
 	h := &Host{cfg: cfg, arena: newArena(cfg.MemoryBytes, cfg.BasePFN), stop: make(chan struct{})}
 	h.faults = newFaults(cfg.Seed)

@@ -203,6 +203,6 @@ func (c *Controller) diskName(a addr) string {
 	if c.ide {
 		kind = "ide"
 	}
-	inst := c.primary.Offer().InterfaceInstance
-	return fmt.Sprintf("%s-%x%x%x%x-%d:%d:%d", kind, inst[0], inst[1], inst[2], inst[3], a.path, a.target, a.lun)
+	inst := c.primary.Offer().InterfaceInstance.String()
+	return fmt.Sprintf("%s-%s-%d:%d:%d", kind, inst[:8], a.path, a.target, a.lun)
 }

@@ -657,6 +657,9 @@ func (s *slot) complete(cmp *completion) {
 		}
 	}
 	act, rescan := classify(cmp, &sense, hasSense)
+	if act == actRemoved && s.w.s != nil {
+		rescan = false // a scan probing an empty address
+	}
 	if rescan {
 		c.kickRescan()
 	}

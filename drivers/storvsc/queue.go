@@ -236,14 +236,14 @@ func (s *slot) release() (*slot, work) {
 // finish completes the slot's work with err and frees the slot; then runs
 // waiting work on it. Called by the slot's owner.
 func (s *slot) finish(err error) {
-	w := s.w
+	w, done := s.w, s.done // the slot is not ours after release
 	q := s.q
 	if err != nil {
 		q.stats.errors.Add(1)
 	}
 	q.stats.completed.Add(1)
 	next, nw := s.release()
-	deliver(w, s.done, err)
+	deliver(w, done, err)
 	if next != nil {
 		next.begin(nw)
 	}

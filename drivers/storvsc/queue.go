@@ -143,6 +143,7 @@ type slot struct {
 	cdb     scsi.CDB
 	pkt     [packetSizeWin8]byte
 	hdr     []byte
+	parts   [1][]byte // the payload part passed to the channel without a per-call slice
 	bounce  *bounceBuffer
 
 	timer *time.Timer // request timeout
@@ -378,10 +379,11 @@ func (s *slot) send() {
 	s.timer.Reset(q.c.cfg.Timeout)
 	q.mu.Unlock()
 
+	s.parts[0] = pkt
 	if hdr != nil {
-		err = q.ch.TrySendWithHeader(ring.TypeDataGPADirect, ring.FlagCompletionRequested, txid, hdr, pkt)
+		err = q.ch.TrySendWithHeader(ring.TypeDataGPADirect, ring.FlagCompletionRequested, txid, hdr, s.parts[:]...)
 	} else {
-		err = q.ch.TrySend(ring.TypeDataInband, ring.FlagCompletionRequested, txid, pkt)
+		err = q.ch.TrySend(ring.TypeDataInband, ring.FlagCompletionRequested, txid, s.parts[:]...)
 	}
 	if err == nil {
 		return

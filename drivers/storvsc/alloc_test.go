@@ -48,7 +48,7 @@ func TestSubmitCompleteAllocs(t *testing.T) {
 // FuzzHandlePacket feeds arbitrary host packets to a queue with requests
 // in flight: nothing may panic, and every request ends exactly once.
 func FuzzHandlePacket(f *testing.F) {
-	f.Add(uint64(1)<<32|0, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x34, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0}, uint8(0xB))
+	f.Add(uint64(1)<<32, []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x34, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0}, uint8(0xB))
 	f.Add(uint64(0), []byte{11, 0, 0, 0}, uint8(6))
 	f.Add(uint64(1)<<63|1, make([]byte, 64), uint8(0xB))
 	f.Add(uint64(2)<<32|1, append([]byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x34, 0, 0x84, 2, 0, 0, 0, 0, 0, 20}, make([]byte, 42)...), uint8(0xB))

@@ -449,10 +449,7 @@ func (c *Controller) physAddr(b []byte) (uint64, bool) {
 
 // pickQueue maps a request's queue number to a channel.
 func (c *Controller) pickQueue(n int) *queue {
-	if n < 0 {
-		n = -n
-	}
-	return c.queues[n%len(c.queues)]
+	return c.queues[uint(n)%uint(len(c.queues))]
 }
 
 // Stats are a controller's counters, summed over its channels.

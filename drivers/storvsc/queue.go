@@ -299,6 +299,9 @@ func (s *slot) prepare() (hdr, pkt []byte, err error) {
 				n = min(n, int64(len(s.bounce.Bytes())))
 			}
 			n -= n % ss
+			if n == 0 {
+				return nil, nil, errBufferTooLarge // sector larger than a transfer: refused at probe
+			}
 			data = data[:n]
 			s.seg = int(n)
 			s.cdb = scsi.ReadWrite(r.Op == OpWrite, uint64((r.Off+s.done)/ss), uint32(n/ss))

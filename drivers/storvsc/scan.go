@@ -119,8 +119,8 @@ func (c *Controller) probe(ctx context.Context, a addr) (*diskParams, error) {
 	if p.capacity, err = c.readCapacity(ctx, a); err != nil {
 		return nil, err
 	}
-	if p.capacity.BlockSize > uint32(c.cfg.BounceSize) {
-		return nil, fmt.Errorf("%v: block size %d larger than the bounce buffer", a, p.capacity.BlockSize)
+	if bs := int(p.capacity.BlockSize); bs > c.cfg.BounceSize || bs > c.maxTransfer {
+		return nil, fmt.Errorf("%v: block size %d larger than a transfer (%d) or bounce buffer (%d)", a, bs, c.maxTransfer, c.cfg.BounceSize)
 	}
 	if ms, ok := c.modeSense(ctx, a); ok {
 		p.readOnly = ms.WriteProtect
@@ -264,8 +264,7 @@ func (c *Controller) Rescan(ctx context.Context) error {
 			if ctx.Err() != nil || errors.Is(err, ErrRemoved) {
 				return err
 			}
-			// REPORT LUNS unsupported: probe LUNs in order until one is
-			// missing.
+			// REPORT LUNS unsupported: probe LUNs 0 .. MaxLUNs−1.
 			luns = nil
 			for l := range c.cfg.MaxLUNs {
 				luns = append(luns, uint8(l))
@@ -336,7 +335,7 @@ func (c *Controller) apply(found map[addr]*diskParams) {
 	c.mu.Unlock()
 	slices.SortFunc(events, func(x, y Event) int {
 		if x.Kind != y.Kind {
-			return int(y.Kind) - int(x.Kind) // removals first
+			return int(y.Kind) - int(x.Kind) // changes, then removals, then additions
 		}
 		return int(x.Disk.addr.lun) - int(y.Disk.addr.lun) + 256*(int(x.Disk.addr.target)-int(y.Disk.addr.target))
 	})

@@ -316,6 +316,9 @@ type hookResult struct {
 	srbStatus  uint8
 	scsiStatus uint8
 	sense      []byte
+	mutate     func(p []byte) // edits the completion bytes last
+	twice      bool           // send the completion twice
+	txidDelta  int64          // answer with a wrong transaction id
 }
 
 type held struct {
@@ -502,13 +505,20 @@ func (h *fakeHost) srb(c *fakeChan, typ ring.PacketType, txid uint64, hdr, pkt [
 				h.mu.Unlock()
 				return
 			}
-			h.answer(c, txid, 0, func(p []byte) {
+			fill := func(p []byte) {
 				p[14], p[15] = r.srbStatus, r.scsiStatus
 				if len(r.sense) > 0 {
 					p[14] |= 0x80
 					p[21] = uint8(copy(p[28:48], r.sense))
 				}
-			})
+				if r.mutate != nil {
+					r.mutate(p)
+				}
+			}
+			h.answer(c, uint64(int64(txid)+r.txidDelta), 0, fill)
+			if r.twice {
+				h.answer(c, txid, 0, fill)
+			}
 			return
 		}
 	}

@@ -150,9 +150,10 @@ type Controller struct {
 
 	scanMu sync.Mutex // serialises scans
 
-	mu     sync.Mutex
-	disks  map[addr]*Disk // guarded by mu
-	closed bool           // guarded by mu
+	mu      sync.Mutex
+	disks   map[addr]*Disk // guarded by mu
+	closed  bool           // guarded by mu
+	scanErr error          // last scan's error; guarded by mu
 
 	rescan chan struct{}
 	stop   chan struct{}
@@ -204,12 +205,19 @@ func Attach(ctx context.Context, ch Channel, cfg Config) (*Controller, error) {
 	c.wg.Add(2)
 	go c.watchRescind()
 	go c.rescanLoop()
-	if err := c.Rescan(ctx); err != nil && !errors.Is(err, ErrRemoved) {
-		// A failed first scan leaves the controller running: the next
-		// rescan trigger retries.
-		return c, fmt.Errorf("storvsc: initial scan: %w", err)
-	}
+	// A failed first scan (some LUN could not be probed) leaves the
+	// controller running with the disks it found; ScanError reports it
+	// and the next rescan retries.
+	c.Rescan(ctx)
 	return c, nil
+}
+
+// ScanError returns the error of the last scan (nil if it succeeded): a
+// LUN that answered REPORT LUNS but could not be probed.
+func (c *Controller) ScanError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.scanErr
 }
 
 func (c *Controller) openConfig(i int, q *queue) vmbus.OpenConfig {

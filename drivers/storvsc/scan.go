@@ -253,6 +253,14 @@ func (c *Controller) Rescan(ctx context.Context) error {
 	if c.gone.Load() {
 		return ErrRemoved
 	}
+	err := c.scan(ctx)
+	c.mu.Lock()
+	c.scanErr = err
+	c.mu.Unlock()
+	return err
+}
+
+func (c *Controller) scan(ctx context.Context) error {
 	found := map[addr]*diskParams{}
 	var firstErr error
 	for _, t := range c.targets() {

@@ -287,3 +287,27 @@ func TestReadWriteZeroCopy(t *testing.T) {
 		t.Fatalf("segments %+v", segs)
 	}
 }
+
+// A LUN that fails its probe does not fail Attach: the controller runs
+// with the other disks and reports the error.
+func TestScanErrorNotFatal(t *testing.T) {
+	r := newRig(t, SCSIClass, func(h *fakeHost) {
+		h.addDisk(0, 0, 0, 64, 512)
+		h.addDisk(0, 0, 1, 64, 512)
+		h.hook = func(s *srbSeen) hookResult {
+			if s.lun == 1 && (s.cdb[0] == 0x9E || s.cdb[0] == 0x25) {
+				return hookResult{handled: true, srbStatus: 0x04, scsiStatus: 0x02, sense: senseFixed(3, 0x11, 0)}
+			}
+			return hookResult{}
+		}
+	}, Config{})
+	if len(r.c.Disks()) != 1 || r.c.ScanError() == nil {
+		t.Fatalf("disks %d, scan error %v", len(r.c.Disks()), r.c.ScanError())
+	}
+	r.host.mu.Lock()
+	r.host.hook = nil
+	r.host.mu.Unlock()
+	if err := r.c.Rescan(ctx(t)); err != nil || len(r.c.Disks()) != 2 || r.c.ScanError() != nil {
+		t.Fatalf("rescan: %v, %d disks", err, len(r.c.Disks()))
+	}
+}

@@ -1,6 +1,7 @@
 package storvsc
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -384,5 +385,44 @@ func TestCloseFailsWaiting(t *testing.T) {
 	}
 	if e := r.event(); e.Kind != DiskRemoved {
 		t.Fatalf("event %v", e)
+	}
+}
+
+// More requests than slots: the extra ones wait in order and all
+// complete.
+func TestQueueOverflow(t *testing.T) {
+	r := newRig(t, SCSIClass, func(h *fakeHost) { h.addDisk(0, 0, 0, 256, 512) }, Config{QueueDepth: 2})
+	d := r.disk(0)
+	const n = 50
+	reqs := make([]Request, n)
+	errs := make(chan error, n)
+	for i := range reqs {
+		reqs[i] = Request{Op: OpWrite, Off: int64(i) * 512, Buf: bytes.Repeat([]byte{byte(i)}, 512),
+			Done: func(r *Request) { errs <- r.Err }}
+		if err := d.Submit(&reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := r.host.disks[[3]uint8{}].data
+	for i := range n {
+		if data[i*512] != byte(i) || data[i*512+511] != byte(i) {
+			t.Fatalf("block %d not written", i)
+		}
+	}
+}
+
+// The queue depth is bounded by how many largest EXECUTE_SRB packets fit
+// the send ring (docs/hyperv-protocol.md §4.3: descriptor, GPA-direct
+// header with 65 PFNs for 256 KiB, 64-byte packet, trailer).
+func TestDepthBoundedByRing(t *testing.T) {
+	r := newRig(t, SCSIClass, func(h *fakeHost) { h.addDisk(0, 0, 0, 64, 512) }, Config{RingSize: 2 * 4096, QueueDepth: 128})
+	want := (4096 - 8) / (16 + 16 + 65*8 + 64 + 8) // = 6
+	if got := len(r.c.queues[0].slots); got != want {
+		t.Fatalf("depth %d, want %d", got, want)
 	}
 }

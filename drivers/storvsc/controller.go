@@ -29,7 +29,9 @@ type Config struct {
 	// Default 128 KiB (docs/hyperv-protocol.md §4.6: Linux's storvsc).
 	RingSize int
 	// BounceSize is the bounce buffer per request slot, a multiple of
-	// 4096; requests that bounce are split at it. Default 64 KiB.
+	// 4096; requests that bounce are split at it. Default 64 KiB. Each
+	// channel holds depth × BounceSize bytes of host-visible memory
+	// (8 MiB with the defaults).
 	BounceSize int
 	// Timeout is the per-request timeout before RESET_LUN. Default 30 s.
 	Timeout time.Duration

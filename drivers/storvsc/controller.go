@@ -133,6 +133,9 @@ const (
 
 // Controller is one storage controller (a SCSI controller or an IDE
 // accelerator offer) with its channels and disks.
+//
+// Lock order: scanMu, then mu, then any queue.mu. Fields set during Attach
+// (version, limits, queues, pools) are read-only afterwards.
 type Controller struct {
 	cfg     Config
 	primary Channel

@@ -54,8 +54,8 @@ const (
 type Report struct {
 	Path   string
 	Format Format
-	// Container is a one-line description of the container (VHDX kind and
-	// block size, VHD footer details).
+	// Container describes the container: format, size, and the VHDX
+	// header or VHD footer details.
 	Container string
 	// Size is the virtual disk size in bytes.
 	Size int64
@@ -162,9 +162,9 @@ func open(f *os.File, size int64, r *Report) (image.Source, error) {
 			kind = "fixed"
 		}
 		r.Format = VHDX
-		r.Container = fmt.Sprintf("VHDX (%s), block size %s, %d of %d blocks present, creator %q, sectors %d/%d (logical/physical)",
-			kind, image.FormatSize(int64(d.Layout.BlockSize)), d.PresentBlocks, d.Layout.DataBlocks,
-			d.Creator, d.LogicalSectorSize, d.PhysicalSectorSize)
+		r.Container = fmt.Sprintf("VHDX (%s), virtual size %s (%d bytes), block size %s, %d of %d blocks present\n  creator %q, sectors %d/%d (logical/physical), page 83 id %s",
+			kind, image.FormatSize(d.Size()), d.Size(), image.FormatSize(int64(d.Layout.BlockSize)),
+			d.PresentBlocks, d.Layout.DataBlocks, d.Creator, d.LogicalSectorSize, d.PhysicalSectorSize, d.Page83)
 		return d, nil
 	}
 	if size >= vhd.FooterSize {
@@ -181,14 +181,14 @@ func open(f *os.File, size int64, r *Report) (image.Source, error) {
 				return nil, fmt.Errorf("VHD footer says %d bytes of data, the file holds %d", p.Size, size-vhd.FooterSize)
 			}
 			r.Format = VHD
-			r.Container = fmt.Sprintf("fixed VHD, creator %q, CHS %d/%d/%d, created %s",
-				p.CreatorApp, p.Geometry.Cylinders, p.Geometry.Heads, p.Geometry.Sectors,
+			r.Container = fmt.Sprintf("fixed VHD, size %s (%d bytes), creator %q, CHS %d/%d/%d, created %s",
+				image.FormatSize(p.Size), p.Size, p.CreatorApp, p.Geometry.Cylinders, p.Geometry.Heads, p.Geometry.Sectors,
 				p.Timestamp.Format("2006-01-02 15:04:05 UTC"))
 			return image.SizedReaderAt(io.NewSectionReader(f, 0, p.Size), p.Size), nil
 		}
 	}
 	r.Format = Raw
-	r.Container = "raw disk"
+	r.Container = fmt.Sprintf("raw, %s (%d bytes)", image.FormatSize(size), size)
 	return image.SizedReaderAt(f, size), nil
 }
 
@@ -336,7 +336,7 @@ func guidString(g part.GUID) string {
 
 // Print writes r for a person to read.
 func (r *Report) Print(w io.Writer) {
-	fmt.Fprintf(w, "%s: %s, virtual size %s (%d bytes)\n", r.Path, r.Container, image.FormatSize(r.Size), r.Size)
+	fmt.Fprintf(w, "%s: %s\n", r.Path, r.Container)
 	switch r.Generation {
 	case 1:
 		fmt.Fprintln(w, "layout: Generation 1 (BIOS): MBR, gohv loader, kernel partition")

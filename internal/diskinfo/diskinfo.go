@@ -253,9 +253,10 @@ func describe(src image.Source, r *Report) {
 }
 
 func gen1Kernel(src image.Source, p *part.Partition) (*Kernel, error) {
-	n := min(int64(p.Sectors)*image.SectorSize, maxKernel)
+	start := int64(p.Start) * image.SectorSize
+	n := min(int64(p.Sectors)*image.SectorSize, maxKernel, max(src.Size()-start, 0))
 	b := make([]byte, n)
-	if err := image.ReadFull(src, b, int64(p.Start)*image.SectorSize); err != nil {
+	if err := image.ReadFull(src, b, start); err != nil {
 		return nil, fmt.Errorf("kernel partition: %w", err)
 	}
 	im, err := kimage.Parse(b)

@@ -47,9 +47,14 @@ func main() {
 	root := newRoot(ctx)
 	root.SetArgs(longFlags(root, os.Args[1:]))
 	err := root.Execute()
+	interrupted := ctx.Err() != nil
 	stop()
 	var st exitStatus
 	switch {
+	case err != nil && interrupted:
+		// Whatever was under way stopped; its temporary files are gone.
+		fmt.Fprintln(os.Stderr, "gohv: interrupted")
+		os.Exit(130)
 	case errors.As(err, &st):
 		os.Exit(int(st))
 	case err != nil:

@@ -68,13 +68,3 @@ func (s *status) step(msg string) (end func(ok bool)) {
 		})
 	}
 }
-
-// printf writes a line of information when the status is shown.
-func (s *status) printf(format string, args ...any) {
-	if s.w == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fmt.Fprintf(s.w, format, args...)
-}

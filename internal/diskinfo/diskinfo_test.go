@@ -118,7 +118,6 @@ func TestInspect(t *testing.T) {
 	}
 }
 
-
 func TestMinRAM(t *testing.T) {
 	// Two segments ending at 0x02400000 + 0x100: 36 MiB + 256 bytes of
 	// image, plus 16 MiB heap and 1 MiB stack, rounded up to 54 MiB.

@@ -41,5 +41,5 @@ func (c *guestClock) ReferenceCounter() uint64 {
 	return uint64(time.Since(c.start) / 100)
 }
 
-func (c *guestClock) WallOffset() int64        { return c.offset.Load() }
+func (c *guestClock) WallOffset() int64       { return c.offset.Load() }
 func (c *guestClock) SetWallOffset(off int64) { c.offset.Store(off) }

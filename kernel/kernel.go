@@ -8,7 +8,7 @@ import (
 	"os"
 	"sort"
 	"sync"
-		"time"
+	"time"
 
 	"github.com/gohv/gohv/drivers/block"
 	"github.com/gohv/gohv/drivers/heartbeat"

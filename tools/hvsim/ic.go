@@ -61,7 +61,7 @@ type icService struct {
 	abandoned map[uint64]bool
 	late      uint64
 	nextTx    uint64
-	cancel  context.CancelFunc
+	cancel    context.CancelFunc
 }
 
 func (s *icService) Offer() OfferSpec { return OfferSpec{Class: s.class, Instance: s.inst} }

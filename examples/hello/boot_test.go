@@ -99,14 +99,39 @@ func TestKernelBoots(t *testing.T) {
 // fit in (docs/boot.md, "Memory layout").
 const guestMiB = 128
 
+// loaderFailures are serial-log fragments after which the kernel can no
+// longer start: the loaders' error messages (boot/gen1/src/stage2.asm,
+// boot/gen2/loader.asm) and OVMF giving up on the boot entry. Stopping
+// there fails the boot at once instead of at the timeout.
+var loaderFailures = []string{
+	"gohv: bad kernel image",
+	"gohv: cannot ",
+	"gohv: no gohv kernel partition",
+	"gohv: disk read error",
+	"gohv: no E820",
+	"gohv: stage 2 missing",
+	"gohv: ExitBootServices failed",
+	"BdsDxe: failed to start",
+}
+
 // bootAndCheck boots the kernel with guestMiB of RAM, takes the host time
 // at which each serial line arrived, and checks the story.
 func bootAndCheck(t *testing.T, o qemutest.Options) {
 	t.Helper()
 	o.CPU = "max"
 	o.MemMiB = guestMiB
-	r := qemutest.Run(t, o, nil)
+	r := qemutest.Run(t, o, func(l qemutest.Line) bool {
+		for _, m := range loaderFailures {
+			if strings.Contains(l.Text, m) {
+				return true
+			}
+		}
+		return false
+	})
 	log := r.Log()
+	if r.Stopped {
+		t.Fatalf("the loader failed: %q\nserial log:\n%s", r.Lines[len(r.Lines)-1].Text, log)
+	}
 	// With -no-reboot, QEMU exits 0 when the guest powers off via ACPI.
 	if r.ExitCode != 0 {
 		t.Fatalf("QEMU exit status %d, want 0 (ACPI power-off)\n%s\nserial log:\n%s", r.ExitCode, r.Stderr, log)

@@ -229,7 +229,7 @@ func convertDisk(t *testing.T, raw, format string, opts ...string) string {
 }
 
 // withSegment returns gki with one more segment appended (header, data and
-// CRC rewritten by hand, following the contract table).
+// CRC rewritten by hand, following the table of docs/boot.md).
 func withSegment(t *testing.T, gki []byte, paddr uint64, data []byte, memSize uint64) []byte {
 	t.Helper()
 	le := binary.LittleEndian

@@ -175,7 +175,7 @@ var platformOnce struct {
 // error, never panics, when Hyper-V or its VMBus features are absent.
 //
 // On Generation 2 the UEFI firmware owns VMBus until ExitBootServices
-// (reference §10); gohv's loader has exited boot services before the kernel
+// (docs/hyperv-protocol.md §10); gohv's loader has exited boot services before the kernel
 // runs, so the kernel may take VMBus over.
 func Platform() (hv.Platform, error) {
 	if !machDone.Load() {

@@ -135,7 +135,7 @@ type StartInfoHeader struct {
 	MemmapEntries uint32
 }
 
-// hvm_start_info field offsets (boot contract; Xen start_info.h).
+// hvm_start_info field offsets (docs/boot.md, "One hand-off protocol: PVH"; Xen start_info.h).
 const (
 	siMagic         = 0
 	siVersion       = 4

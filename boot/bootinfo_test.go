@@ -11,7 +11,7 @@ import (
 	"github.com/gohv/gohv/boot/pvh"
 )
 
-// e820 packs entries the way a loader writes them (boot contract: addr u64,
+// e820 packs entries the way a loader writes them (docs/boot.md, "One hand-off protocol: PVH": addr u64,
 // size u64, type u32, reserved u32).
 func e820(rs ...pvh.Region) []byte {
 	b := make([]byte, 0, len(rs)*24)

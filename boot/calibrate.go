@@ -66,7 +66,7 @@ func (c Calibrator) Calibrate() (uint64, error) {
 const minCalibrationRuns = 3
 
 // postWithRetry runs an HvPostMessage attempt until it succeeds, fails for
-// good, or the retry policy of reference §1.8 (hv.PostMessageBackoff) gives
+// good, or the retry policy of docs/hyperv-protocol.md §1.8 (hv.PostMessageBackoff) gives
 // up; wait sleeps between attempts. The last status is returned.
 func postWithRetry(attempt func() hv.Status, wait func(time.Duration)) error {
 	for n := 0; ; n++ {

@@ -127,7 +127,7 @@ func startTSC(m *machine, src ClockSource, hz uint64) error {
 	return nil
 }
 
-// startReferenceTSC maps the reference TSC page (reference §1.9) on a page
+// startReferenceTSC maps the reference TSC page (docs/hyperv-protocol.md §1.9) on a page
 // of the DMA region (identity-mapped, outside the Go heap).
 func startReferenceTSC() (err error) {
 	defer func() {

@@ -8,7 +8,7 @@ const (
 	// ClockNone: nothing calibrated yet; raw TSC cycles stand in for
 	// nanoseconds (monotonic, wrong rate) until Hwinit1 picks a source.
 	ClockNone ClockSource = iota
-	// ClockReferenceTSC: the Hyper-V reference TSC page (reference §1.9),
+	// ClockReferenceTSC: the Hyper-V reference TSC page (docs/hyperv-protocol.md §1.9),
 	// 100 ns units scaled to ns.
 	ClockReferenceTSC
 	// ClockReferenceCounter: the Hyper-V TIME_REF_COUNT MSR (every read is

@@ -80,7 +80,7 @@ type platform struct {
 	synics []hv.SynIC
 }
 
-// newPlatform performs the guest side of reference §1.6, §1.7 and §2:
+// newPlatform performs the guest side of docs/hyperv-protocol.md §1.6, §1.7 and §2:
 // GUEST_OS_ID, the hypercall page, the SynIC of the boot processor.
 func newPlatform(info hv.Info) (*platform, error) {
 	p := &platform{}
@@ -116,7 +116,7 @@ func newPlatform(info hv.Info) (*platform, error) {
 // SynICs returns the boot processor's SynIC.
 func (p *platform) SynICs() []hv.SynIC { return p.synics }
 
-// PostMessage is HvPostMessage with the retry policy of reference §1.8.
+// PostMessage is HvPostMessage with the retry policy of docs/hyperv-protocol.md §1.8.
 func (p *platform) PostMessage(connectionID uint32, messageType uint32, payload []byte) error {
 	var encErr error
 	err := postWithRetry(func() hv.Status {
@@ -152,7 +152,7 @@ func pause(d time.Duration) {
 	time.Sleep(d)
 }
 
-// synic is the boot processor's SynIC (reference §2).
+// synic is the boot processor's SynIC (docs/hyperv-protocol.md §2).
 type synic struct {
 	vp      uint32
 	simp    hv.Pages
@@ -197,7 +197,7 @@ func (s *synic) VPIndex() uint32        { return s.vp }
 func (s *synic) MessagePage() []byte    { return s.simp.Mem }
 func (s *synic) EventFlagsPage() []byte { return s.siefp.Mem }
 
-// EndOfMessage writes the EOM MSR (reference §2.3).
+// EndOfMessage writes the EOM MSR (docs/hyperv-protocol.md §2.3).
 func (s *synic) EndOfMessage() { wrmsr(uint32(hv.MSREOM), hv.EOMValue) }
 
 // SetHandler routes sint's IDT vector to fn and unmasks the SINT (fn ==

@@ -20,7 +20,7 @@ import (
 var errStillRunning = errors.New("boot: machine did not power off or reset")
 
 // PowerOff enters ACPI S5 (soft off) with the FADT's PM1 control registers
-// and the DSDT's \_S5 values (reference §10: Hyper-V Gen1 and Gen2 and QEMU
+// and the DSDT's \_S5 values (docs/hyperv-protocol.md §10: Hyper-V Gen1 and Gen2 and QEMU
 // all honour it). It returns only on failure.
 func PowerOff() error {
 	if !machDone.Load() {

@@ -106,7 +106,7 @@ type Registry struct {
 	bindings []Binding
 }
 
-// Register makes d the driver of device class class (reference §5).
+// Register makes d the driver of device class class (docs/hyperv-protocol.md §5).
 func (r *Registry) Register(class chanmsg.GUID, d Driver) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -1,8 +1,7 @@
 // Package nvsp is the wire format of NVSP, the Network Virtual Service
 // Protocol that a Hyper-V synthetic NIC speaks over its VMBus channels
-// (docs/hyperv-protocol.md §7.1–7.5), plus the two VMBus type-specific
-// packet headers the NIC uses: transfer pages for receives and GPA-direct
-// page ranges for large sends (§4.5).
+// (docs/hyperv-protocol.md §7.1–7.5). The VMBus packet headers NetVSC
+// uses (transfer pages, GPA direct, §4.5) are package vmbus/ring's.
 //
 // It owns constants, message layouts and pure encode/decode functions with
 // named offsets. It holds no state, waits for nothing and never touches a

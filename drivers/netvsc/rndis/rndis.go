@@ -369,3 +369,7 @@ func ParseIndicateStatus(b []byte) (status uint32, buf []byte, err error) {
 	buf, err = sub(b, le.Uint32(b[offIndBufOffset:]), le.Uint32(b[offIndBufLen:]), indicateMinSize)
 	return status, buf, err
 }
+
+// SetRequestID stores requestID in a request built in b (INITIALIZE,
+// QUERY, SET, KEEPALIVE, HALT: all carry it @8).
+func SetRequestID(b []byte, requestID uint32) { le.PutUint32(b[offRequestID:], requestID) }

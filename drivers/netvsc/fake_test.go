@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/gohv/gohv/hv"
@@ -205,6 +206,8 @@ type fakeChannel struct {
 	wg      sync.WaitGroup
 	noHTS   bool
 	rd      fakePkt // ReadPacket's scratch (dispatch goroutine)
+	hostMu  sync.Mutex  // held by the host loop while it handles packets
+	paused  atomic.Bool // the host loop leaves packets to the test
 }
 
 func (c *fakeChannel) Offer() vmbus.Offer           { return c.offer }

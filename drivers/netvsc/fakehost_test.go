@@ -56,6 +56,7 @@ type fakeHost struct {
 	halted   bool
 	revoked  []uint32
 	config   []byte
+	queueOf  map[*fakeChannel]*queue
 }
 
 func newHost(t *testing.T) *fakeHost {
@@ -63,7 +64,7 @@ func newHost(t *testing.T) *fakeHost {
 		t: t, mem: newMem(), maxVersion: 0x00060001, subAlloc: 4096, sectionSize: 6144,
 		maxFrame: 1500, mac: [6]byte{0x00, 0x15, 0x5d, 0x12, 0x34, 0x56}, outCap: defaultOutCap,
 		frames: make(chan []byte, 1024), sendStatus: 1, space: make(chan struct{}, 1),
-		sets: map[uint32][]byte{}, xfers: map[uint64][]int{}, nextXfer: 0x7000,
+		sets: map[uint32][]byte{}, queueOf: map[*fakeChannel]*queue{}, xfers: map[uint64][]int{}, nextXfer: 0x7000,
 	}
 	h.chans = []*fakeChannel{h.newChannel(0)}
 	return h
@@ -127,7 +128,15 @@ func (h *fakeHost) open(cfg Config) (*NIC, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return Open(ctx, h.primary(), cfg)
+	n, err := Open(ctx, h.primary(), cfg)
+	if err == nil {
+		h.mu.Lock()
+		for i, q := range n.queues {
+			h.queueOf[h.chans[i]] = q
+		}
+		h.mu.Unlock()
+	}
+	return n, err
 }
 
 func (h *fakeHost) mustOpen(cfg Config) *NIC {
@@ -154,13 +163,15 @@ func (h *fakeHost) loop(c *fakeChannel) {
 		case <-c.stop:
 			return
 		}
-		for c.out.pop(&p) {
+		c.hostMu.Lock()
+		for !c.paused.Load() && c.out.pop(&p) {
 			h.handle(c, &p)
 			select {
 			case h.space <- struct{}{}:
 			default:
 			}
 		}
+		c.hostMu.Unlock()
 	}
 }
 

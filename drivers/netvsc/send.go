@@ -231,7 +231,7 @@ func (q *queue) sendCopied(s *txSlot, chanType uint32, head []byte, parts [][]by
 	q.parts[0] = q.msg[:]
 	err := q.ch.TrySend(ring.TypeDataInband, flagCompletionRequested, txid, q.parts[:]...)
 	q.parts[0] = nil
-	if err == nil {
+	if err == nil && chanType == nvsp.ChannelData {
 		q.ctr.txCopied.Add(1)
 	}
 	return err
@@ -286,7 +286,7 @@ func (q *queue) sendDirect(s *txSlot, slot uint32, chanType uint32, head []byte,
 		}
 	}
 	q.parts[0] = nil
-	if err == nil {
+	if err == nil && chanType == nvsp.ChannelData {
 		if bounced {
 			q.ctr.txBounced.Add(1)
 		} else {

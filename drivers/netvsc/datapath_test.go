@@ -248,6 +248,7 @@ func TestBackPressure(t *testing.T) {
 	cancel()
 	done := make(chan error, 1)
 	go func() { done <- n.WaitWritable(context.Background(), 0) }()
+	waitFor(t, "waiter", func() bool { return n.queues[0].waiters.Load() == 1 })
 	h.complete(h.primary(), 1)
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -255,6 +256,7 @@ func TestBackPressure(t *testing.T) {
 	if err := n.Send(0, frame, TxInfo{}); err != nil {
 		t.Errorf("send after completion: %v", err)
 	}
+	<-h.frames // the host has read it before it is completed
 	if s := n.Stats(); s.TxBusy != 1 {
 		t.Errorf("TxBusy %d", s.TxBusy)
 	}

@@ -110,9 +110,9 @@ func (m physMem) PhysAddr(b []byte) (uint64, bool) { return m.physAddr(b) }
 // ---- channel ----
 
 const (
-	fakeSlots    = 512
-	fakeHdrMax   = 8 + 600*8
-	fakePayMax   = 64
+	fakeSlots     = 512
+	fakeHdrMax    = 8 + 600*8
+	fakePayMax    = 64
 	defaultOutCap = 256
 )
 
@@ -205,13 +205,13 @@ type fakeChannel struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	noHTS   bool
-	rd      fakePkt // ReadPacket's scratch (dispatch goroutine)
+	rd      fakePkt     // ReadPacket's scratch (dispatch goroutine)
 	hostMu  sync.Mutex  // held by the host loop while it handles packets
 	paused  atomic.Bool // the host loop leaves packets to the test
 }
 
-func (c *fakeChannel) Offer() vmbus.Offer           { return c.offer }
-func (c *fakeChannel) Rescinded() <-chan struct{}   { return c.rescinded }
+func (c *fakeChannel) Offer() vmbus.Offer         { return c.offer }
+func (c *fakeChannel) Rescinded() <-chan struct{} { return c.rescinded }
 
 func (c *fakeChannel) Open(ctx context.Context, cfg vmbus.OpenConfig) error {
 	c.mu.Lock()

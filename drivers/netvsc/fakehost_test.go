@@ -413,11 +413,11 @@ func (h *fakeHost) query(id, oid uint32, msg []byte) []byte {
 		}
 		caps := make([]byte, 156)
 		copy(caps, []byte{0xA7, 3, 156, 0})
-		le.PutUint32(caps[4:], 2)       // IPv4 TX encapsulation 802.3
-		le.PutUint32(caps[8:], 0x154)   // IPv4 TX: TCP, TCP options, UDP, IP
-		le.PutUint32(caps[16:], 0x154)  // IPv4 RX
-		le.PutUint32(caps[24:], 0x55)   // IPv6 TX: ext headers, TCP options, TCP, UDP
-		le.PutUint32(caps[32:], 0x55)   // IPv6 RX
+		le.PutUint32(caps[4:], 2)      // IPv4 TX encapsulation 802.3
+		le.PutUint32(caps[8:], 0x154)  // IPv4 TX: TCP, TCP options, UDP, IP
+		le.PutUint32(caps[16:], 0x154) // IPv4 RX
+		le.PutUint32(caps[24:], 0x55)  // IPv6 TX: ext headers, TCP options, TCP, UDP
+		le.PutUint32(caps[32:], 0x55)  // IPv6 RX
 		copy(caps[80:], words32(2, 62780, 2, 2, 62780, 2, 5))
 		return queryCmplt(id, 0, caps)
 	case 0x00010203:

@@ -42,22 +42,22 @@ func TestOpenSequenceBytes(t *testing.T) {
 	}
 	rss = append(rss, DefaultRSSKey[:]...)
 	want := [][]byte{
-		nvspMsg(1, 0x60001, 0x60001),           // INIT 6.1
-		nvspMsg(125, 1514, 0, 0x28),            // NDIS config: MTU+14, 802.1Q | teaming
-		nvspMsg(100, 6, 30),                    // NDIS 6.30
-		nvspMsg(101, recvID, 0xCAFE),           // receive buffer
-		nvspMsg(104, sendID, 0),                // send buffer
-		words32(2, 24, 1, 1, 0, 0x4000),        // RNDIS INITIALIZE
-		query(2, 0x00010106, nil),              // max frame size
-		query(3, 0x01010101, nil),              // permanent address
-		query(4, 0xFC01020D, hwcaps),           // offload capabilities
-		set(5, 0xFC01020C, params),             // offload parameters
-		query(6, 0x00010114, nil),              // media connect status
-		query(7, 0x00010107, nil),              // link speed
-		query(8, 0x00010203, rssq),             // RSS capabilities
-		nvspMsg(133, 1, 1),                     // SUBCHANNEL allocate 1
-		set(9, 0x00010204, rss),                // RSS parameters
-		set(10, 0x0001010E, words32(0x0D)),     // packet filter
+		nvspMsg(1, 0x60001, 0x60001),       // INIT 6.1
+		nvspMsg(125, 1514, 0, 0x28),        // NDIS config: MTU+14, 802.1Q | teaming
+		nvspMsg(100, 6, 30),                // NDIS 6.30
+		nvspMsg(101, recvID, 0xCAFE),       // receive buffer
+		nvspMsg(104, sendID, 0),            // send buffer
+		words32(2, 24, 1, 1, 0, 0x4000),    // RNDIS INITIALIZE
+		query(2, 0x00010106, nil),          // max frame size
+		query(3, 0x01010101, nil),          // permanent address
+		query(4, 0xFC01020D, hwcaps),       // offload capabilities
+		set(5, 0xFC01020C, params),         // offload parameters
+		query(6, 0x00010114, nil),          // media connect status
+		query(7, 0x00010107, nil),          // link speed
+		query(8, 0x00010203, rssq),         // RSS capabilities
+		nvspMsg(133, 1, 1),                 // SUBCHANNEL allocate 1
+		set(9, 0x00010204, rss),            // RSS parameters
+		set(10, 0x0001010E, words32(0x0D)), // packet filter
 	}
 	if len(recs) != len(want) {
 		for _, r := range recs {

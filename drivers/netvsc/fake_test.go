@@ -112,7 +112,7 @@ func (m physMem) PhysAddr(b []byte) (uint64, bool) { return m.physAddr(b) }
 const (
 	fakeSlots     = 512
 	fakeHdrMax    = 8 + 600*8
-	fakePayMax    = 64
+	fakePayMax    = 128
 	defaultOutCap = 256
 )
 

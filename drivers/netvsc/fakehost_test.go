@@ -19,7 +19,7 @@ import (
 // completes sends, delivers frames into the receive buffer and records
 // what the guest sent.
 type fakeHost struct {
-	t   *testing.T
+	t   testing.TB
 	mem *fakeMem
 
 	// Behaviour (set before Open).
@@ -27,6 +27,7 @@ type fakeHost struct {
 	subAlloc    int    // receive sub-allocation size
 	sectionSize uint32
 	maxFrame    uint32 // OID_GEN_MAXIMUM_FRAME_SIZE
+	lsoMax      uint32 // LSOv2 maximum offload size
 	mac         [6]byte
 	linkDown    bool
 	rssQueues   uint32 // RSS capabilities' receive queues; 0 = not supported
@@ -34,6 +35,10 @@ type fakeHost struct {
 	noOffload   bool
 	outCap      int
 	holdSends   atomic.Bool // do not complete data sends
+	sink        atomic.Bool // count data frames without copying them (allocation-free)
+	sunk        atomic.Uint64
+	scratch     []byte
+	compl108    []byte
 	frames      chan []byte // data frames the guest sent (RNDIS PACKET bytes)
 	sendStatus  uint32
 
@@ -59,11 +64,11 @@ type fakeHost struct {
 	queueOf  map[*fakeChannel]*queue
 }
 
-func newHost(t *testing.T) *fakeHost {
+func newHost(t testing.TB) *fakeHost {
 	h := &fakeHost{
 		t: t, mem: newMem(), maxVersion: 0x00060001, subAlloc: 4096, sectionSize: 6144,
-		maxFrame: 1500, mac: [6]byte{0x00, 0x15, 0x5d, 0x12, 0x34, 0x56}, outCap: defaultOutCap,
-		frames: make(chan []byte, 1024), sendStatus: 1, space: make(chan struct{}, 1),
+		maxFrame: 1500, lsoMax: 62780, mac: [6]byte{0x00, 0x15, 0x5d, 0x12, 0x34, 0x56}, outCap: defaultOutCap,
+		frames: make(chan []byte, 1024), sendStatus: 1, scratch: make([]byte, 80<<10), compl108: nvspMsg(108, 1), space: make(chan struct{}, 1),
 		sets: map[uint32][]byte{}, queueOf: map[*fakeChannel]*queue{}, xfers: map[uint64][]int{}, nextXfer: 0x7000,
 	}
 	h.chans = []*fakeChannel{h.newChannel(0)}
@@ -210,6 +215,9 @@ func (h *fakeHost) handle(c *fakeChannel, p *fakePkt) {
 			h.t.Errorf("host: bad guest completion % x", pay)
 			return
 		}
+		if h.sink.Load() && p.txid >= sinkXfer {
+			return // a fixed benchmark delivery
+		}
 		h.mu.Lock()
 		subs, ok := h.xfers[p.txid]
 		delete(h.xfers, p.txid)
@@ -293,6 +301,7 @@ func (h *fakeHost) handle(c *fakeChannel, p *fakePkt) {
 func (h *fakeHost) rndisPacket(c *fakeChannel, p *fakePkt, pay []byte) {
 	var msg []byte
 	section, size := u32(pay, 8), u32(pay, 12)
+	sink := h.sink.Load() && u32(pay, 4) == 0
 	if p.typ == ring.TypeDataInband {
 		h.mu.Lock()
 		buf := h.sendBuf
@@ -302,7 +311,13 @@ func (h *fakeHost) rndisPacket(c *fakeChannel, p *fakePkt, pay []byte) {
 			h.t.Errorf("host: bad section %d size %d", section, size)
 			return
 		}
-		msg = append([]byte(nil), buf[off:off+int(size)]...)
+		if sink {
+			msg = h.scratch[:copy(h.scratch, buf[off:off+int(size)])]
+		} else {
+			msg = append([]byte(nil), buf[off:off+int(size)]...)
+		}
+	} else if sink {
+		msg = h.gatherInto(p.hdr[:p.hlen], h.scratch)
 	} else {
 		// GPA direct header (descriptor @16 on): reserved @0, count @4,
 		// ranges @8: {byte count, byte offset, PFNs}.
@@ -341,6 +356,10 @@ func (h *fakeHost) rndisPacket(c *fakeChannel, p *fakePkt, pay []byte) {
 		status = 5
 	}
 	switch {
+	case sink:
+		h.sunk.Add(1)
+		h.toGuest(c, ring.TypeCompletion, 0, p.txid, nil, h.compl108)
+		return
 	case chanType == 0 && u32(msg, 0) == 1:
 		select {
 		case h.frames <- msg:
@@ -357,6 +376,37 @@ func (h *fakeHost) rndisPacket(c *fakeChannel, p *fakePkt, pay []byte) {
 		h.t.Errorf("host: channel type %d message %#x", chanType, u32(msg, 0))
 	}
 	h.toGuest(c, ring.TypeCompletion, 0, p.txid, nil, nvspMsg(108, status))
+}
+
+// sinkXfer and above are transaction ids of fixed benchmark deliveries.
+const sinkXfer = 1 << 40
+
+// gatherInto copies the GPA-direct ranges of hdr into dst without
+// allocating (benchmarks).
+func (h *fakeHost) gatherInto(hdr, dst []byte) []byte {
+	count, at, done := int(u32(hdr, 4)), 8, 0
+	for range count {
+		bc, bo := u32(hdr, at), u32(hdr, at+4)
+		pages := int((uint64(bo) + uint64(bc) + 4095) / 4096)
+		at += 8
+		left := int(bc)
+		for i := range pages {
+			pfn := le.Uint64(hdr[at+8*i:])
+			start := uint64(0)
+			if i == 0 {
+				start = uint64(bo)
+			}
+			n := min(4096-int(start), left)
+			if err := h.mem.read(pfn*4096+start, dst[done:done+n]); err != nil {
+				h.t.Errorf("host: %v", err)
+				return dst[:0]
+			}
+			done += n
+			left -= n
+		}
+		at += 8 * pages
+	}
+	return dst[:done]
 }
 
 // control answers one RNDIS control message (§7.6).
@@ -418,7 +468,7 @@ func (h *fakeHost) query(id, oid uint32, msg []byte) []byte {
 		le.PutUint32(caps[16:], 0x154) // IPv4 RX
 		le.PutUint32(caps[24:], 0x55)  // IPv6 TX: ext headers, TCP options, TCP, UDP
 		le.PutUint32(caps[32:], 0x55)  // IPv6 RX
-		copy(caps[80:], words32(2, 62780, 2, 2, 62780, 2, 5))
+		copy(caps[80:], words32(2, h.lsoMax, 2, 2, h.lsoMax, 2, 5))
 		return queryCmplt(id, 0, caps)
 	case 0x00010203:
 		if h.rssQueues == 0 {

@@ -61,6 +61,8 @@ type queue struct {
 	pend     []pendingCompletion
 	pendHead int
 	pendLen  int
+	cpart    [1][]byte // TrySend's parts for complete, under pendMu
+	fpart    [1][]byte // flushLoop's
 	flushCh  chan struct{}
 
 	// Send side. sendMu guards the scratch buffers below it.
@@ -401,7 +403,8 @@ func (q *queue) complete(txid uint64, status uint32) {
 	}
 	q.pendMu.Lock()
 	if q.pendLen == 0 {
-		err := q.ch.TrySend(ring.TypeCompletion, 0, txid, msg)
+		q.cpart[0] = msg
+		err := q.ch.TrySend(ring.TypeCompletion, 0, txid, q.cpart[:]...)
 		if err == nil || !errors.Is(err, vmbus.ErrRingFull) {
 			q.pendMu.Unlock()
 			return
@@ -456,7 +459,8 @@ func (q *queue) flushLoop() {
 			if p.status != nvsp.StatusSuccess {
 				msg = q.compl[1][:]
 			}
-			if err := q.ch.SendWithHeader(ctx, ring.TypeCompletion, 0, p.txid, nil, msg); err != nil {
+			q.fpart[0] = msg
+			if err := q.ch.SendWithHeader(ctx, ring.TypeCompletion, 0, p.txid, nil, q.fpart[:]...); err != nil {
 				if ctx.Err() != nil {
 					return
 				}

@@ -88,8 +88,8 @@ func (c *fakeChannel) stopHost(t *testing.T) {
 	// Let the host finish the set-up traffic first (the guest completes
 	// the last receive after Open returned).
 	waitFor(t, "idle host", func() bool { return c.out.len() == 0 && c.host.outstandingXfers() == 0 })
-	c.paused.Store(true)
 	c.hostMu.Lock() // the loop finished what it was handling
+	c.paused.Store(true)
 	c.hostMu.Unlock()
 	t.Cleanup(c.resumeHost)
 }

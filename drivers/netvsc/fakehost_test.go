@@ -535,7 +535,7 @@ func indicate(status uint32, buf ...uint32) []byte {
 
 // waitFor polls cond until it holds or the test times out; used only to
 // wait for an event that must happen, never to prove an absence.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

@@ -241,9 +241,9 @@ func (q *queue) sendCopied(s *txSlot, chanType uint32, head []byte, parts [][]by
 // RNDIS header from the slot's header area and the frame from the parts'
 // own memory when host-visible, else everything from a bounce buffer.
 func (q *queue) sendDirect(s *txSlot, slot uint32, chanType uint32, head []byte, parts [][]byte, total int, txid uint64) error {
-	nr, np, ok := 0, 0, false
+	nr, ok := 0, false
 	if q.n.phys != nil && len(head) <= hdrSlotSize {
-		nr, np, ok = q.directRanges(slot, head, parts)
+		nr, ok = q.directRanges(slot, head, parts)
 	}
 	bounced := false
 	if !ok {
@@ -263,7 +263,7 @@ func (q *queue) sendDirect(s *txSlot, slot uint32, chanType uint32, head []byte,
 		for _, part := range parts {
 			at += copy(p.Mem[at:], part)
 		}
-		np = ring.PFNCount(uint32(size), 0)
+		np := ring.PFNCount(uint32(size), 0)
 		for i := range np {
 			q.pfns[i] = p.PFNAt(i)
 		}
@@ -299,25 +299,25 @@ func (q *queue) sendDirect(s *txSlot, slot uint32, chanType uint32, head []byte,
 // directRanges describes head (copied into the slot's header area) and
 // parts (in place) as GPA ranges, one per part. It fails when a part is
 // not host-visible and contiguous or the ranges do not fit.
-func (q *queue) directRanges(slot uint32, head []byte, parts [][]byte) (nr, np int, ok bool) {
+func (q *queue) directRanges(slot uint32, head []byte, parts [][]byte) (nr int, ok bool) {
 	area := q.hdrPages.Mem[int(slot)*hdrSlotSize : int(slot+1)*hdrSlotSize]
 	copy(area, head)
 	off := int(slot) * hdrSlotSize
 	q.pfns[0] = q.hdrPages.PFNAt(off / hv.PageSize)
 	q.ranges[0] = ring.GPARange{ByteCount: uint32(len(head)), ByteOffset: uint32(off % hv.PageSize), PFNs: q.pfns[:1]}
-	nr, np = 1, 1
+	nr, np := 1, 1
 	for _, p := range parts {
 		if len(p) == 0 {
 			continue
 		}
 		pa, ok := q.n.phys.PhysAddr(p)
 		if !ok || nr == len(q.ranges) {
-			return 0, 0, false
+			return 0, false
 		}
 		boff := uint32(pa % hv.PageSize)
 		cnt := ring.PFNCount(uint32(len(p)), boff)
 		if np+cnt > len(q.pfns) {
-			return 0, 0, false
+			return 0, false
 		}
 		first := pa / hv.PageSize
 		for i := range cnt {
@@ -327,5 +327,5 @@ func (q *queue) directRanges(slot uint32, head []byte, parts [][]byte) (nr, np i
 		nr++
 		np += cnt
 	}
-	return nr, np, true
+	return nr, true
 }

@@ -16,7 +16,7 @@ KERNEL_PKG ?= ./examples/hello
 BUILD     ?= build
 FORMAT    ?= vhdx
 IMAGE_SIZE ?= 64MiB
-TEXT_START := 0x10010000
+TEXT_START ?= 0x02010000
 IMAGE_EXT = $(if $(filter vhd,$(FORMAT)),vhd,$(if $(filter raw,$(FORMAT)),raw,vhdx))
 LDFLAGS   := -T $(TEXT_START) -R 0x1000
 # The board supplies its own PVH entry (cpuinit) and RAM start.

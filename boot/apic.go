@@ -13,6 +13,42 @@ const (
 	apicBaseEN   = 1 << 11
 )
 
+// x2APIC facts Linux's __x2apic_disable also checks before leaving x2APIC
+// mode (Intel SDM Vol. 3A §11.12.5; Intel's "x2APIC lock" note for
+// IA32_XAPIC_DISABLE_STATUS).
+const (
+	// MSRX2APICID is the x2APIC ID register (x2APIC mode only).
+	MSRX2APICID = 0x802
+	// MSRArchCapabilities is IA32_ARCH_CAPABILITIES, present when
+	// CPUID.(EAX=7,ECX=0):EDX[29] is set; bit 21 says
+	// IA32_XAPIC_DISABLE_STATUS exists.
+	MSRArchCapabilities   = 0x10A
+	archCapXAPICDisStatus = 1 << 21
+	// MSRXAPICDisableStatus bit 0 set: firmware locked the APIC in
+	// x2APIC mode.
+	MSRXAPICDisableStatus = 0xBD
+	xapicLegacyDisabled   = 1 << 0
+	// maxXAPICID is the largest APIC ID xAPIC mode can address.
+	maxXAPICID = 254
+)
+
+// XAPICCheck says whether the local APIC may be taken back to xAPIC mode:
+// a firmware lock forbids it, and an x2APIC ID above 254 has no xAPIC
+// equivalent. cur is IA32_APIC_BASE, id the x2APIC ID (read only in
+// x2APIC mode), locked the IA32_XAPIC_DISABLE_STATUS lock bit.
+func XAPICCheck(cur uint64, id uint32, locked bool) BootError {
+	if cur&apicBaseEXTD == 0 {
+		return BootOK
+	}
+	if locked {
+		return ErrX2APICLocked
+	}
+	if id > maxXAPICID {
+		return ErrX2APICID
+	}
+	return BootOK
+}
+
 // XAPICWrites returns the IA32_APIC_BASE values to write, in order, to put
 // the local APIC in enabled xAPIC mode from its current value cur (the
 // base address and the other bits are kept). x2APIC → xAPIC is not a legal

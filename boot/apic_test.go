@@ -33,3 +33,23 @@ func TestXAPICWrites(t *testing.T) {
 		}
 	}
 }
+
+func TestXAPICCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cur    uint64
+		id     uint32
+		locked bool
+		want   BootError
+	}{
+		{"xAPIC already", 0xFEE00900, 300, true, BootOK},
+		{"x2APIC, small ID", 0xFEE00D00, 3, false, BootOK},
+		{"x2APIC, ID 254", 0xFEE00D00, 254, false, BootOK},
+		{"x2APIC, ID 255", 0xFEE00D00, 255, false, ErrX2APICID},
+		{"x2APIC locked", 0xFEE00D00, 0, true, ErrX2APICLocked},
+	} {
+		if got := XAPICCheck(tc.cur, tc.id, tc.locked); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"github.com/gohv/gohv/boot/pvh"
 )
@@ -30,6 +31,9 @@ const (
 	ErrMemmapTruncated
 	ErrKernelNotInRAM
 	ErrRAMTooSmall
+	ErrX2APICLocked
+	ErrX2APICID
+	ErrNoRDRAND
 	bootErrorCount
 )
 
@@ -44,7 +48,10 @@ var bootErrorText = [bootErrorCount]string{
 	ErrMemmapWraps:      "gohv boot: memory map entry wraps the address space",
 	ErrMemmapTruncated:  "gohv boot: memory map truncated to MaxMemEntries",
 	ErrKernelNotInRAM:   "gohv boot: kernel image is not inside usable RAM",
-	ErrRAMTooSmall:      "gohv boot: usable RAM around the kernel too small for heap and DMA",
+	ErrRAMTooSmall:      "gohv boot: too little RAM for the kernel, its heap and DMA",
+	ErrX2APICLocked:     "gohv boot: firmware locked the local APIC in x2APIC mode; gohv drives it in xAPIC mode",
+	ErrX2APICID:         "gohv boot: boot CPU's x2APIC ID is above 254, which xAPIC mode cannot address",
+	ErrNoRDRAND:         "gohv boot: this CPU has no RDRAND, which tamago/amd64 requires (QEMU: -cpu max)",
 }
 
 // Error implements error without allocating.
@@ -184,4 +191,20 @@ type PhysWindow struct{ Low, High uint64 }
 func (w PhysWindow) Contains(addr uint64, n int) bool {
 	end := addr + uint64(n)
 	return n >= 0 && end >= addr && addr >= w.Low && end <= w.High
+}
+
+// FormatUint writes v in decimal at the end of buf (20 bytes hold any
+// uint64) and returns that part: strconv without allocating, for the
+// pre-runtime console.
+func FormatUint(buf []byte, v uint64) string {
+	i := len(buf)
+	for {
+		i--
+		buf[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return unsafe.String(&buf[i], len(buf)-i)
 }

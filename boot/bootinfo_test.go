@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/gohv/gohv/boot/pvh"
@@ -200,7 +201,7 @@ func TestPreRuntimePathsDoNotAllocate(t *testing.T) {
 		if e := mm.Decode(raw); e != BootOK {
 			panic(e)
 		}
-		if _, e := PlanLayout(&mm, DefaultLayoutConfig(0x10010000, 0x10800000)); e != BootOK {
+		if _, e := PlanLayout(&mm, DefaultLayoutConfig(imgStart, imgEnd)); e != BootOK {
 			panic(e)
 		}
 		_ = PlanPages(&mm, false, 16)
@@ -229,7 +230,7 @@ func FuzzMemMapDecode(f *testing.F) {
 			t.Fatalf("Decode %v, ParseMemmap %v", mm.Entries(), want)
 		}
 		// Whatever was kept must be usable by the planners without panic.
-		_, _ = PlanLayout(&mm, DefaultLayoutConfig(0x10010000, 0x10800000))
+		_, _ = PlanLayout(&mm, DefaultLayoutConfig(imgStart, imgEnd))
 		_ = PlanPages(&mm, false, 4)
 	})
 }
@@ -260,4 +261,16 @@ func compare(x, y uint64) int {
 		return 1
 	}
 	return 0
+}
+
+func TestFormatUint(t *testing.T) {
+	var buf [20]byte
+	for _, v := range []uint64{0, 7, 96, 1 << 63, ^uint64(0)} {
+		if got, want := FormatUint(buf[:], v), strconv.FormatUint(v, 10); got != want {
+			t.Errorf("FormatUint(%d) = %q", v, got)
+		}
+	}
+	if n := testing.AllocsPerRun(10, func() { FormatUint(buf[:], 12345) }); n != 0 {
+		t.Errorf("FormatUint allocates %v times", n)
+	}
 }

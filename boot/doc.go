@@ -14,7 +14,7 @@
 // Build a kernel with
 //
 //	GOOS=tamago GOARCH=amd64 GOOSPKG=github.com/usbarmory/tamago $TAMAGO build \
-//	    -tags linkcpuinit,linkramstart -ldflags "-T 0x10010000 -R 0x1000" ./examples/hello
+//	    -tags linkcpuinit,linkramstart -ldflags "-T 0x02010000 -R 0x1000" ./examples/hello
 //
 // tamago v1.26.6's amd64 package keeps three hooks for itself with no
 // opt-out tag: Hwinit0 (empty), InitRNG and GetRandomData (RDRAND). The

@@ -4,6 +4,8 @@ package boot
 
 import (
 	"unsafe"
+
+	"github.com/gohv/gohv/boot/acpi"
 )
 
 // Pre-runtime state. cpuinit (cpuinit_amd64.s) builds its page tables,
@@ -44,6 +46,30 @@ type bootState struct {
 // earlyWindow is what cpuinit mapped: [4 KiB, 4 GiB).
 var earlyWindow = PhysWindow{Low: 4096, High: lowMapEnd}
 
+// bootReadWindow is what early may read while it keeps page 0 mapped:
+// loaders and firmware put boot data there (QEMU's PVH option ROM puts
+// the E820 table at 0x5a8; the BIOS data area holds the EBDA pointer).
+var bootReadWindow = PhysWindow{Low: 0, High: lowMapEnd}
+
+// bootView is an acpi.View of [0, 4 GiB) for the pre-runtime path.
+func bootView(addr uint64, n int) []byte {
+	if !bootReadWindow.Contains(addr, n) {
+		return nil
+	}
+	return phys(addr, n)
+}
+
+// mapZeroPage maps (or unmaps again) physical page 0 in cpuinit's first
+// page table, which leaves it out so that nil dereferences fault.
+func mapZeroPage(tables uint64, on bool) {
+	pt := (*[512]uint64)(unsafe.Pointer(uintptr(tables + tablePT)))
+	pt[0] = 0
+	if on {
+		pt[0] = PageEntry(0)
+	}
+	reloadCR3()
+}
+
 // phys returns n bytes at physical (= virtual, identity map) address pa.
 //
 //go:nosplit
@@ -67,15 +93,27 @@ func early() {
 	outb(0xa1, 0xff)
 	consoleSetup()
 
+	// Page 0 stays mapped until early returns: boot data may live there,
+	// and earlyFail's power-off reads the BIOS data area.
+	// (No defer: early runs before the runtime.)
+	mapZeroPage(hdr.Tables, true)
+
 	// tamago's LAPIC driver is xAPIC MMIO only; firmware may hand over in
-	// x2APIC mode (apic.go).
-	if w, n := XAPICWrites(rdmsr(MSRAPICBase)); n > 0 {
+	// x2APIC mode (apic.go). Leaving it can fault, silently this early:
+	// check what Linux checks first.
+	apicBase := rdmsr(MSRAPICBase)
+	if apicBase&apicBaseEXTD != 0 {
+		if e := XAPICCheck(apicBase, uint32(rdmsr(MSRX2APICID)), x2APICLocked()); e != BootOK {
+			earlyFail(e)
+		}
+	}
+	if w, n := XAPICWrites(apicBase); n > 0 {
 		for i := range n {
 			wrmsr(MSRAPICBase, w[i])
 		}
 	}
 
-	if !earlyWindow.Contains(b.StartPA, 56) {
+	if !bootReadWindow.Contains(b.StartPA, 56) {
 		earlyFail(ErrStartInfoAddr)
 	}
 	h, e := DecodeStartInfo(phys(b.StartPA, 56))
@@ -83,7 +121,7 @@ func early() {
 		earlyFail(e)
 	}
 	b.Header = h
-	if !earlyWindow.Contains(h.MemmapPaddr, h.MemmapBytes()) {
+	if !bootReadWindow.Contains(h.MemmapPaddr, h.MemmapBytes()) {
 		earlyFail(ErrMemmapAddr)
 	}
 	// Copy the map out: tamago reuses low memory (the SMP trampoline at
@@ -95,7 +133,14 @@ func early() {
 		b.Err = e
 	}
 
-	l, e := PlanLayout(&b.Mem, DefaultLayoutConfig(imageStart, imageEnd))
+	cfg := DefaultLayoutConfig(imageStart, imageEnd)
+	l, e := PlanLayout(&b.Mem, cfg)
+	if e == ErrRAMTooSmall {
+		var num [20]byte
+		earlyPrint("gohv boot: this kernel needs at least ")
+		earlyPrint(FormatUint(num[:], (cfg.MinRAM()+mib-1)/mib))
+		earlyPrint(" MiB of RAM\r\n")
+	}
 	if e != BootOK {
 		earlyFail(e)
 	}
@@ -111,12 +156,12 @@ func early() {
 	if !b.RDRAND {
 		// tamago/amd64 owns the runtime's random source and uses RDRAND
 		// unconditionally: say so instead of dying on #UD.
-		earlyPrint("gohv: this CPU has no RDRAND, which tamago/amd64 requires (QEMU: -cpu max)\r\n")
-		haltForever()
+		earlyFail(ErrNoRDRAND)
 	}
 
 	ramStart = uint(l.RamStart)
 	ramSize = uint(l.RamSize)
+	mapZeroPage(hdr.Tables, false)
 }
 
 // applyPagePlan edits cpuinit's tables at base (PML4, PDPT, PD0..PD3, ...).
@@ -142,10 +187,46 @@ func applyPagePlan(base uint64, p *PagePlan) {
 	reloadCR3()
 }
 
-// earlyFail reports a pre-runtime failure on COM1 and stops: without a
-// usable memory map there is nowhere safe to put the heap.
+// x2APICLocked reads the firmware's x2APIC lock where the CPU reports one.
+func x2APICLocked() bool {
+	_, _, _, edx := cpuid(7, 0)
+	if edx&(1<<29) == 0 { // IA32_ARCH_CAPABILITIES
+		return false
+	}
+	if rdmsr(MSRArchCapabilities)&archCapXAPICDisStatus == 0 {
+		return false
+	}
+	return rdmsr(MSRXAPICDisableStatus)&xapicLegacyDisabled != 0
+}
+
+// earlyFail reports a pre-runtime failure on COM1 and powers the machine
+// off: without a usable memory map there is nowhere safe to put the heap,
+// and a VM that hangs silently keeps its user (and tests) waiting.
 func earlyFail(e BootError) {
 	earlyPrint(e.Error())
-	earlyPrint("\r\n")
+	earlyPrint("\r\ngohv: cannot start; powering off\r\n")
+	earlyPowerOff(boot.Header.RSDP)
+}
+
+// earlyPowerOff enters S5 through PM1 control without the runtime, as
+// ACPICA's AcpiEnterSleepState does: write SLP_TYP|SLP_EN keeping the
+// other bits, wait, write it again, then halt for ever (never reset: a
+// reset would boot into the same failure).
+func earlyPowerOff(rsdp uint64) {
+	p, ok := acpi.FindS5Ports(bootView, rsdp)
+	if !ok {
+		earlyPrint("gohv: no ACPI power-off found; halting\r\n")
+		haltForever()
+	}
+	for range 2 {
+		outw(p.PM1a, acpi.PM1Merge(inw(p.PM1a), p.S5.A))
+		if p.PM1b != 0 {
+			outw(p.PM1b, acpi.PM1Merge(inw(p.PM1b), p.S5.B))
+		}
+		// About 10 s at 1–5 GHz: the host carries the power-off out and
+		// promises no time.
+		spin(20_000_000_000)
+	}
+	earlyPrint("gohv: still running after ACPI power-off; halting\r\n")
 	haltForever()
 }

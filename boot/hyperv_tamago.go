@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/usbarmory/tamago/dma"
 
@@ -23,6 +24,8 @@ var (
 	_ hv.Platform = (*platform)(nil)
 	_ hv.SynIC    = (*synic)(nil)
 	_ hv.Memory   = dmaMemory{}
+
+	_ hv.PhysTranslator = dmaMemory{}
 )
 
 // dmaMemory is hv.Memory over the global DMA region.
@@ -52,6 +55,16 @@ func (dmaMemory) FreePages(p hv.Pages) {
 	if len(p.Mem) != 0 {
 		dma.Release(uint(p.PFN << hv.PageShift))
 	}
+}
+
+// PhysAddr implements hv.PhysTranslator: guest memory is identity-mapped
+// and a non-isolated guest's host sees all of it, so any buffer's address
+// is its guest-physical address and it is contiguous.
+func (dmaMemory) PhysAddr(b []byte) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b)))), true
 }
 
 type platform struct {

@@ -9,8 +9,11 @@ import "github.com/gohv/gohv/boot/pvh"
 // that holds the kernel image, the heap (growing up from the image end) and
 // the boot stack (RamStackOffset below the top; the heap may grow up to the
 // stack). The DMA region must lie outside that range (tamago's dma.Init
-// refuses otherwise), so the board takes it from the top of the same RAM
-// window: [image ... heap ... stack][DMA].
+// refuses otherwise). The kernel is linked at 32 MiB (docs/boot.md, "Where
+// the kernel lives"), so the RAM below it is normally free: the DMA region
+// goes there, [DMA][image ... heap ... stack], and every byte above the
+// image is heap. Only when the window has too little room below the image
+// does the DMA region come from its top: [image ... heap ... stack][DMA].
 
 const (
 	mib = 1 << 20
@@ -26,8 +29,8 @@ type LayoutConfig struct {
 	// the end of bss).
 	ImageStart, ImageEnd uint64
 	// RamStart is where the runtime's range begins (at or below
-	// ImageStart: the linker's -T 0x10010000 -R 0x1000 puts text at
-	// 0x10010000 and tamago's convention is RamStart 0x10000000).
+	// ImageStart: the linker's -T 0x02010000 -R 0x1000 puts text at
+	// 0x02010000, and RamStart is the MiB below).
 	RamStart uint64
 	// Limit is the first address not identity-mapped; the window is cut
 	// there (0: no limit).
@@ -51,10 +54,17 @@ func DefaultLayoutConfig(imageStart, imageEnd uint64) LayoutConfig {
 		RamStart:    imageStart &^ (mib - 1),
 		Limit:       4 * gib,
 		StackOffset: 1 * mib, // tamago amd64 RamStackOffset
-		MinHeap:     32 * mib,
+		MinHeap:     16 * mib,
 		DMAMin:      8 * mib,
 		DMAMax:      256 * mib,
 	}
+}
+
+// MinRAM is the least RAM, counted from address 0, with which PlanLayout
+// succeeds for c when nothing but RAM lies above 1 MiB: the room below the
+// image for the DMA region, the image, and the least heap and stack.
+func (c LayoutConfig) MinRAM() uint64 {
+	return c.ImageEnd + c.MinHeap + c.StackOffset
 }
 
 // Layout is the decision.
@@ -132,8 +142,36 @@ func PlanLayout(m *MemMap, c LayoutConfig) (Layout, BootError) {
 	if c.Limit != 0 && hi > c.Limit {
 		hi = c.Limit
 	}
-	if lo > c.RamStart || hi < c.ImageEnd {
+	if lo > c.RamStart {
 		return Layout{}, ErrKernelNotInRAM
+	}
+	if hi < c.ImageEnd {
+		// The image starts in RAM but RAM ends inside it: the VM is
+		// smaller than the kernel, which is a size problem, not a
+		// placement one.
+		return Layout{}, ErrRAMTooSmall
+	}
+	// Below the image: the highest DMAMax (at most) of [lo, RamStart).
+	if below := c.RamStart &^ (dmaAlign - 1); below > lo {
+		dmaLo := (lo + dmaAlign - 1) &^ (dmaAlign - 1)
+		if below >= dmaLo+c.DMAMin {
+			dmaStart := dmaLo
+			if below-dmaLo > c.DMAMax {
+				dmaStart = below - c.DMAMax
+			}
+			if hi-c.ImageEnd < c.MinHeap+c.StackOffset {
+				return Layout{}, ErrRAMTooSmall
+			}
+			return Layout{
+				WindowStart: lo,
+				WindowEnd:   hi,
+				RamStart:    c.RamStart,
+				RamSize:     hi - c.RamStart,
+				DMAStart:    dmaStart,
+				DMASize:     below - dmaStart,
+				Heap:        hi - c.ImageEnd,
+			}, BootOK
+		}
 	}
 	avail := hi - c.ImageEnd
 	dma := (avail / 8) &^ (dmaAlign - 1)

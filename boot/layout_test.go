@@ -7,8 +7,9 @@ import (
 )
 
 const (
-	imgStart = 0x10010000 // -T 0x10010000
-	imgEnd   = 0x10800000
+	imgStart = 0x02010000 // -T 0x02010000 (Makefile TEXT_START)
+	imgEnd   = 0x02800000
+	ramStart = 0x02000000
 )
 
 func memmap(t testing.TB, rs ...pvh.Region) *MemMap {
@@ -30,25 +31,51 @@ func inOneRegion(rs []pvh.Region, a, b uint64) bool {
 	return false
 }
 
+// covered reports whether the union of the regions covers [a, b).
+func covered(rs []pvh.Region, a, b uint64) bool {
+	for a < b {
+		next := a
+		for _, r := range rs {
+			if r.Addr <= a && a < r.End() {
+				next = max(next, r.End())
+			}
+		}
+		if next == a {
+			return false
+		}
+		a = next
+	}
+	return true
+}
+
 func TestPlanLayout(t *testing.T) {
+	const below = 30 * mib // [2 MiB, 32 MiB): the DMA region under the image
 	cases := []struct {
-		name    string
-		m       []pvh.Region
-		want    BootError
-		winEnd  uint64
-		dmaSize uint64
+		name     string
+		m        []pvh.Region
+		want     BootError
+		winEnd   uint64
+		dmaStart uint64
+		dmaSize  uint64
 	}{
-		// 0x3ffe0000 rounded down to a page; avail/8 ≈ 95 MiB → 94 MiB
-		// after 2 MiB alignment, then the start is aligned down too.
-		{"qemu 1G", mapQEMU1G, BootOK, 0x3ffe0000, 0x3ffe0000 - 0x3a000000},
+		{"qemu 1G", mapQEMU1G, BootOK, 0x3ffe0000, 2 * mib, below},
 		// RAM to 0xF0000000 but the ACPI table at 0x3f000000 cuts the
-		// window: the part below the image cannot grow past it.
-		{"hyper-v 6G", mapHV6G, BootOK, 0x3f000000, 92 * mib},
-		{"ovmf 512M", mapOVMF, BootOK, 0x1f000000, 28 * mib},
-		{"256M: kernel above RAM", []pvh.Region{ram(0x100000, 0x10000000)}, ErrKernelNotInRAM, 0, 0},
-		{"300M: no room", []pvh.Region{ram(0x100000, 300*mib)}, ErrRAMTooSmall, 0, 0},
-		{"reserved over image", []pvh.Region{ram(0x100000, 0x40000000), resv(0x10200000, 0x10300000)}, ErrKernelNotInRAM, 0, 0},
-		{"huge window capped", []pvh.Region{ram(0x100000, 0xf0000000)}, BootOK, 0xf0000000, 256 * mib},
+		// window: the part above the image cannot grow past it.
+		{"hyper-v 6G", mapHV6G, BootOK, 0x3f000000, 2 * mib, below},
+		{"ovmf 512M", mapOVMF, BootOK, 0x1f000000, 2 * mib, below},
+		// QEMU -m 64 (E820 RAM to 64 MiB less 128 KiB): 23.9 MiB of heap.
+		{"64M", []pvh.Region{ram(0x100000, 0x3fe0000)}, BootOK, 0x3fe0000, 2 * mib, below},
+		// OVMF keeps ACPI NVS at 8–9 MiB: the DMA region starts above it.
+		{"ovmf NVS below", []pvh.Region{ram(0x100000, 0x806000), {Addr: 0x806000, Size: 0xfa000, Type: pvh.TypeACPINVS}, ram(0x900000, 0x8000000)},
+			BootOK, 0x8000000, 10 * mib, 22 * mib},
+		// No 8 MiB below the image: the DMA region comes from the top,
+		// an eighth of the room above the image, 2 MiB aligned.
+		{"nothing below", []pvh.Region{ram(0x1f00000, 0x40000000)}, BootOK, 0x40000000, 0x38600000, 0x7a00000},
+		{"48M: no heap", []pvh.Region{ram(0x100000, 0x3000000)}, ErrRAMTooSmall, 0, 0, 0},
+		{"32M: kernel above RAM", []pvh.Region{ram(0x100000, 0x2000000)}, ErrKernelNotInRAM, 0, 0, 0},
+		{"36M: RAM ends inside the image", []pvh.Region{ram(0x100000, 0x2400000)}, ErrRAMTooSmall, 0, 0, 0},
+		{"reserved over image", []pvh.Region{ram(0x100000, 0x40000000), resv(0x2200000, 0x2300000)}, ErrKernelNotInRAM, 0, 0, 0},
+		{"window capped at 4 GiB", []pvh.Region{ram(0x100000, 0x120000000)}, BootOK, 4 * gib, 2 * mib, below},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -60,8 +87,8 @@ func TestPlanLayout(t *testing.T) {
 			if e != BootOK {
 				return
 			}
-			if l.WindowEnd != c.winEnd || l.DMASize != c.dmaSize {
-				t.Errorf("window end %#x DMA size %#x, want %#x %#x", l.WindowEnd, l.DMASize, c.winEnd, c.dmaSize)
+			if l.WindowEnd != c.winEnd || l.DMAStart != c.dmaStart || l.DMASize != c.dmaSize {
+				t.Errorf("window end %#x DMA [%#x,+%#x), want %#x [%#x,+%#x)", l.WindowEnd, l.DMAStart, l.DMASize, c.winEnd, c.dmaStart, c.dmaSize)
 			}
 			// Cross-check against pvh's own (allocating) planner.
 			usable := pvh.Usable(mm.Entries())
@@ -71,26 +98,27 @@ func TestPlanLayout(t *testing.T) {
 			if !inOneRegion(usable, l.DMAStart, l.DMAStart+l.DMASize) {
 				t.Errorf("DMA [%#x,+%#x) not in usable RAM %v", l.DMAStart, l.DMASize, usable)
 			}
-			if l.RamStart != 0x10000000 || l.RamStart+l.RamSize != l.DMAStart || l.DMAStart%dmaAlign != 0 {
+			if l.RamStart != ramStart || l.DMAStart%dmaAlign != 0 || l.DMASize%dmaAlign != 0 {
 				t.Errorf("layout %+v", l)
 			}
-			if heap := l.DMAStart - imgEnd; heap != l.Heap || heap < 32*mib+mib {
-				t.Errorf("heap %d MiB", heap>>20)
+			if l.DMAStart < l.RamStart+l.RamSize && l.RamStart < l.DMAStart+l.DMASize {
+				t.Errorf("DMA [%#x,+%#x) overlaps the runtime range [%#x,+%#x)", l.DMAStart, l.DMASize, l.RamStart, l.RamSize)
 			}
-			// The DMA region is what pvh.Place would pick for that size
-			// (the highest fit) in the window once the image is excluded.
-			var window []pvh.Region
-			for _, r := range usable {
-				lo, hi := max(r.Addr, l.WindowStart), min(r.End(), l.WindowEnd)
-				if lo < hi {
-					window = append(window, pvh.Region{Addr: lo, Size: hi - lo, Type: pvh.TypeRAM})
-				}
-			}
-			at, err := pvh.Place(pvh.Exclude(window, l.RamStart, imgEnd), l.DMASize, dmaAlign, 4*gib)
-			if err != nil || at != l.DMAStart {
-				t.Errorf("pvh.Place = %#x, %v; PlanLayout DMA at %#x", at, err, l.DMAStart)
+			if heap := l.RamStart + l.RamSize - imgEnd; heap != l.Heap || heap < 16*mib+mib {
+				t.Errorf("heap %d MiB (layout says %d)", heap>>20, l.Heap>>20)
 			}
 		})
+	}
+}
+
+func TestMinRAM(t *testing.T) {
+	c := DefaultLayoutConfig(imgStart, imgEnd)
+	floor := c.MinRAM()
+	if _, e := PlanLayout(memmap(t, ram(0, 0x9fc00), ram(0x100000, floor)), c); e != BootOK {
+		t.Errorf("RAM to the floor %#x: %v", floor, e)
+	}
+	if _, e := PlanLayout(memmap(t, ram(0, 0x9fc00), ram(0x100000, floor-4096)), c); e != ErrRAMTooSmall {
+		t.Errorf("a page below the floor: %v, want %v", e, ErrRAMTooSmall)
 	}
 }
 
@@ -111,11 +139,24 @@ func FuzzPlanLayout(f *testing.F) {
 		if e != BootOK {
 			return
 		}
-		usable := pvh.Usable(mm.Entries())
-		if l.DMASize == 0 || l.DMAStart < end || !inOneRegion(usable, l.DMAStart, l.DMAStart+l.DMASize) {
+		// pvh.Usable rounds each entry to pages before merging; the board
+		// merges touching entries first, so check against the raw map:
+		// covered by RAM entries, touching no other entry.
+		var ramOnly []pvh.Region
+		for _, r := range mm.Entries() {
+			if r.Type == pvh.TypeRAM {
+				ramOnly = append(ramOnly, r)
+			} else if r.Addr < l.WindowEnd && l.WindowStart < r.End() {
+				t.Fatalf("window [%#x,%#x) meets non-RAM entry %+v", l.WindowStart, l.WindowEnd, r)
+			}
+		}
+		if l.DMASize == 0 || !covered(ramOnly, l.DMAStart, l.DMAStart+l.DMASize) || !covered(ramOnly, l.RamStart, l.RamStart+l.RamSize) {
 			t.Fatalf("bad DMA in %+v for map %v", l, mm.Entries())
 		}
-		if l.RamStart > start || l.RamStart+l.RamSize != l.DMAStart || l.DMAStart+l.DMASize > 4*gib {
+		if l.DMAStart < l.RamStart+l.RamSize && l.RamStart < l.DMAStart+l.DMASize {
+			t.Fatalf("DMA overlaps the runtime range: %+v", l)
+		}
+		if l.RamStart > start || l.RamStart+l.RamSize < end || l.DMAStart+l.DMASize > 4*gib {
 			t.Fatalf("bad layout %+v", l)
 		}
 	})

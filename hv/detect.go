@@ -17,6 +17,35 @@ var ErrNotHyperV = errors.New("hv: not running on Hyper-V")
 // *MissingFeatureError naming them.
 var ErrMissingFeature = errors.New("hv: Hyper-V feature missing")
 
+// ErrIsolated is matched by the Detect error for a confidential (isolated)
+// partition: VBS, SEV-SNP or TDX. The concrete error is an
+// *IsolatedError.
+var ErrIsolated = errors.New("hv: isolated (confidential) VM not supported")
+
+// IsolatedError is Detect's refusal of an isolated partition (CPUID
+// 0x4000000C, reference §1.2). In one, guest memory is private to the
+// guest unless it is explicitly made host-visible (the shared GPA boundary,
+// page visibility hypercalls), and the host cannot read VMBus rings, SynIC
+// pages or buffers in private memory. gohv does none of that, so instead
+// of hanging in VMBus negotiation it stops here.
+type IsolatedError struct {
+	Isolation Isolation
+}
+
+func (e *IsolatedError) Error() string {
+	s := fmt.Sprintf("hv: isolated (confidential) VM not supported: isolation type %v", e.Isolation.Type)
+	if e.Isolation.Paravisor {
+		s += " with a paravisor"
+	}
+	if e.Isolation.SharedGPABoundaryActive {
+		s += fmt.Sprintf(", shared GPA boundary at bit %d", e.Isolation.SharedGPABoundaryBit)
+	}
+	return s + "; gohv cannot share its memory with the host"
+}
+
+// Unwrap makes errors.Is(err, ErrIsolated) true.
+func (e *IsolatedError) Unwrap() error { return ErrIsolated }
+
 // NotHyperVError says why Detect decided the machine is not Hyper-V.
 type NotHyperVError struct {
 	// Reason is a short human-readable explanation.
@@ -150,9 +179,12 @@ func (i Info) Require(want PrivilegeMask) error {
 // hypervisor, the vendor is not "Microsoft Hv", the max leaf is below
 // 0x40000005, the interface is not "Hv#1", or the hypercall MSRs are
 // missing (FreeBSD's test for hypervisors such as KVM that imitate the
-// vendor and signature). It returns a complete Info with a
-// *MissingFeatureError (errors.Is ErrMissingFeature) when Hyper-V lacks
-// the VMBus privileges (PrivVMBus), and a complete Info with nil otherwise.
+// vendor and signature). It returns a complete Info with an
+// *IsolatedError (errors.Is ErrIsolated) for a confidential partition
+// (isolation type in CPUID 0x4000000C other than none), which gohv cannot
+// run VMBus in. It returns a complete Info with a *MissingFeatureError
+// (errors.Is ErrMissingFeature) when Hyper-V lacks the VMBus privileges
+// (PrivVMBus), and a complete Info with nil otherwise.
 //
 // Leaves above the reported max leaf are never read: on such leaves
 // processors return unrelated data.
@@ -215,6 +247,9 @@ func Detect(cpuid CPUIDFunc) (Info, error) {
 	// this is an imitation (e.g. KVM with hv-* enlightenments), not Hyper-V.
 	if !info.Privileges.Has(PrivHypercallMSRs) {
 		return info, &NotHyperVError{Reason: "\"Microsoft Hv\" without hypercall MSRs (CPUID 0x40000003 EAX.5)"}
+	}
+	if info.Isolated() {
+		return info, &IsolatedError{Isolation: info.Isolation}
 	}
 	if err := info.Require(PrivVMBus); err != nil {
 		return info, err

@@ -111,6 +111,7 @@ func TestDetect(t *testing.T) {
 		table      cpuidTable
 		notHyperV  string // substring of the reason; "" = is Hyper-V
 		missing    PrivilegeMask
+		isolated   IsolationType
 		wantVendor string
 		check      func(t *testing.T, info Info)
 	}{
@@ -142,7 +143,7 @@ func TestDetect(t *testing.T) {
 				t.Errorf("leaves 6/A/82: %#x %#x %#x", info.HardwareFeatures, info.NestedFeatures, info.VSFeatures)
 			}
 		}},
-		{name: "azure-snp", table: azureSNP, wantVendor: "Microsoft Hv", check: func(t *testing.T, info Info) {
+		{name: "azure-snp", table: azureSNP, isolated: IsolationSEVSNP, wantVendor: "Microsoft Hv", check: func(t *testing.T, info Info) {
 			want := Isolation{Paravisor: true, Type: IsolationSEVSNP, SharedGPABoundaryActive: true, SharedGPABoundaryBit: 46}
 			if info.Isolation != want || !info.Isolated() {
 				t.Errorf("Isolation = %+v, want %+v", info.Isolation, want)
@@ -154,6 +155,9 @@ func TestDetect(t *testing.T) {
 				t.Errorf("VSFeatures = %#x", info.VSFeatures)
 			}
 		}},
+		{name: "azure-tdx", table: azureSNP.with(0x4000000C, CPUIDResult{EAX: 1, EBX: 3}), isolated: IsolationTDX, wantVendor: "Microsoft Hv"},
+		{name: "vbs-no-paravisor", table: azureSNP.with(0x4000000C, CPUIDResult{EBX: 1}), isolated: IsolationVBS, wantVendor: "Microsoft Hv"},
+		{name: "isolation-leaf-none", table: azureSNP.with(0x4000000C, CPUIDResult{}), wantVendor: "Microsoft Hv"},
 		{name: "no-postmessages", table: ws2022.with(0x40000003, CPUIDResult{EAX: 0xAE7F, EBX: 0x003B8020}),
 			missing: PrivPostMessages, wantVendor: "Microsoft Hv"},
 		{name: "no-synic-no-signal", table: ws2022.with(0x40000003, CPUIDResult{EAX: 0xAE7B, EBX: 0x003B8010}),
@@ -191,6 +195,17 @@ func TestDetect(t *testing.T) {
 				}
 				if tt.name == "bare-metal" && (info.Present || len(read) != 1) {
 					t.Errorf("bare metal: Present=%v, leaves read %#x", info.Present, read)
+				}
+			case tt.isolated != IsolationNone:
+				var ie *IsolatedError
+				if !errors.Is(err, ErrIsolated) || !errors.As(err, &ie) || ie.Isolation.Type != tt.isolated {
+					t.Fatalf("err = %v, want ErrIsolated of type %v", err, tt.isolated)
+				}
+				if errors.Is(err, ErrNotHyperV) || errors.Is(err, ErrMissingFeature) || !info.HasVMBusFeatures() {
+					t.Errorf("err %v / info %+v inconsistent", err, info)
+				}
+				if !strings.Contains(err.Error(), tt.isolated.String()) {
+					t.Errorf("message %q does not name the isolation type", err)
 				}
 			case tt.missing != 0:
 				var mf *MissingFeatureError

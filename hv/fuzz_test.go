@@ -58,15 +58,26 @@ func FuzzDetect(f *testing.F) {
 				t.Fatalf("read leaf %#x above max %#x", l, info.MaxLeaf)
 			}
 		}
-		notHV, missing := errors.Is(err, ErrNotHyperV), errors.Is(err, ErrMissingFeature)
+		notHV, missing, isolated := errors.Is(err, ErrNotHyperV), errors.Is(err, ErrMissingFeature), errors.Is(err, ErrIsolated)
+		kinds := 0
+		for _, k := range []bool{notHV, missing, isolated} {
+			if k {
+				kinds++
+			}
+		}
 		switch {
 		case err == nil:
 			if !info.Present || info.Vendor != VendorMicrosoft || info.Interface != InterfaceSignature ||
-				info.MaxLeaf < MinMaxLeaf || !info.HasVMBusFeatures() {
+				info.MaxLeaf < MinMaxLeaf || !info.HasVMBusFeatures() || info.Isolated() {
 				t.Fatalf("accepted %+v", info)
 			}
-		case notHV == missing:
-			t.Fatalf("error %v is neither or both kinds", err)
+		case kinds != 1:
+			t.Fatalf("error %v is of %d kinds, want exactly one", err, kinds)
+		case isolated:
+			var ie *IsolatedError
+			if !errors.As(err, &ie) || !info.Isolated() || ie.Isolation != info.Isolation || info.MaxLeaf < CPUIDLeafIsolation {
+				t.Fatalf("isolation error %v with %+v", err, info)
+			}
 		case missing:
 			var mf *MissingFeatureError
 			if !errors.As(err, &mf) || mf.Missing == 0 || mf.Missing&^PrivVMBus != 0 || info.HasVMBusFeatures() ||

@@ -48,6 +48,20 @@ type Memory interface {
 	FreePages(p Pages)
 }
 
+// PhysTranslator is implemented by a Memory (or Platform) that can name the
+// guest-physical address of memory it did not hand out itself, so that I/O
+// can go GPA-direct (reference §4.5) from a caller's buffer without a copy.
+// Bare metal implements it for every buffer (guest memory is identity
+// mapped and all of it is visible to a non-isolated guest's host); the
+// simulator only for memory inside its arena. Where it reports false,
+// bounce the data through pages from AllocPages (package hv/dma).
+type PhysTranslator interface {
+	// PhysAddr returns the guest-physical address of b[0] and true when
+	// all of b is host-visible and physically contiguous; 0 and false
+	// otherwise (including for an empty b). It does not allocate.
+	PhysAddr(b []byte) (gpa uint64, ok bool)
+}
+
 // Hypercalls are the two hypercalls VMBus needs (reference §1.8). Both are
 // safe to call from any goroutine, including a SynIC handler, and neither
 // allocates. A failed call returns a Status.

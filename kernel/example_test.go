@@ -41,7 +41,7 @@ func ExamplePowerRequests() {
 	_ = shutdown.New(power.Deliver) // the shutdown driver calls Deliver
 
 	// What the shutdown driver does when the host asks for a restart:
-	power.Deliver(shutdown.Request{Kind: shutdown.Reboot, Message: "host maintenance"})
+	power.Deliver(shutdown.Request{Kind: shutdown.Reboot, Message: shutdown.MakeText("host maintenance")})
 
 	// The application's main goroutine:
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -96,7 +96,7 @@ func TestIntegrationServicesOnSimulatedHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if req.Kind != shutdown.Reboot || req.Force || req.Message != "host maintenance" {
+	if req.Kind != shutdown.Reboot || req.Force || req.Message.String() != "host maintenance" {
 		t.Fatalf("kernel got %+v", req)
 	}
 

@@ -49,8 +49,8 @@ func TestPowerRequestsWaitThenDeliver(t *testing.T) {
 		}
 		done <- r
 	}()
-	p.Deliver(shutdown.Request{Kind: shutdown.PowerOff, Message: "maintenance"})
-	if r := <-done; r.Kind != shutdown.PowerOff || r.Message != "maintenance" {
+	p.Deliver(shutdown.Request{Kind: shutdown.PowerOff, Message: shutdown.MakeText("maintenance")})
+	if r := <-done; r.Kind != shutdown.PowerOff || r.Message.String() != "maintenance" {
 		t.Fatalf("got %+v", r)
 	}
 }

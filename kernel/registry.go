@@ -17,9 +17,12 @@ type Driver interface {
 	Name() string
 	// Attach takes ownership of a newly offered primary channel: it opens
 	// it and starts the device. ctx bounds the waits on the host during
-	// Attach only. A driver watches ch.Rescinded() for the device going
-	// away; it may be attached again to a later offer of the same class.
-	Attach(ctx context.Context, ch *vmbus.Channel) error
+	// Attach only. Sub-channels are not attached by the registry: the
+	// driver asks its device for them and collects their offers with
+	// ch.WaitSubChannels. A driver watches ch.Rescinded() for the device
+	// going away; it may be attached again to a later offer of the same
+	// class.
+	Attach(ctx context.Context, ch vmbus.DriverChannel) error
 }
 
 // Bus is the part of *vmbus.Bus the registry uses.
@@ -29,6 +32,28 @@ type Bus interface {
 }
 
 var _ Bus = (*vmbus.Bus)(nil)
+
+// offers is where Bind finds channels: a Bus, or a fake in tests.
+type offers interface {
+	channels() []vmbus.DriverChannel
+	setOfferHandler(fn func(vmbus.DriverChannel))
+}
+
+// busOffers adapts a Bus.
+type busOffers struct{ b Bus }
+
+func (o busOffers) channels() []vmbus.DriverChannel {
+	chs := o.b.Channels()
+	out := make([]vmbus.DriverChannel, len(chs))
+	for i, c := range chs {
+		out[i] = c
+	}
+	return out
+}
+
+func (o busOffers) setOfferHandler(fn func(vmbus.DriverChannel)) {
+	o.b.SetOfferHandler(func(c *vmbus.Channel) { fn(c) })
+}
 
 // Binding is the outcome of one offer.
 type Binding struct {
@@ -77,12 +102,8 @@ type Registry struct {
 
 	mu       sync.Mutex
 	drivers  map[chanmsg.GUID]Driver
-	seen     map[*vmbus.Channel]bool
+	seen     map[vmbus.DriverChannel]bool
 	bindings []Binding
-
-	// offerOf reads a channel's offer; tests replace it to bind fake
-	// offers to placeholder channels.
-	offerOf func(*vmbus.Channel) vmbus.Offer
 }
 
 // Register makes d the driver of device class class (reference §5).
@@ -106,11 +127,15 @@ func (r *Registry) Register(class chanmsg.GUID, d Driver) error {
 // are reported, not an error. The error joins the drivers' Attach errors.
 // Sub-channels are left to the driver of their primary.
 func (r *Registry) Bind(ctx context.Context, bus Bus) ([]Binding, error) {
+	return r.bindAll(ctx, busOffers{bus})
+}
+
+func (r *Registry) bindAll(ctx context.Context, bus offers) ([]Binding, error) {
 	// Install the handler first: an offer arriving in between then shows
 	// up twice (handler and list) and seen makes the second a no-op,
 	// rather than showing up nowhere.
-	bus.SetOfferHandler(r.hotAdd)
-	chs := bus.Channels()
+	bus.setOfferHandler(r.hotAdd)
+	chs := bus.channels()
 	out := make([]Binding, len(chs))
 	ok := make([]bool, len(chs))
 	var wg sync.WaitGroup
@@ -142,7 +167,12 @@ func (r *Registry) Bindings() []Binding {
 
 // hotAdd is the bus offer handler. It runs on the bus's message goroutine
 // and must not block, so Attach (which waits for the host) runs elsewhere.
-func (r *Registry) hotAdd(ch *vmbus.Channel) {
+// Sub-channel offers need nothing here: the bus files them under their
+// primary, whose driver collects them with WaitSubChannels.
+func (r *Registry) hotAdd(ch vmbus.DriverChannel) {
+	if ch.Offer().SubChannelIndex != 0 {
+		return
+	}
 	go func() {
 		timeout := r.AttachTimeout
 		if timeout <= 0 {
@@ -158,12 +188,8 @@ func (r *Registry) hotAdd(ch *vmbus.Channel) {
 
 // bind attaches the driver of ch's class to ch. ok is false for channels
 // that are not bound here: sub-channels, and channels already handled.
-func (r *Registry) bind(ctx context.Context, ch *vmbus.Channel) (b Binding, ok bool) {
-	offerOf := r.offerOf
-	if offerOf == nil {
-		offerOf = (*vmbus.Channel).Offer
-	}
-	offer := offerOf(ch)
+func (r *Registry) bind(ctx context.Context, ch vmbus.DriverChannel) (b Binding, ok bool) {
+	offer := ch.Offer()
 	if offer.SubChannelIndex != 0 {
 		return Binding{}, false
 	}
@@ -173,7 +199,7 @@ func (r *Registry) bind(ctx context.Context, ch *vmbus.Channel) (b Binding, ok b
 		return Binding{}, false
 	}
 	if r.seen == nil {
-		r.seen = make(map[*vmbus.Channel]bool)
+		r.seen = make(map[vmbus.DriverChannel]bool)
 	}
 	r.seen[ch] = true
 	d := r.drivers[offer.InterfaceType]

@@ -11,41 +11,44 @@ import (
 	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
-// fakeBus offers placeholder channels whose offers the test chooses.
+// fakeChannel is an offered channel as a driver sees it. Only Offer is
+// implemented: the registry uses nothing else, and the fake drivers here
+// touch nothing (a call to another method panics on the nil embedded
+// interface, which would show a registry using more than it should).
+type fakeChannel struct {
+	vmbus.DriverChannel
+	offer vmbus.Offer
+}
+
+func (c *fakeChannel) Offer() vmbus.Offer { return c.offer }
+
+// fakeBus offers fake channels.
 type fakeBus struct {
 	mu      sync.Mutex
-	chs     []*vmbus.Channel
-	offers  map[*vmbus.Channel]vmbus.Offer
-	handler func(*vmbus.Channel)
-	// duringInstall, if set, runs inside SetOfferHandler: an offer that
+	chs     []vmbus.DriverChannel
+	handler func(vmbus.DriverChannel)
+	// duringInstall, if set, runs inside setOfferHandler: an offer that
 	// arrives while Bind is starting.
 	duringInstall func()
 }
 
-func newFakeBus() *fakeBus { return &fakeBus{offers: make(map[*vmbus.Channel]vmbus.Offer)} }
+func newFakeBus() *fakeBus { return &fakeBus{} }
 
-func (b *fakeBus) add(o vmbus.Offer) *vmbus.Channel {
-	ch := new(vmbus.Channel) // placeholder: drivers here never use it
+func (b *fakeBus) add(o vmbus.Offer) vmbus.DriverChannel {
+	ch := &fakeChannel{offer: o}
 	b.mu.Lock()
 	b.chs = append(b.chs, ch)
-	b.offers[ch] = o
 	b.mu.Unlock()
 	return ch
 }
 
-func (b *fakeBus) offerOf(ch *vmbus.Channel) vmbus.Offer {
+func (b *fakeBus) channels() []vmbus.DriverChannel {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.offers[ch]
+	return append([]vmbus.DriverChannel(nil), b.chs...)
 }
 
-func (b *fakeBus) Channels() []*vmbus.Channel {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]*vmbus.Channel(nil), b.chs...)
-}
-
-func (b *fakeBus) SetOfferHandler(fn func(*vmbus.Channel)) {
+func (b *fakeBus) setOfferHandler(fn func(vmbus.DriverChannel)) {
 	b.mu.Lock()
 	b.handler = fn
 	during := b.duringInstall
@@ -56,7 +59,7 @@ func (b *fakeBus) SetOfferHandler(fn func(*vmbus.Channel)) {
 }
 
 // hotAdd offers a channel after Bind, as the bus does for hot-add.
-func (b *fakeBus) hotAdd(o vmbus.Offer) *vmbus.Channel {
+func (b *fakeBus) hotAdd(o vmbus.Offer) vmbus.DriverChannel {
 	ch := b.add(o)
 	b.mu.Lock()
 	fn := b.handler
@@ -70,12 +73,12 @@ type fakeDriver struct {
 	err  error
 
 	mu       sync.Mutex
-	attached []*vmbus.Channel
+	attached []vmbus.DriverChannel
 }
 
 func (d *fakeDriver) Name() string { return d.name }
 
-func (d *fakeDriver) Attach(_ context.Context, ch *vmbus.Channel) error {
+func (d *fakeDriver) Attach(_ context.Context, ch vmbus.DriverChannel) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.attached = append(d.attached, ch)
@@ -119,7 +122,7 @@ func TestBind(t *testing.T) {
 	attachErr := errors.New("open refused")
 	hb := &fakeDriver{name: "heartbeat"}
 	sd := &fakeDriver{name: "shutdown", err: attachErr}
-	r := Registry{offerOf: bus.offerOf}
+	var r Registry
 	if err := r.Register(heartbeatClass, hb); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +130,7 @@ func TestBind(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	bs, err := r.Bind(context.Background(), bus)
+	bs, err := r.bindAll(context.Background(), bus)
 	if !errors.Is(err, attachErr) {
 		t.Fatalf("Bind err = %v, want the shutdown driver's error", err)
 	}
@@ -159,16 +162,16 @@ func TestBindHotAdd(t *testing.T) {
 	bus := newFakeBus()
 	hb := &fakeDriver{name: "heartbeat"}
 	got := make(chan Binding, 4)
-	r := Registry{offerOf: bus.offerOf, OnBind: func(b Binding) { got <- b }}
+	r := Registry{OnBind: func(b Binding) { got <- b }}
 	if err := r.Register(heartbeatClass, hb); err != nil {
 		t.Fatal(err)
 	}
 	// An offer that arrives while Bind starts is seen by the handler and
 	// in the channel list; it must be attached once.
-	var raced *vmbus.Channel
+	var raced vmbus.DriverChannel
 	bus.duringInstall = func() { raced = bus.hotAdd(vmbus.Offer{InterfaceType: heartbeatClass, RelID: 5}) }
 
-	bs, err := r.Bind(context.Background(), bus)
+	bs, err := r.bindAll(context.Background(), bus)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,23 @@ func TestDataPathNoAlloc(t *testing.T) {
 	if n != 0 {
 		t.Errorf("TrySend: %v allocations", n)
 	}
+	hdr := make([]byte, 24)
+	n = testing.AllocsPerRun(200, func() {
+		if err := c.TrySendWithHeader(ring.TypeDataGPADirect, 0, 1, hdr, payload); err != nil && !errors.Is(err, ErrRingFull) {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 {
+		t.Errorf("TrySendWithHeader: %v allocations", n)
+	}
+	n = testing.AllocsPerRun(200, func() {
+		c.MaskInterrupt()
+		c.UnmaskInterrupt()
+		c.kick() // the interrupt path's wake-up of the dispatch goroutine
+	})
+	if n != 0 {
+		t.Errorf("MaskInterrupt/UnmaskInterrupt/kick: %v allocations", n)
+	}
 	h.mu.Lock()
 	for range 80 {
 		hostWriteRing(in, 6, 0, 9, payload)

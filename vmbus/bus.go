@@ -87,10 +87,10 @@ type Bus struct {
 	// Interrupt side (synic.go).
 	scanning, again, overflowed atomic.Bool
 	q                           msgQueue
-	pending                     [pendingWords]atomic.Uint32
-	msgWake, evWake             chan struct{}
+	msgWake                     chan struct{}
 
-	// relids maps relid → channel for lock-free lookup by dispatch; it is
+	// relids maps relid → channel for lock-free lookup by the interrupt
+	// path; it is
 	// written under mu.
 	relids [chanmsg.MaxRelID + 1]atomic.Pointer[Channel]
 
@@ -113,8 +113,10 @@ type Bus struct {
 	stop      chan struct{}
 	stopped   bool // under mu: goroutines gone, no answer can arrive
 	loops     sync.WaitGroup
-	cleanups  sync.WaitGroup
-	stats     busCounters
+	// dispatchers counts the channels' dispatch goroutines (channel.go).
+	dispatchers sync.WaitGroup
+	cleanups    sync.WaitGroup
+	stats       busCounters
 }
 
 // Connect connects to the host's VMBus server through p (reference §3.11):
@@ -158,9 +160,8 @@ func Connect(ctx context.Context, p hv.Platform, cfg Config) (*Bus, error) {
 			return nil, fmt.Errorf("vmbus: SINT %d handler on VP %d: %w", hv.VMBusSINT, s.VPIndex(), err)
 		}
 	}
-	b.loops.Add(2)
+	b.loops.Add(1)
 	go b.messageLoop()
-	go b.dispatchLoop()
 	// A message may have arrived before the handler was installed.
 	b.scan()
 
@@ -204,7 +205,6 @@ func newBus(p hv.Platform, synic hv.SynIC, cfg Config) (*Bus, error) {
 		p: p, synic: synic, cfg: cfg,
 		logf:        cfg.Logf,
 		msgWake:     make(chan struct{}, 1),
-		evWake:      make(chan struct{}, 1),
 		allOffersCh: make(chan struct{}),
 		stop:        make(chan struct{}),
 	}
@@ -376,6 +376,7 @@ func (b *Bus) shutdown(free bool) {
 	}
 	close(b.stop)
 	b.loops.Wait()
+	b.dispatchers.Wait()
 	b.mu.Lock()
 	b.stopped = true
 	for _, w := range b.waiters {
@@ -500,8 +501,9 @@ func (b *Bus) postMsg(ctx context.Context, m encoder) error {
 	return b.post(ctx, b.msgConn.Load(), m)
 }
 
-// post encodes m and posts it to conn, retrying transient statuses with
-// exponential back-off (reference §1.8). Once unload has begun, every
+// post encodes m and posts it to conn, retrying transient statuses (see
+// retryPost) with exponential back-off, at most maxPostAttempts times and
+// while ctx lasts (reference §1.8). Once unload has begun, every
 // message but UNLOAD gives ErrClosed.
 func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
 	var buf [chanmsg.MaxSize]byte
@@ -524,7 +526,7 @@ func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
 			return nil
 		}
 		var st hv.Status
-		if !errors.As(err, &st) || !st.Transient() || attempt >= maxPostAttempts {
+		if !errors.As(err, &st) || !retryPost(st, m) || attempt >= maxPostAttempts {
 			return err
 		}
 		b.stats.postRetries.Add(1)
@@ -537,6 +539,19 @@ func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
 		}
 		delay = min(2*delay, 10*time.Millisecond)
 	}
+}
+
+// retryPost says whether a post that failed with st is retried: the
+// transient statuses, and INVALID_CONNECTION_ID, which a busy host returns
+// too (Linux vmbus_post_msg), except for INITIATE_CONTACT, where it means
+// "no connection 4 before 5.0" and negotiate steps down at once
+// (reference §1.8, §3.3).
+func retryPost(st hv.Status, m encoder) bool {
+	if st == hv.StatusInvalidConnectionID {
+		_, contact := m.(*chanmsg.InitiateContact)
+		return !contact
+	}
+	return st.Transient()
 }
 
 // ---- goroutines ----
@@ -579,50 +594,14 @@ func (b *Bus) messageLoop() {
 }
 
 // pokeOpenChannels is the channel half of the polling fallback: open
-// channels with unread data or a waiting sender are marked pending.
+// channels with unread data or a waiting sender get a run of their
+// dispatch goroutine.
 func (b *Bus) pokeOpenChannels() {
-	any := false
 	for i := 1; i < len(b.relids); i++ {
-		c := b.relids[i].Load()
-		if c == nil || !c.needsPoll() {
-			continue
-		}
-		b.pending[i/32].Or(1 << (i % 32))
-		any = true
-	}
-	if any {
-		wake(b.evWake)
-	}
-}
-
-func (b *Bus) dispatchLoop() {
-	defer b.loops.Done()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-b.evWake:
-		}
-		for i := range b.pending {
-			bits := b.pending[i].Swap(0)
-			for bits != 0 {
-				k := trailingZeros(bits)
-				bits &^= 1 << k
-				if c := b.relids[32*i+k].Load(); c != nil {
-					c.interrupt()
-				}
-			}
+		if c := b.relids[i].Load(); c != nil && c.needsPoll() {
+			c.kick()
 		}
 	}
-}
-
-func trailingZeros(x uint32) int {
-	n := 0
-	for x&1 == 0 {
-		x >>= 1
-		n++
-	}
-	return n
 }
 
 // handle runs the control-plane state machines for one host message.
@@ -684,6 +663,8 @@ func (b *Bus) onOffer(m chanmsg.OfferChannel) {
 				p.offer.InterfaceInstance == c.offer.InterfaceInstance {
 				c.primary = p
 				p.subs = append(p.subs, c)
+				close(p.subsCh) // wakes WaitSubChannels
+				p.subsCh = make(chan struct{})
 				break
 			}
 		}

@@ -52,9 +52,13 @@ type OpenConfig struct {
 	// UserData is passed to the device in OPENCHANNEL (≤ 120 bytes).
 	UserData []byte
 	// OnInterrupt runs when the host signals the channel and from the
-	// polling fallback, on the bus's dispatch goroutine: never
-	// concurrently with itself nor with another channel's OnInterrupt.
-	// It must not block; it typically drains ReadPacket.
+	// polling fallback, on the channel's own dispatch goroutine (started
+	// by Open, ended by Close, the rescind or Bus.Close): never
+	// concurrently with itself, concurrently with other channels'. It
+	// must not block for long (it holds up only this channel); it
+	// typically drains ReadPacket, or masks the interrupt and hands the
+	// draining to a goroutine of its own (MaskInterrupt). A run in
+	// progress when the channel closes finishes; no new one starts.
 	OnInterrupt func()
 }
 
@@ -62,6 +66,15 @@ type OpenConfig struct {
 type GPADL struct {
 	ID    uint32
 	Pages hv.Pages
+}
+
+// ownedGPADL is a GPADL of a channel. created is non-nil while its
+// GPADL_CREATED is outstanding after the caller stopped waiting (deadline
+// or rescind): the host may still create it, so it must be resolved, and
+// torn down if created, before its pages are freed or the relid released.
+type ownedGPADL struct {
+	GPADL
+	created *waiter
 }
 
 type chanState uint8
@@ -87,12 +100,21 @@ type ChannelStats struct {
 	RingFull                       uint64 // TrySend found the ring full
 	SendWaits                      uint64 // Send slept for space
 	GPADLs                         uint64 // GPADLs created
+	// Errors counts packets the rings refused other than for space or
+	// emptiness: a corrupt ring (host-written index or descriptor) or a
+	// malformed send.
+	Errors uint64
+	// SendRingUsed and RecvRingUsed are the bytes in use in the outbound
+	// and inbound ring's data area when Stats was called, of
+	// SendRingData and RecvRingData bytes (all 0 unless open).
+	SendRingUsed, SendRingData int
+	RecvRingUsed, RecvRingData int
 }
 
 type chanCounters struct {
 	packetsSent, bytesSent, packetsReceived, bytesReceived atomic.Uint64
 	signals, signalErrors, interrupts, ringFull, sendWaits atomic.Uint64
-	gpadls                                                 atomic.Uint64
+	gpadls, errors                                         atomic.Uint64
 }
 
 // Channel is one offered VMBus channel (a primary or a sub-channel).
@@ -100,7 +122,8 @@ type Channel struct {
 	bus     *Bus
 	offer   Offer
 	primary *Channel
-	subs    []*Channel // under bus.mu
+	subs    []*Channel    // under bus.mu
+	subsCh  chan struct{} // under bus.mu: closed and replaced when a sub-channel is offered
 
 	// opMu serialises Open, Close and the release after a rescind or at
 	// bus shutdown: the operations that wait for the host.
@@ -109,9 +132,11 @@ type Channel struct {
 	mu        sync.Mutex // guards the fields below
 	state     chanState
 	pages     hv.Pages // ring pages, while the host may use them
+	sendData  int      // data bytes of the outbound ring, while open
+	recvData  int      // data bytes of the inbound ring, while open
 	ringGPADL uint32
-	gpadls    []GPADL // created on this channel, not yet torn down
-	abandoned *waiter // OPENCHANNEL_RESULT nobody waits for any more
+	gpadls    []ownedGPADL // created (or maybe created) on this channel, not yet torn down
+	abandoned *waiter      // OPENCHANNEL_RESULT nobody waits for any more
 
 	rescinded   chan struct{}
 	isRescinded atomic.Bool
@@ -121,8 +146,13 @@ type Channel struct {
 	readMu sync.Mutex
 	r      *ring.Reader // nil unless open
 
-	inbound     atomic.Pointer[byte] // inbound ring header, for the poller
-	onInterrupt atomic.Pointer[func()]
+	inbound atomic.Pointer[byte] // inbound ring header, for the poller
+
+	// kickCh wakes the dispatch goroutine (capacity 1: one pending kick
+	// stands for any number of signals). dispatchStop, under mu, ends
+	// the current dispatch goroutine; nil when none runs.
+	kickCh       chan struct{}
+	dispatchStop chan struct{}
 
 	// gpadlMu serialises GPADL teardowns: a driver's TeardownGPADL racing
 	// with the rescind or bus clean-up must not post a second
@@ -137,7 +167,8 @@ type Channel struct {
 }
 
 func newChannel(b *Bus, o Offer) *Channel {
-	return &Channel{bus: b, offer: o, rescinded: make(chan struct{}), spaceCh: make(chan struct{})}
+	return &Channel{bus: b, offer: o, rescinded: make(chan struct{}), spaceCh: make(chan struct{}),
+		kickCh: make(chan struct{}, 1), subsCh: make(chan struct{})}
 }
 
 // Offer returns the channel's offer.
@@ -151,6 +182,43 @@ func (c *Channel) SubChannels() []*Channel {
 	c.bus.mu.Lock()
 	defer c.bus.mu.Unlock()
 	return append([]*Channel(nil), c.subs...)
+}
+
+// WaitSubChannels waits until the host has offered the sub-channels with
+// indices 1..n of this primary channel (reference §3.11; a driver asks its
+// device for them in its own protocol first, e.g. VSTOR or NVSP) and
+// returns them in index order. When ctx ends or the primary is rescinded
+// first it returns those of 1..n offered so far, in index order, with the
+// ctx error or ErrRescinded. On a sub-channel it returns ErrBadConfig.
+func (c *Channel) WaitSubChannels(ctx context.Context, n int) ([]DriverChannel, error) {
+	if c.offer.SubChannelIndex != 0 {
+		return nil, fmt.Errorf("%w: WaitSubChannels on sub-channel %d of relid %d", ErrBadConfig, c.offer.SubChannelIndex, c.offer.RelID)
+	}
+	for {
+		b := c.bus
+		b.mu.Lock()
+		got := make([]DriverChannel, 0, n)
+		for i := 1; i <= n; i++ {
+			for _, s := range c.subs {
+				if int(s.offer.SubChannelIndex) == i {
+					got = append(got, s)
+					break
+				}
+			}
+		}
+		wake := c.subsCh
+		b.mu.Unlock()
+		if len(got) == n {
+			return got, nil
+		}
+		select {
+		case <-wake:
+		case <-c.rescinded:
+			return got, ErrRescinded
+		case <-ctx.Done():
+			return got, ctx.Err()
+		}
+	}
 }
 
 // Rescinded returns a channel closed when the host rescinds the offer.
@@ -169,13 +237,29 @@ func (c *Channel) markRescinded() bool {
 // Stats returns the channel's counters.
 func (c *Channel) Stats() ChannelStats {
 	s := &c.stats
-	return ChannelStats{
+	st := ChannelStats{
 		PacketsSent: s.packetsSent.Load(), BytesSent: s.bytesSent.Load(),
 		PacketsReceived: s.packetsReceived.Load(), BytesReceived: s.bytesReceived.Load(),
 		SignalsSent: s.signals.Load(), SignalErrors: s.signalErrors.Load(),
 		Interrupts: s.interrupts.Load(), RingFull: s.ringFull.Load(),
-		SendWaits: s.sendWaits.Load(), GPADLs: s.gpadls.Load(),
+		SendWaits: s.sendWaits.Load(), GPADLs: s.gpadls.Load(), Errors: s.errors.Load(),
 	}
+	c.mu.Lock()
+	sd, rd := c.sendData, c.recvData
+	c.mu.Unlock()
+	c.sendMu.Lock()
+	if c.w != nil {
+		st.SendRingData = sd
+		st.SendRingUsed = sd - c.w.Writable()
+	}
+	c.sendMu.Unlock()
+	c.readMu.Lock()
+	if c.r != nil {
+		st.RecvRingData = rd
+		st.RecvRingUsed = c.r.Readable()
+	}
+	c.readMu.Unlock()
+	return st
 }
 
 // State returns a one-line description of the channel for diagnosis.
@@ -187,16 +271,11 @@ func (c *Channel) State() string {
 	if name == "" {
 		name = c.offer.InterfaceType.String()
 	}
-	out := -1
-	c.sendMu.Lock()
-	if c.w != nil {
-		out = c.w.Writable()
-	}
-	c.sendMu.Unlock()
 	s := c.Stats()
-	return fmt.Sprintf("relid=%d class=%s sub=%d conn=%d state=%v rescinded=%v gpadls=%d writable=%d sent=%d/%dB recv=%d/%dB signals=%d interrupts=%d ringfull=%d",
-		c.offer.RelID, name, c.offer.SubChannelIndex, c.offer.ConnectionID, st, c.isRescinded.Load(), ng, out,
-		s.PacketsSent, s.BytesSent, s.PacketsReceived, s.BytesReceived, s.SignalsSent, s.Interrupts, s.RingFull)
+	return fmt.Sprintf("relid=%d class=%s sub=%d conn=%d state=%v rescinded=%v gpadls=%d out=%d/%dB in=%d/%dB sent=%d/%dB recv=%d/%dB signals=%d interrupts=%d ringfull=%d errors=%d",
+		c.offer.RelID, name, c.offer.SubChannelIndex, c.offer.ConnectionID, st, c.isRescinded.Load(), ng,
+		s.SendRingUsed, s.SendRingData, s.RecvRingUsed, s.RecvRingData,
+		s.PacketsSent, s.BytesSent, s.PacketsReceived, s.BytesReceived, s.SignalsSent, s.Interrupts, s.RingFull, s.Errors)
 }
 
 func (c *Channel) setState(s chanState) {
@@ -252,6 +331,12 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	c.state = stateOpening
 	c.mu.Unlock()
 
+	// A ring GPADL left by an earlier Open whose GPADL_CREATED never came
+	// goes first: it may exist at the host.
+	if err := c.teardownRing(ctx); err != nil {
+		c.setState(stateOffered)
+		return fmt.Errorf("vmbus: open relid %d: earlier %w", c.offer.RelID, err)
+	}
 	pages, err := c.bus.p.AllocPages(sp + rp)
 	if err != nil {
 		c.setState(stateOffered)
@@ -275,24 +360,36 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 		c.setState(stateOffered)
 		return fmt.Errorf("vmbus: ring: %w", err)
 	}
-	g, err := c.CreateGPADL(ctx, pages)
+	g, fate, err := c.createGPADL(ctx, pages)
 	if err != nil {
 		c.detach()
-		var ge *GPADLError
-		if errors.As(err, &ge) && ge.Status != 0 {
-			c.bus.p.FreePages(pages) // the host refused it: not in use
-		} // else the host may have created it (status 0 for another
-		// relid) or may still create it: leak rather than share
+		switch fate {
+		case gpadlNotCreated:
+			c.bus.p.FreePages(pages) // the host never had it, or refused it
+		case gpadlPending:
+			// The host may still create it: the ring pages stay with the
+			// channel until the GPADL is resolved and torn down, by the
+			// clean-up after a rescind, by the next Open, or now in the
+			// background.
+			c.mu.Lock()
+			c.pages, c.ringGPADL = pages, g.ID
+			c.mu.Unlock()
+			if !c.isRescinded.Load() {
+				c.cleanupLater(g.ID)
+			}
+		default:
+			// Created under another relid: the host may use the pages
+			// and we cannot tear it down on this channel; leak rather
+			// than share.
+		}
 		c.setState(stateOffered)
 		return err
 	}
 	c.mu.Lock()
 	c.pages, c.ringGPADL = pages, g.ID
+	c.sendData, c.recvData = (sp-1)*hv.PageSize, (rp-1)*hv.PageSize
 	c.mu.Unlock()
-	if cfg.OnInterrupt != nil {
-		fn := cfg.OnInterrupt
-		c.onInterrupt.Store(&fn)
-	}
+	c.startDispatch(cfg.OnInterrupt)
 	c.inbound.Store(&pages.Mem[sp*hv.PageSize])
 
 	m := chanmsg.OpenChannel{
@@ -373,6 +470,29 @@ func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	return fmt.Errorf("vmbus: open relid %d: %w", c.offer.RelID, err)
 }
 
+// cleanupLater tears down the ring GPADL id left by a failed Open in the
+// background, under opMu and within the bus's clean-up timeout, unless
+// the next Open or a rescind's clean-up got there first.
+func (c *Channel) cleanupLater(id uint32) {
+	c.bus.cleanups.Add(1)
+	go func() {
+		defer c.bus.cleanups.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), c.bus.cfg.CleanupTimeout)
+		defer cancel()
+		c.opMu.Lock()
+		defer c.opMu.Unlock()
+		c.mu.Lock()
+		mine := c.pages.Mem != nil && c.ringGPADL == id && c.state == stateOffered
+		c.mu.Unlock()
+		if !mine {
+			return
+		}
+		if err := c.teardownRing(ctx); err != nil {
+			c.bus.logf("vmbus: relid %d: clean-up after failed open: %v", c.offer.RelID, err)
+		}
+	}()
+}
+
 // finishAbandonedOpen closes and tears down after an Open that got no
 // answer. Called with opMu held; a no-op unless the channel is still in
 // that state.
@@ -407,7 +527,12 @@ func (c *Channel) finishAbandonedOpen(ctx context.Context) error {
 // detach stops the data path: sends and reads fail with ErrClosed from
 // here on, and no more OnInterrupt runs are started.
 func (c *Channel) detach() {
-	c.onInterrupt.Store(nil)
+	c.mu.Lock()
+	if c.dispatchStop != nil {
+		close(c.dispatchStop)
+		c.dispatchStop = nil
+	}
+	c.mu.Unlock()
 	c.inbound.Store(nil)
 	c.sendMu.Lock()
 	c.w = nil
@@ -511,7 +636,7 @@ func (c *Channel) release(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	c.mu.Lock()
-	rest := append([]GPADL(nil), c.gpadls...)
+	rest := append([]ownedGPADL(nil), c.gpadls...)
 	c.mu.Unlock()
 	for _, g := range rest {
 		if err := c.teardown(ctx, g.ID); err != nil {
@@ -536,20 +661,50 @@ func (c *Channel) release(ctx context.Context) error {
 // buffer length 8 + 8 × PFNs is a 16-bit field (reference §3.9).
 const maxGPADLPages = (0xFFFF - 8) / 8
 
+// gpadlFate says what became of a GPADL whose creation failed.
+type gpadlFate uint8
+
+const (
+	// gpadlNotCreated: the host never saw it, or refused it: the pages
+	// are free to reuse.
+	gpadlNotCreated gpadlFate = iota
+	// gpadlPending: GPADL_HEADER went out and the answer is outstanding;
+	// the GPADL is recorded on the channel and teardown resolves it.
+	gpadlPending
+	// gpadlUnknown: the host answered for another relid; it may have
+	// created the GPADL and nothing can tear it down.
+	gpadlUnknown
+)
+
 // CreateGPADL describes p to the host as a GPADL of this channel (reference
 // §3.9): a GPADL_HEADER with up to 26 PFNs, GPADL_BODY messages with up to
 // 28 more each, then it waits for GPADL_CREATED. The pages stay the
 // caller's; they must not be freed before TeardownGPADL succeeded.
+//
+// If it fails after the host got the request (ctx done, or the channel
+// rescinded, while GPADL_CREATED is outstanding), the host may still create
+// the GPADL: then the error comes with g.ID ≠ 0, the GPADL stays recorded
+// on the channel and the pages must not be freed until TeardownGPADL(ctx,
+// g) returned nil (after a rescind the channel's clean-up does that
+// teardown itself, and TeardownGPADL then returns nil too).
 func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
+	g, fate, err := c.createGPADL(ctx, p)
+	if err != nil && fate != gpadlPending {
+		g = GPADL{}
+	}
+	return g, err
+}
+
+func (c *Channel) createGPADL(ctx context.Context, p hv.Pages) (GPADL, gpadlFate, error) {
 	n := p.Count()
 	if n == 0 || len(p.Mem)%hv.PageSize != 0 {
-		return GPADL{}, fmt.Errorf("%w: GPADL of %d bytes", ErrBadConfig, len(p.Mem))
+		return GPADL{}, gpadlNotCreated, fmt.Errorf("%w: GPADL of %d bytes", ErrBadConfig, len(p.Mem))
 	}
 	if n > maxGPADLPages {
-		return GPADL{}, fmt.Errorf("%w: %d pages (max %d)", ErrGPADLTooLarge, n, maxGPADLPages)
+		return GPADL{}, gpadlNotCreated, fmt.Errorf("%w: %d pages (max %d)", ErrGPADLTooLarge, n, maxGPADLPages)
 	}
 	if c.isRescinded.Load() {
-		return GPADL{}, ErrRescinded
+		return GPADL{}, gpadlNotCreated, ErrRescinded
 	}
 	b := c.bus
 	id := b.nextGPADL.Add(1)
@@ -557,13 +712,16 @@ func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
 		id = b.nextGPADL.Add(1)
 	}
 	relID := c.offer.RelID
-	wt := b.register(chanmsg.TypeGPADLCreated, id, relID)
+	// Not tied to the relid: a host answers GPADL_CREATED, with success,
+	// even when it rescinds the channel meanwhile, and that answer must
+	// find its waiter (see teardown).
+	wt := b.register(chanmsg.TypeGPADLCreated, id, 0)
 	if wt.err != nil {
-		return GPADL{}, wt.err
+		return GPADL{}, gpadlNotCreated, wt.err
 	}
-	if c.isRescinded.Load() { // rescinded before register: wt was not failed
+	if c.isRescinded.Load() { // nothing posted yet
 		b.unregister(wt)
-		return GPADL{}, ErrRescinded
+		return GPADL{}, gpadlNotCreated, ErrRescinded
 	}
 	var pfns [chanmsg.MaxBodyPFNs]uint64
 	k := min(n, chanmsg.MaxHeaderPFNs)
@@ -581,27 +739,49 @@ func (c *Channel) CreateGPADL(ctx context.Context, p hv.Pages) (GPADL, error) {
 		k += m
 	}
 	if err != nil {
+		// An incomplete GPADL is never created (§3.9).
 		b.unregister(wt)
-		return GPADL{}, fmt.Errorf("vmbus: GPADL %#x on relid %d: %w", id, relID, err)
-	}
-	msg, err := b.wait(ctx, wt)
-	if err != nil {
-		return GPADL{}, fmt.Errorf("vmbus: GPADL_CREATED %#x on relid %d: %w", id, relID, err)
-	}
-	if r := msg.(chanmsg.GPADLCreated); r.Status != 0 || r.RelID != relID {
-		return GPADL{}, &GPADLError{RelID: r.RelID, GPADL: id, Status: r.Status}
+		return GPADL{}, gpadlNotCreated, fmt.Errorf("vmbus: GPADL %#x on relid %d: %w", id, relID, err)
 	}
 	g := GPADL{ID: id, Pages: p}
+	var r result
+	select {
+	case r = <-wt.ch:
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-c.rescinded:
+		err = ErrRescinded
+	}
+	if err != nil {
+		// The answer may still come: keep the waiter and record the
+		// GPADL, so that whoever tears it down first learns whether the
+		// host created it.
+		c.mu.Lock()
+		c.gpadls = append(c.gpadls, ownedGPADL{GPADL: g, created: wt})
+		c.mu.Unlock()
+		return g, gpadlPending, fmt.Errorf("vmbus: GPADL_CREATED %#x on relid %d: %w", id, relID, err)
+	}
+	if r.err != nil {
+		return GPADL{}, gpadlUnknown, fmt.Errorf("vmbus: GPADL_CREATED %#x on relid %d: %w", id, relID, r.err)
+	}
+	if m := r.msg.(chanmsg.GPADLCreated); m.Status != 0 || m.RelID != relID {
+		fate := gpadlNotCreated
+		if m.Status == 0 {
+			fate = gpadlUnknown
+		}
+		return GPADL{}, fate, &GPADLError{RelID: m.RelID, GPADL: id, Status: m.Status}
+	}
 	c.mu.Lock()
-	c.gpadls = append(c.gpadls, g)
+	c.gpadls = append(c.gpadls, ownedGPADL{GPADL: g})
 	c.mu.Unlock()
 	c.stats.gpadls.Add(1)
-	return g, nil
+	return g, gpadlNotCreated, nil
 }
 
 // TeardownGPADL tears down a GPADL created on this channel and waits for
 // GPADL_TORNDOWN; afterwards the caller may free g.Pages. A GPADL already
-// torn down by the clean-up after a rescind or by Bus.Close gives nil.
+// torn down by the clean-up after a rescind or by Bus.Close gives nil, as
+// does one CreateGPADL left pending that the host then refused.
 func (c *Channel) TeardownGPADL(ctx context.Context, g GPADL) error {
 	c.mu.Lock()
 	ring := c.pages.Mem != nil && g.ID == c.ringGPADL
@@ -616,19 +796,50 @@ func (c *Channel) TeardownGPADL(ctx context.Context, g GPADL) error {
 	return err
 }
 
+// teardown tears GPADL id down. One whose GPADL_CREATED is outstanding is
+// resolved first: the answer is awaited (within ctx); refused, it is just
+// forgotten; created, it is torn down like any other.
 func (c *Channel) teardown(ctx context.Context, id uint32) error {
 	c.gpadlMu.Lock()
 	defer c.gpadlMu.Unlock()
 	c.mu.Lock()
+	var pending *waiter
 	found := false
 	for _, g := range c.gpadls {
-		found = found || g.ID == id
+		if g.ID == id {
+			found, pending = true, g.created
+		}
 	}
 	c.mu.Unlock()
 	if !found {
 		return fmt.Errorf("%w: %#x on relid %d", ErrUnknownGPADL, id, c.offer.RelID)
 	}
 	b := c.bus
+	if pending != nil {
+		var r result
+		select {
+		case r = <-pending.ch:
+		case <-ctx.Done():
+			return fmt.Errorf("vmbus: GPADL_CREATED %#x still outstanding: %w", id, ctx.Err())
+		}
+		if r.err != nil {
+			c.forgetGPADL(id, false)
+			return fmt.Errorf("vmbus: GPADL_CREATED %#x: %w", id, r.err)
+		}
+		m := r.msg.(chanmsg.GPADLCreated)
+		if m.Status != 0 {
+			c.forgetGPADL(id, true) // never created: nothing to tear down
+			return nil
+		}
+		c.mu.Lock()
+		for i := range c.gpadls {
+			if c.gpadls[i].ID == id {
+				c.gpadls[i].created = nil
+			}
+		}
+		c.mu.Unlock()
+		c.stats.gpadls.Add(1)
+	}
 	wt := b.register(chanmsg.TypeGPADLTorndown, id, 0)
 	if wt.err != nil {
 		return wt.err
@@ -640,15 +851,27 @@ func (c *Channel) teardown(ctx context.Context, id uint32) error {
 	if _, err := b.wait(ctx, wt); err != nil {
 		return fmt.Errorf("vmbus: GPADL_TORNDOWN %#x: %w", id, err)
 	}
-	c.mu.Lock()
-	for i, g := range c.gpadls {
-		if g.ID == id {
-			c.gpadls = append(c.gpadls[:i], c.gpadls[i+1:]...)
-			break
-		}
-	}
-	c.mu.Unlock()
+	c.forgetGPADL(id, true)
 	return nil
+}
+
+// forgetGPADL drops id from the channel's list. With gone false (the bus
+// shut down before the host answered) the entry stays, as created, so
+// that its pages are never freed.
+func (c *Channel) forgetGPADL(id uint32, gone bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, g := range c.gpadls {
+		if g.ID != id {
+			continue
+		}
+		if gone {
+			c.gpadls = append(c.gpadls[:i], c.gpadls[i+1:]...)
+		} else {
+			c.gpadls[i].created = nil
+		}
+		return
+	}
 }
 
 // ---- data path ----
@@ -675,6 +898,8 @@ func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []
 	if err != nil {
 		if err == ring.ErrFull {
 			c.stats.ringFull.Add(1)
+		} else {
+			c.stats.errors.Add(1)
 		}
 		return err
 	}
@@ -807,6 +1032,9 @@ func (c *Channel) ReadPacket(buf []byte) (ring.Packet, error) {
 	}
 	c.readMu.Unlock()
 	if err != nil {
+		if err != ring.ErrEmpty {
+			c.stats.errors.Add(1)
+		}
 		return p, err
 	}
 	c.stats.packetsReceived.Add(1)
@@ -817,13 +1045,86 @@ func (c *Channel) ReadPacket(buf []byte) (ring.Packet, error) {
 	return p, nil
 }
 
+// kick wakes the channel's dispatch goroutine without waiting: it is
+// called from the SynIC handler and the poller.
+func (c *Channel) kick() {
+	select {
+	case c.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// startDispatch starts the channel's dispatch goroutine, which runs fn
+// (may be nil) and wakes waiting senders on every kick.
+func (c *Channel) startDispatch(fn func()) {
+	stop := make(chan struct{})
+	c.mu.Lock()
+	c.dispatchStop = stop
+	c.mu.Unlock()
+	b := c.bus
+	b.dispatchers.Add(1)
+	go func() {
+		defer b.dispatchers.Done()
+		for {
+			select {
+			case <-c.kickCh:
+			case <-stop:
+				return
+			case <-c.rescinded:
+				return
+			case <-b.stop:
+				return
+			}
+			select {
+			case <-stop: // detached meanwhile: start no new run
+				return
+			default:
+			}
+			c.interrupt(fn)
+		}
+	}()
+}
+
 // interrupt runs on the dispatch goroutine for a host signal or a poll.
-func (c *Channel) interrupt() {
+func (c *Channel) interrupt(fn func()) {
 	c.stats.interrupts.Add(1)
 	c.wakeSenders()
-	if fn := c.onInterrupt.Load(); fn != nil {
-		(*fn)()
+	if fn != nil {
+		fn()
 	}
+}
+
+// MaskInterrupt sets the inbound ring's interrupt mask (reference §4.2,
+// §4.6): the host stops signalling new packets, for a driver that drains
+// by polling. End with UnmaskInterrupt. No-op on a channel that is not
+// open.
+func (c *Channel) MaskInterrupt() {
+	c.readMu.Lock()
+	if c.r != nil {
+		c.r.MaskInterrupts()
+	}
+	c.readMu.Unlock()
+}
+
+// UnmaskInterrupt clears the inbound ring's interrupt mask and then
+// reports whether packets are pending: one written while the mask was set
+// was not signalled, so on true the caller drains again (and may mask
+// again), else it would wait for a signal that never comes (reference
+// §4.6). False on a channel that is not open.
+func (c *Channel) UnmaskInterrupt() bool {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.r == nil {
+		return false
+	}
+	return c.r.UnmaskInterrupts()
+}
+
+// TrySendWithHeader is TrySend with a type-specific header hdr (length a
+// multiple of 8), e.g. the GPA-direct range list of reference §4.5. It
+// does not allocate.
+func (c *Channel) TrySendWithHeader(typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts ...[]byte) error {
+	return c.trySend(typ, flags, txid, hdr, parts)
 }
 
 // needsPoll reports whether the poller should run the channel: it is open

@@ -11,9 +11,13 @@
 // device class beyond its GUID (drivers live in drivers/...).
 //
 // Concurrency: the SynIC handler (interrupt context) only copies messages
-// into a preallocated queue, takes event flags and wakes two goroutines per
-// Bus: the message goroutine, which runs the control-plane state machines,
-// and the dispatch goroutine, which runs channels' OnInterrupt callbacks. A
-// ticker (Config.PollInterval) repeats the handler's scan and pokes open
-// channels so that a lost interrupt costs latency, not a hang.
+// into a preallocated queue, takes event flags and wakes goroutines with
+// non-blocking sends: the Bus's message goroutine, which runs the
+// control-plane state machines, and the dispatch goroutine of each
+// signalled channel. Every open channel has its own dispatch goroutine,
+// started by Open and ended by Close, the rescind or Bus.Close, which runs
+// its OpenConfig.OnInterrupt: channels are served independently and in
+// parallel, each never concurrently with itself. A ticker
+// (Config.PollInterval) repeats the handler's scan and pokes open channels
+// so that a lost interrupt costs latency, not a hang.
 package vmbus

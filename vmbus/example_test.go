@@ -50,3 +50,64 @@ func ExampleConnect() {
 		_ = ch.Close(ctx)
 	}
 }
+
+// ExampleChannel_MaskInterrupt drains a busy channel by polling from a
+// goroutine of its own: OnInterrupt only masks the channel's interrupt and
+// wakes the poller, which unmasks when the ring is empty and drains again
+// if a packet slipped in meanwhile (reference §4.6). It is not run: it
+// needs a host.
+func ExampleChannel_MaskInterrupt() {
+	var ch *vmbus.Channel // an offered channel, e.g. from bus.Channels()
+	ctx := context.Background()
+	wake := make(chan struct{}, 1)
+	err := ch.Open(ctx, vmbus.OpenConfig{OnInterrupt: func() {
+		ch.MaskInterrupt()
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}})
+	if err != nil {
+		fmt.Println("open:", err)
+		return
+	}
+	buf := make([]byte, 64<<10)
+	for range wake {
+		for {
+			for {
+				if _, err := ch.ReadPacket(buf); err != nil {
+					break // vmbus.ErrEmpty: drained for now
+				}
+				// ... handle the packet ...
+			}
+			if !ch.UnmaskInterrupt() {
+				break // empty and unmasked: the next packet interrupts
+			}
+			ch.MaskInterrupt() // one arrived while masked: drain again
+		}
+	}
+}
+
+// ExampleChannel_WaitSubChannels opens a multi-queue device: after the
+// primary is open and the device was asked for sub-channels in its own
+// protocol, WaitSubChannels collects their offers. It is not run: it
+// needs a host.
+func ExampleChannel_WaitSubChannels() {
+	var primary vmbus.DriverChannel // given to the driver's Attach
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := primary.Open(ctx, vmbus.OpenConfig{}); err != nil {
+		fmt.Println("open:", err)
+		return
+	}
+	// ... ask the device for 3 sub-channels (e.g. VSTOR or NVSP) ...
+	subs, err := primary.WaitSubChannels(ctx, 3)
+	if err != nil {
+		fmt.Printf("only %d sub-channels: %v\n", len(subs), err)
+	}
+	for _, s := range subs {
+		if err := s.Open(ctx, vmbus.OpenConfig{}); err != nil {
+			fmt.Println("open sub-channel:", err)
+		}
+	}
+}

@@ -58,10 +58,12 @@ type fakeHost struct {
 	offers       [][]byte
 	ignoreType   atomic.Uint32 // record guest messages of this type, never answer
 	// Hostile or racy host behaviour for the review tests (set under mu):
-	onUnload            [][]byte        // sent before UNLOAD_RESPONSE
-	rescindAfterCreated uint32          // relid rescinded right after its GPADL_CREATED
-	createdRelID        uint32          // if set, GPADL_CREATED names this relid
-	rescinded           map[uint32]bool // relids this host rescinded
+	onUnload             [][]byte        // sent before UNLOAD_RESPONSE
+	rescindAfterCreated  uint32          // relid rescinded right after its GPADL_CREATED
+	rescindBeforeCreated uint32          // relid rescinded between its GPADL_HEADER and GPADL_CREATED
+	allocHook            func(n int)     // runs in AllocPages, before the pages are handed out
+	createdRelID         uint32          // if set, GPADL_CREATED names this relid
+	rescinded            map[uint32]bool // relids this host rescinded
 
 	mu         sync.Mutex
 	msgs       []posted
@@ -137,6 +139,12 @@ func (h *fakeHost) SynICs() []hv.SynIC {
 }
 
 func (h *fakeHost) AllocPages(n int) (hv.Pages, error) {
+	h.mu.Lock()
+	hook := h.allocHook
+	h.mu.Unlock()
+	if hook != nil {
+		hook(n)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	mem := make([]byte, n*4096)
@@ -431,6 +439,12 @@ func (h *fakeHost) maybeCreated(g *fakeGPADL) {
 		h.t.Errorf("GPADL %#x: %d PFNs for %d", g.id, len(g.pfns), g.total)
 	}
 	g.created = true
+	if id := h.rescindBeforeCreated; id != 0 && id == g.relid {
+		// The rescind overtakes the answer; the answer still says
+		// success, as a real host's does.
+		h.rescindBeforeCreated = 0
+		h.sendLocked(rescindBytes(id))
+	}
 	r := make([]byte, 20)
 	put32(r, 10)
 	put32(r[8:], g.relid)

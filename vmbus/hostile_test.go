@@ -23,6 +23,8 @@ func TestHandlerNoAlloc(t *testing.T) {
 		t.Fatal(err)
 	}
 	simp, siefp := h.synic.simp, h.synic.siefp
+	c := newChannel(b, Offer{RelID: 5})
+	b.relids[5].Store(c)
 	slot := hv.SlotOffset(hv.VMBusSINT)
 	typeWord := (*uint32)(ptr(simp, slot))
 	sizeWord := (*uint32)(ptr(simp, slot+4))
@@ -57,8 +59,10 @@ func TestHandlerNoAlloc(t *testing.T) {
 			if n := b.q.pop(&buf); (n >= 0) != tc.queued {
 				t.Fatalf("queued %d bytes", n)
 			}
-			for i := range b.pending {
-				b.pending[i].Store(0)
+			select {
+			case <-c.kickCh: // the event flags kicked relid 5
+			default:
+				t.Fatal("relid 5 not kicked")
 			}
 		})
 		if allocs != 0 {

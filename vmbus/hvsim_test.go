@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gohv/gohv/tools/hvsim"
+	"github.com/gohv/gohv/tools/hvsim/hvsimtest"
 	"github.com/gohv/gohv/vmbus"
 	"github.com/gohv/gohv/vmbus/chanmsg"
 	"github.com/gohv/gohv/vmbus/ring"
@@ -85,40 +86,20 @@ func (d *echoDevice) serve(ch *hvsim.Channel) {
 	}
 }
 
+// newHost and connect split hvsimtest.NewGuest for tests that set host
+// faults before the guest connects.
 func newHost(t *testing.T, cfg hvsim.Config, devs ...hvsim.Device) *hvsim.Host {
 	t.Helper()
-	h, err := hvsim.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range devs {
-		if _, err := h.AddDevice(d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Cleanup(func() {
-		h.Close()
-		if v := h.Violations(); len(v) != 0 {
-			t.Errorf("host recorded %d protocol violations: %v", len(v), v)
-		}
-	})
-	return h
+	return hvsimtest.NewHost(t, hvsimtest.Config{Host: cfg, Devices: devs})
 }
 
 func connect(t *testing.T, h *hvsim.Host, cfg vmbus.Config) (*vmbus.Bus, context.Context) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-	t.Cleanup(cancel)
-	bus, err := vmbus.Connect(ctx, h.Platform(), cfg)
-	if err != nil {
-		t.Fatalf("Connect: %v", err)
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
 	}
-	t.Cleanup(func() {
-		if err := bus.Close(ctx); err != nil {
-			t.Errorf("bus.Close: %v", err)
-		}
-	})
-	return bus, ctx
+	g := hvsimtest.Connect(t, h, hvsimtest.Config{Bus: cfg, Timeout: hangGuard})
+	return g.Bus, g.Ctx
 }
 
 func findChannel(t *testing.T, bus *vmbus.Bus, class hvsim.GUID) *vmbus.Channel {
@@ -421,10 +402,13 @@ func TestFullRingBlocksThenDrains(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- ch.Send(ctx, ring.TypeDataInband, 0, uint64(sent+1), msg) }()
+	// Send counts a wait once it stored its pending send size and found
+	// the ring still full; with the host paused nothing can free space.
+	waitUntil(t, "Send to block", func() bool { return ch.Stats().SendWaits > 0 })
 	select {
 	case err := <-done:
-		t.Fatalf("Send into a full ring returned at once: %v", err)
-	case <-time.After(50 * time.Millisecond):
+		t.Fatalf("Send into a full ring returned: %v", err)
+	default:
 	}
 	echo.paused.Store(false)
 	echo.resume <- struct{}{}

@@ -1,6 +1,7 @@
 package vmbus
 
 import (
+	"math/bits"
 	"sync/atomic"
 	"unsafe"
 
@@ -117,8 +118,9 @@ func (b *Bus) otherHandler(s hv.SynIC) func() {
 }
 
 // scanEvents takes SINT 2's event flags of s (reference §2.2, §3.12) and
-// marks the channels pending for the dispatch goroutine. Only atomic swaps
-// touch shared state, so scans of several SynICs may run concurrently.
+// kicks the dispatch goroutine of each signalled channel. Only atomic
+// swaps and non-blocking channel sends touch shared state, so scans of
+// several SynICs may run concurrently and never wait.
 func (b *Bus) scanEvents(s hv.SynIC) {
 	page := s.EventFlagsPage()
 	any := false
@@ -128,40 +130,42 @@ func (b *Bus) scanEvents(s hv.SynIC) {
 		if !hv.TestAndClearEventFlag(page, hv.VMBusSINT, 0) {
 			return
 		}
-		for i := range pendingWords {
+		for i := range relidWords {
 			w := (*uint32)(unsafe.Pointer(&b.intPage.Mem[4*i]))
 			if atomic.LoadUint32(w) == 0 {
 				continue
 			}
-			bits := atomic.SwapUint32(w, 0)
-			if i == 0 {
-				bits &^= 1 // relid 0 is never a channel
-			}
-			if bits != 0 {
-				b.pending[i].Or(bits)
-				any = true
-			}
+			any = b.kickWord(i, atomic.SwapUint32(w, 0)) || any
 		}
 	} else {
-		for i := range pendingWords {
-			bits := hv.SwapEventFlagWord(page, hv.VMBusSINT, i)
-			if i == 0 {
-				bits &^= 1 // relid 0 is never a channel (§2.2)
-			}
-			if bits != 0 {
-				b.pending[i].Or(bits)
-				any = true
-			}
+		for i := range relidWords {
+			any = b.kickWord(i, hv.SwapEventFlagWord(page, hv.VMBusSINT, i)) || any
 		}
 	}
 	if any {
 		b.stats.events.Add(1)
-		wake(b.evWake)
 	}
 }
 
-// pendingWords is the number of 32-bit words of relid bits (2048 bits).
-const pendingWords = hv.EventFlagWords
+// kickWord kicks the channels of the relid bits of word i and reports
+// whether any bit was set. Relid 0 is never a channel (§2.2).
+func (b *Bus) kickWord(i int, word uint32) bool {
+	if i == 0 {
+		word &^= 1
+	}
+	found := word != 0
+	for word != 0 {
+		k := bits.TrailingZeros32(word)
+		word &^= 1 << k
+		if c := b.relids[32*i+k].Load(); c != nil {
+			c.kick()
+		}
+	}
+	return found
+}
+
+// relidWords is the number of 32-bit words of relid bits (2048 bits).
+const relidWords = hv.EventFlagWords
 
 // wake does a non-blocking send on a channel of capacity 1.
 func wake(c chan struct{}) {

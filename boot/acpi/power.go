@@ -8,8 +8,17 @@ type Write struct {
 	Address uint64
 	Width   uint8 // bits: 8, 16 or 32
 	Value   uint32
-	Why     string
+	// Keep, when non-zero, makes the write read-modify-write: the bits
+	// set in Keep are taken from the register's current value, the others
+	// from Value. PM1 control must keep SCI_EN and the other bits it holds
+	// (ACPI 4.8.3.2.1; ACPICA writes back what it read with only SLP_TYP
+	// and SLP_EN changed).
+	Keep uint32
+	Why  string
 }
+
+// Merge returns the value to write given the register's current value.
+func (w Write) Merge(current uint32) uint32 { return current&w.Keep | w.Value&^w.Keep }
 
 func (w Write) String() string {
 	space := "io"
@@ -21,8 +30,11 @@ func (w Write) String() string {
 
 // PM1 control and sleep control bit positions (ACPI 4.8.3.2.1, 4.8.3.7).
 const (
-	pm1SleepTypeShift  = 10
-	pm1SleepEnable     = 1 << 13
+	pm1SleepTypeShift = 10
+	pm1SleepTypeMask  = 7 << pm1SleepTypeShift
+	pm1SleepEnable    = 1 << 13
+	// pm1Keep is every PM1 control bit but SLP_TYP and SLP_EN.
+	pm1Keep            = 0xFFFF &^ (pm1SleepTypeMask | pm1SleepEnable)
 	sleepCtlTypeShift  = 2
 	sleepCtlEnable     = 1 << 5
 	legacyResetPort    = 0xCF9 // PIIX/ICH reset control register
@@ -44,12 +56,24 @@ func PowerOffWrites(f *FADT, s5 SleepType) ([]Write, error) {
 		return nil, fmt.Errorf("%w: FADT has no PM1a control register", ErrNotFound)
 	}
 	out := []Write{{Space: f.PM1aControl.Space, Address: f.PM1aControl.Address, Width: 16,
-		Value: uint32(s5.A)<<pm1SleepTypeShift | pm1SleepEnable, Why: "PM1a S5"}}
+		Value: PM1SleepValue(s5.A), Keep: pm1Keep, Why: "PM1a S5"}}
 	if f.PM1bControl.Present {
 		out = append(out, Write{Space: f.PM1bControl.Space, Address: f.PM1bControl.Address, Width: 16,
-			Value: uint32(s5.B)<<pm1SleepTypeShift | pm1SleepEnable, Why: "PM1b S5"})
+			Value: PM1SleepValue(s5.B), Keep: pm1Keep, Why: "PM1b S5"})
 	}
 	return out, nil
+}
+
+// PM1SleepValue is the SLP_TYP|SLP_EN part of a PM1 control write entering
+// the sleep state whose SLP_TYP is typ (ACPI 4.8.3.2.1).
+func PM1SleepValue(typ uint8) uint32 {
+	return uint32(typ&7)<<pm1SleepTypeShift | pm1SleepEnable
+}
+
+// PM1Merge returns the PM1 control value to write from the current one:
+// every bit kept but SLP_TYP and SLP_EN. It allocates nothing.
+func PM1Merge(current uint16, typ uint8) uint16 {
+	return uint16(uint32(current)&pm1Keep | PM1SleepValue(typ))
 }
 
 // ResetWrites returns the reset methods to try in order: the FADT reset

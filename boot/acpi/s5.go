@@ -30,11 +30,21 @@ func FindS5(table []byte) (SleepType, error) {
 	if err != nil {
 		return SleepType{}, err
 	}
-	aml := t[HeaderSize:]
+	if st, ok := ScanS5(t[HeaderSize:]); ok {
+		return st, nil
+	}
+	return SleepType{}, fmt.Errorf("%w: no \\_S5 package in %s", ErrNotFound, h.Signature)
+}
+
+// ScanS5 is FindS5 over an AML body that the caller has already validated
+// (header, checksum). It allocates nothing, so that the pre-runtime boot
+// path can use it to power off. Malformed candidates are skipped, as
+// FindS5 does.
+func ScanS5(aml []byte) (SleepType, bool) {
 	for i := 0; ; {
 		j := bytes.Index(aml[i:], []byte("_S5_"))
 		if j < 0 {
-			return SleepType{}, fmt.Errorf("%w: no \\_S5 package in %s", ErrNotFound, h.Signature)
+			return SleepType{}, false
 		}
 		at := i + j
 		i = at + 4
@@ -46,31 +56,33 @@ func FindS5(table []byte) (SleepType, error) {
 		if k < 0 || aml[k] != amlNameOp {
 			continue
 		}
-		if st, err := parseS5Package(aml[at+4:]); err == nil {
-			return st, nil
+		if st, fault := parseS5Package(aml[at+4:]); fault == "" {
+			return st, true
 		}
 	}
 }
 
-func parseS5Package(b []byte) (SleepType, error) {
+// parseS5Package decodes Package(){SLP_TYPa, SLP_TYPb, ...}; fault is a
+// constant description of what is wrong ("" when nothing is).
+func parseS5Package(b []byte) (SleepType, string) {
 	if len(b) < 3 || b[0] != amlPackageOp {
-		return SleepType{}, fmt.Errorf("%w: _S5 is not a package", ErrMalformed)
+		return SleepType{}, "_S5 is not a package"
 	}
 	lead := b[1]
 	n := int(lead >> 6) // bytes following the lead byte of PkgLength
 	p := 2 + n
 	if p+1 > len(b) {
-		return SleepType{}, fmt.Errorf("%w: _S5 package truncated", ErrMalformed)
+		return SleepType{}, "_S5 package truncated"
 	}
 	count := b[p]
 	p++
 	if count < 1 {
-		return SleepType{}, fmt.Errorf("%w: empty _S5 package", ErrMalformed)
+		return SleepType{}, "empty _S5 package"
 	}
 	var vals [2]uint8
 	for k := 0; k < 2 && k < int(count); k++ {
 		if p >= len(b) {
-			return SleepType{}, fmt.Errorf("%w: _S5 package truncated", ErrMalformed)
+			return SleepType{}, "_S5 package truncated"
 		}
 		switch op := b[p]; op {
 		case amlZeroOp:
@@ -80,17 +92,23 @@ func parseS5Package(b []byte) (SleepType, error) {
 		case amlOnesOp:
 			vals[k], p = 0xFF, p+1
 		case amlBytePrefix, amlWordPrefix, amlDWordPfx:
-			w := map[byte]int{amlBytePrefix: 1, amlWordPrefix: 2, amlDWordPfx: 4}[op]
+			w := 1
+			switch op {
+			case amlWordPrefix:
+				w = 2
+			case amlDWordPfx:
+				w = 4
+			}
 			if p+1+w > len(b) {
-				return SleepType{}, fmt.Errorf("%w: _S5 package truncated", ErrMalformed)
+				return SleepType{}, "_S5 package truncated"
 			}
 			vals[k], p = b[p+1], p+1+w
 		default:
-			return SleepType{}, fmt.Errorf("%w: _S5 element opcode %#x", ErrMalformed, op)
+			return SleepType{}, "_S5 element opcode is not an integer"
 		}
 	}
 	if count == 1 {
 		vals[1] = vals[0]
 	}
-	return SleepType{A: vals[0] & 7, B: vals[1] & 7}, nil
+	return SleepType{A: vals[0] & 7, B: vals[1] & 7}, ""
 }

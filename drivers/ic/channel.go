@@ -20,14 +20,17 @@ type Channel interface {
 	Close(ctx context.Context) error
 }
 
-var _ Channel = (*vmbus.Channel)(nil)
+var (
+	_ Channel = (*vmbus.Channel)(nil)
+	_ Channel = vmbus.DriverChannel(nil)
+)
 
 // ErrStarted is returned by Start on a service that was already started.
 var ErrStarted = errors.New("ic: service already started")
 
 // Start opens ch for the service and begins answering the host. It returns
-// once the channel is open; messages are then handled on the bus dispatch
-// goroutine. When the host rescinds the channel the service stops
+// once the channel is open; messages are then handled on the channel's
+// dispatch goroutine. When the host rescinds the channel the service stops
 // answering (the bus closes and releases a rescinded channel itself). A
 // Service runs once (a failed Start may be retried); a re-offered channel
 // gets a new Service.
@@ -80,7 +83,7 @@ func (s *Service) Close(ctx context.Context) error {
 	return nil
 }
 
-// onInterrupt drains the receive ring. It runs on the bus dispatch
+// onInterrupt drains the receive ring. It runs on the channel's dispatch
 // goroutine, never concurrently with itself, and must not block: a
 // response that does not fit the send ring is counted and dropped.
 func (s *Service) onInterrupt() {

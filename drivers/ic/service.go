@@ -13,7 +13,7 @@ import (
 // version is the negotiated message version. The returned status goes to
 // the host.
 //
-// Handlers run on the bus dispatch goroutine: they must not block or
+// Handlers run on the channel's dispatch goroutine: they must not block or
 // allocate, and msg is only valid until they return.
 type Handler func(msg []byte, version Version) Status
 

@@ -9,7 +9,6 @@
 package shutdown
 
 import (
-	"errors"
 	"sync/atomic"
 
 	"github.com/gohv/gohv/drivers/ic"
@@ -47,7 +46,7 @@ type Driver struct {
 // New returns a shutdown driver that hands each well-formed request to
 // deliver. deliver reports whether the guest will act on the request: the
 // host is told S_OK only then, E_FAIL otherwise (reference §8.4). deliver
-// runs on the bus dispatch goroutine and must not block; the kernel queues
+// runs on the channel's dispatch goroutine and must not block; the kernel queues
 // the request and acts on it elsewhere (see kernel.PowerRequests).
 func New(deliver func(Request) bool) *Driver { return &Driver{deliver: deliver} }
 
@@ -66,13 +65,15 @@ func (d *Driver) config() ic.Config {
 }
 
 // handle answers one shutdown message. The body is left as received; only
-// the status tells the host the outcome.
+// the status tells the host the outcome. It does not allocate (drivers/ic
+// contract): the Request is built on the stack, its text in a fixed
+// buffer.
 func (d *Driver) handle(msg []byte, _ ic.Version) ic.Status {
 	d.requests.Add(1)
-	req, err := ParseRequest(msg)
-	if err != nil {
+	var req Request
+	if err := parseRequest(msg, &req); err != nil {
 		d.refused.Add(1)
-		if errors.Is(err, ErrFlags) {
+		if err == ErrFlags {
 			return ic.StatusFail
 		}
 		return ic.StatusInvalidArg

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/gohv/gohv/drivers/ic"
 	"github.com/gohv/gohv/drivers/ic/ictest"
@@ -89,7 +91,7 @@ func TestShutdownFlagsTable(t *testing.T) {
 		if !c.delivered {
 			continue
 		}
-		want := Request{Kind: c.kind, Force: c.force, Reason: ReasonPlanned, Timeout: 30 * time.Second, Message: "bye"}
+		want := Request{Kind: c.kind, Force: c.force, Reason: ReasonPlanned, Timeout: 30 * time.Second, Message: MakeText("bye")}
 		if got[0] != want {
 			t.Errorf("flags %d: request %+v, want %+v", c.flags, got[0], want)
 		}
@@ -138,6 +140,9 @@ func TestParseRequestMessage(t *testing.T) {
 		{"utf8", []byte("plain\x00garbage"), "plain"},
 		{"invalid utf8", []byte{'a', 0xff, 'b', 0}, "a\uFFFDb"},
 		{"none", nil, ""},
+		{"utf16 surrogate pair", utf16le("a😀b"), "a😀b"},
+		{"utf16 lone surrogate", []byte{'a', 0, 0x00, 0xD8, 'b', 0, 0, 0}, "a\uFFFDb"},
+		{"invalid utf8 run", []byte{'a', 0xff, 0xfe, 'b'}, "a\uFFFDb"},
 		{"unterminated, capped at 2048", long, string(long[:2048])},
 	} {
 		m := ictest.Message(ic.TypeShutdown, ic.Version{Major: 3}, body(0, 0, 0, c.msg))
@@ -145,7 +150,7 @@ func TestParseRequestMessage(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		if r.Message != c.want {
+		if r.Message.String() != c.want {
 			t.Errorf("%s: message %q, want %q", c.name, r.Message, c.want)
 		}
 	}
@@ -179,8 +184,77 @@ func FuzzParseRequest(f *testing.F) {
 		if flags > 5 || r.Force != (flags&1 != 0) || r.Kind > Hibernate {
 			t.Fatalf("flags %#x gave %+v", flags, r)
 		}
-		if len([]rune(r.Message)) > messageMax {
-			t.Fatalf("message of %d runes", len([]rune(r.Message)))
+		text := r.Message.String()
+		if len([]rune(text)) > messageMax || !utf8.ValidString(text) {
+			t.Fatalf("message of %d runes, valid %v", len([]rune(text)), utf8.ValidString(text))
+		}
+		// The allocation-free decoder says what the straightforward one
+		// (utf16.Decode, strings.ToValidUTF8) says.
+		if want := referenceText(b[offMessage:min(len(b), offMessage+messageMax)]); text != want {
+			t.Fatalf("message %q, reference decoding %q", text, want)
 		}
 	})
+}
+
+// referenceText is the display-message decoding written the obvious,
+// allocating way: the model the driver's decoder is checked against.
+func referenceText(b []byte) string {
+	if len(b) >= 2 && b[0] != 0 && b[1] == 0 {
+		var u []uint16
+		for i := 0; i+1 < len(b); i += 2 {
+			c := binary.LittleEndian.Uint16(b[i:])
+			if c == 0 {
+				break
+			}
+			u = append(u, c)
+		}
+		return string(utf16.Decode(u))
+	}
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return strings.ToValidUTF8(string(b), "\uFFFD")
+}
+
+// The handler takes a request and answers without allocating (drivers/ic
+// contract: handlers must not allocate), whatever the message: UTF-16 or
+// UTF-8 text, unknown flags, too short.
+func TestHandleNoAlloc(t *testing.T) {
+	var n int
+	d := New(func(r Request) bool { n += r.Message.Len(); return true })
+	v := ic.Version{Major: 3, Minor: 2}
+	for _, c := range []struct {
+		name string
+		msg  []byte
+		want ic.Status
+	}{
+		{"utf16", ictest.Message(ic.TypeShutdown, v, body(ReasonPlanned, 30, 1, utf16le("Planned maintenance ✓ 😀"))), ic.StatusOK},
+		{"utf8", ictest.Message(ic.TypeShutdown, v, body(0, 0, 2, []byte("reboot\xff now\x00"))), ic.StatusOK},
+		{"bad flags", ictest.Message(ic.TypeShutdown, v, body(0, 0, 8, nil)), ic.StatusFail},
+		{"short", ictest.Message(ic.TypeShutdown, v, []byte{1, 2, 3, 4}), ic.StatusInvalidArg},
+	} {
+		allocs := testing.AllocsPerRun(200, func() {
+			if st := d.handle(c.msg, v); st != c.want {
+				t.Fatalf("%s: status %#x, want %#x", c.name, st, c.want)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %v allocations per message", c.name, allocs)
+		}
+	}
+	if n == 0 {
+		t.Error("delivered requests carried no text")
+	}
+}
+
+func TestMakeText(t *testing.T) {
+	long := strings.Repeat("é", textCap) // 2 bytes each: twice the capacity
+	for _, c := range []struct{ in, want string }{
+		{"", ""}, {"bye", "bye"}, {"a\xffb", "a\uFFFDb"}, {long, long[:textCap]},
+	} {
+		got := MakeText(c.in)
+		if got.String() != c.want || got.Len() != len(c.want) {
+			t.Errorf("MakeText(%.20q) = %.20q (%d bytes), want %.20q", c.in, got.String(), got.Len(), c.want)
+		}
+	}
 }

@@ -51,7 +51,7 @@ func TestKernelBoots(t *testing.T) {
 	dir := t.TempDir()
 	elf := filepath.Join(dir, "kernel.elf")
 	build := exec.Command(tamago, "build", "-tags", "linkcpuinit,linkramstart",
-		"-ldflags", "-T 0x10010000 -R 0x1000", "-o", elf, ".")
+		"-ldflags", "-T 0x02010000 -R 0x1000", "-o", elf, ".")
 	build.Env = append(os.Environ(), "GOOS=tamago", "GOARCH=amd64", "GOOSPKG=github.com/usbarmory/tamago")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the kernel: %v\n%s", err, out)

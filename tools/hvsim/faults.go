@@ -2,6 +2,8 @@ package hvsim
 
 import (
 	"math/rand/v2"
+
+	"github.com/gohv/gohv/hv"
 	"sync"
 	"time"
 )
@@ -17,13 +19,15 @@ type Faults struct {
 	complDelay     time.Duration
 	reorder        map[uint32]bool
 	postBusy       int
+	postStatus     hv.Status
 	blackhole      map[uint32]bool
 	truncateOffers int
+	rescindAtGPADL map[uint32]bool
 }
 
 func newFaults(seed uint64) *Faults {
 	return &Faults{rng: rand.New(rand.NewPCG(seed, 0x68767369)), reorder: map[uint32]bool{},
-		blackhole: map[uint32]bool{}}
+		blackhole: map[uint32]bool{}, rescindAtGPADL: map[uint32]bool{}}
 }
 
 // DropInterrupts loses the next n channel interrupts: the SIEFP bit is set
@@ -67,9 +71,17 @@ func (f *Faults) ReorderCompletions(relid uint32, on bool) {
 // FailPostMessage makes the next n HvPostMessage calls return
 // HV_STATUS_INSUFFICIENT_BUFFERS.
 func (f *Faults) FailPostMessage(n int) {
+	f.FailPostMessageWith(n, hv.StatusInsufficientBuffers)
+}
+
+// FailPostMessageWith makes the next n HvPostMessage calls, whatever their
+// message, return st without delivering anything (e.g.
+// HV_STATUS_INVALID_CONNECTION_ID, which a busy host returns too,
+// reference §1.8).
+func (f *Faults) FailPostMessageWith(n int, st hv.Status) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.postBusy = n
+	f.postBusy, f.postStatus = n, st
 }
 
 // BlackHole makes the host silently ignore guest channel messages of
@@ -85,6 +97,24 @@ func (f *Faults) TruncateOffers(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.truncateOffers = n
+}
+
+// RescindAtGPADL rescinds relid when the host takes the next GPADL_HEADER
+// for it, before it answers GPADL_CREATED (which still says success, as a
+// real host's does): the guest stops waiting mid-creation and must tear
+// the GPADL down before RELID_RELEASED.
+func (f *Faults) RescindAtGPADL(relid uint32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rescindAtGPADL[relid] = true
+}
+
+func (f *Faults) takeRescindAtGPADL(relid uint32) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	on := f.rescindAtGPADL[relid]
+	delete(f.rescindAtGPADL, relid)
+	return on
 }
 
 func (f *Faults) takeDropInterrupt() bool {
@@ -115,14 +145,15 @@ func (f *Faults) reorders(relid uint32) bool {
 	return f.reorder[relid]
 }
 
-func (f *Faults) takePostBusy() bool {
+// takePostBusy returns the status the next post fails with, or success.
+func (f *Faults) takePostBusy() hv.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.postBusy > 0 {
 		f.postBusy--
-		return true
+		return f.postStatus
 	}
-	return false
+	return hv.StatusSuccess
 }
 
 func (f *Faults) blackholed(t uint32) bool {

@@ -169,13 +169,30 @@ func (g *tguest) noMessage() {
 }
 
 // sync waits until the server processed everything posted (its queue is
-// drained) and delivery of what it produced had a chance to happen.
+// drained) and every message it produced was delivered and seen by the
+// guest's handler, or is held for a busy slot (then the guest's EOM is
+// what is missing, and waiting longer changes nothing).
 func (g *tguest) sync() {
+	g.t.Helper()
 	deadline := time.Now().Add(testWait)
-	for g.h.srv.handled.Load() != g.h.srv.accepted.Load() && time.Now().Before(deadline) {
+	for !g.quiet() {
+		if time.Now().After(deadline) {
+			g.t.Fatal("host never went quiet")
+		}
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(20 * time.Millisecond) // let the delivery goroutine run
+}
+
+func (g *tguest) quiet() bool {
+	if g.h.srv.handled.Load() != g.h.srv.accepted.Load() {
+		return false
+	}
+	for _, s := range g.h.synics {
+		if s.delivered.Load() != s.posted.Load() && !s.waitingEOM.Load() && !s.delaying.Load() {
+			return false
+		}
+	}
+	return true
 }
 
 func put32(b []byte, off int, v uint32) { binary.LittleEndian.PutUint32(b[off:], v) }

@@ -106,6 +106,10 @@ type Config struct {
 	FailFast bool
 	// Seed seeds the random choices of fault injection.
 	Seed uint64
+	// Clock is the host's wall clock and the partition's reference
+	// counter (see Clock; default: the system clock, the counter starting
+	// at New). Tests pass a *ManualClock to move time themselves.
+	Clock Clock
 }
 
 // Host is a simulated Hyper-V host partition with one guest.
@@ -151,6 +155,9 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.Profile.Versions() == nil {
 		return nil, fmt.Errorf("hvsim: unknown profile %v", cfg.Profile)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = NewSystemClock()
 	}
 	h := &Host{cfg: cfg, arena: newArena(cfg.MemoryBytes, cfg.BasePFN), stop: make(chan struct{})}
 	h.faults = newFaults(cfg.Seed)
@@ -233,19 +240,25 @@ func (h *Host) violate(err error) {
 // platform implements hv.Platform for the guest.
 type platform Host
 
-var _ hv.Platform = (*platform)(nil)
+var (
+	_ hv.Platform       = (*platform)(nil)
+	_ hv.PhysTranslator = (*platform)(nil)
+)
 
 func (p *platform) AllocPages(n int) (hv.Pages, error) { return p.arena.AllocPages(n) }
 func (p *platform) FreePages(pg hv.Pages)              { p.arena.FreePages(pg) }
 func (p *platform) SynICs() []hv.SynIC                 { return p.hvSyn }
+
+// PhysAddr implements hv.PhysTranslator for memory inside the arena.
+func (p *platform) PhysAddr(b []byte) (uint64, bool) { return p.arena.PhysAddr(b) }
 
 // PostMessage implements HvPostMessage (reference §1.8) in front of the
 // VMBus message port.
 func (p *platform) PostMessage(connectionID uint32, messageType uint32, payload []byte) error {
 	h := (*Host)(p)
 	h.stats.posts.Add(1)
-	if h.faults.takePostBusy() {
-		return hv.StatusInsufficientBuffers
+	if st := h.faults.takePostBusy(); st != hv.StatusSuccess {
+		return st
 	}
 	if len(payload) > maxMessagePayload {
 		h.violate(fmt.Errorf("%w: PostMessage payload %d bytes", ErrOversize, len(payload)))

@@ -44,7 +44,10 @@ type icService struct {
 	icType      uint16
 	fwVersions  []uint32 // offered, newest first
 	msgVersions []uint32
-	onReady     func(ctx context.Context, ch *Channel)
+	// versions, when set, replaces fwVersions/msgVersions with the lists
+	// a host of the given profile offers (newest first).
+	versions func(Profile) (fw, msg []uint32)
+	onReady  func(ctx context.Context, ch *Channel)
 
 	mu      sync.Mutex
 	ch      *Channel
@@ -65,8 +68,12 @@ func (s *icService) Open(ch *Channel) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.ch, s.ready, s.usable, s.waiters, s.cancel = ch, make(chan struct{}), false, map[uint64]chan icReply{}, cancel
 	ready := s.ready
+	fwv, msgv := s.fwVersions, s.msgVersions
+	if s.versions != nil {
+		fwv, msgv = s.versions(ch.h.cfg.Profile)
+	}
 	go s.serve(ctx, ch)
-	go s.negotiate(ctx, ch, ready)
+	go s.negotiate(ctx, ch, ready, fwv, msgv)
 	return nil
 }
 
@@ -117,13 +124,13 @@ func (s *icService) waitReady(ctx context.Context) (*Channel, error) {
 	}
 }
 
-func (s *icService) negotiate(ctx context.Context, ch *Channel, ready chan struct{}) {
+func (s *icService) negotiate(ctx context.Context, ch *Channel, ready chan struct{}, fwVersions, msgVersions []uint32) {
 	defer close(ready)
-	n := len(s.fwVersions) + len(s.msgVersions)
+	n := len(fwVersions) + len(msgVersions)
 	body := make([]byte, 8+4*n)
-	le.PutUint16(body[0:], uint16(len(s.fwVersions)))
-	le.PutUint16(body[2:], uint16(len(s.msgVersions)))
-	for i, v := range slices.Concat(s.fwVersions, s.msgVersions) {
+	le.PutUint16(body[0:], uint16(len(fwVersions)))
+	le.PutUint16(body[2:], uint16(len(msgVersions)))
+	for i, v := range slices.Concat(fwVersions, msgVersions) {
 		le.PutUint16(body[8+4*i:], uint16(v>>16))
 		le.PutUint16(body[8+4*i+2:], uint16(v))
 	}
@@ -149,7 +156,7 @@ func (s *icService) negotiate(ctx context.Context, ch *Channel, ready chan struc
 	}
 	fw := icVersion(le.Uint16(b[icOffNegVersions:]), le.Uint16(b[icOffNegVersions+2:]))
 	msg := icVersion(le.Uint16(b[icOffNegVersions+4:]), le.Uint16(b[icOffNegVersions+6:]))
-	if !slices.Contains(s.fwVersions, fw) || !slices.Contains(s.msgVersions, msg) {
+	if !slices.Contains(fwVersions, fw) || !slices.Contains(msgVersions, msg) {
 		ch.h.violate(fmt.Errorf("%w: %s guest chose %s/%s, not offered", ErrIC, s.name, versionString(fw), versionString(msg)))
 		return
 	}
@@ -410,27 +417,27 @@ func (d *Inert) Close(*Channel) {}
 type StandardDevices struct {
 	Heartbeat *Heartbeat
 	Shutdown  *Shutdown
-	// All lists every device in offer order (Heartbeat and Shutdown
-	// included).
+	TimeSync  *TimeSync
+	KVP       *KVP
+	VSS       *VSS
+	// All lists every device in offer order (the ones above included).
 	All []Device
 }
 
 // Standard returns the devices a WS2022 Gen2 VM offers: a synthetic SCSI
 // controller, a synthetic NIC, the integration components, keyboard, mouse,
-// video and dynamic memory. Only heartbeat and shutdown speak a protocol
-// yet; the others are Inert.
+// video and dynamic memory. Heartbeat, shutdown, time sync (a SAMPLE
+// every 5 s), KVP and VSS speak their protocols; the others are Inert.
 func Standard() StandardDevices {
 	inert := func(class GUID, inst string) Device {
 		return &Inert{Spec: OfferSpec{Class: class, Instance: MustParseGUID(inst)}}
 	}
 	hb, sd := NewHeartbeat(2*time.Second), NewShutdown()
-	return StandardDevices{Heartbeat: hb, Shutdown: sd, All: []Device{
+	ts, kvp, vss := NewTimeSync(5*time.Second), NewKVP(), NewVSS()
+	return StandardDevices{Heartbeat: hb, Shutdown: sd, TimeSync: ts, KVP: kvp, VSS: vss, All: []Device{
 		inert(ClassStorVSC, "f8b3781b-1e82-4818-a1c3-63d806ec15bb"),
 		inert(ClassNetVSC, "2dd1ce17-079e-403c-b352-a1921ee207e0"),
-		hb, sd,
-		inert(ClassTimeSync, "2dd1ce17-079e-403c-b352-a1921ee207ee"),
-		inert(ClassKVP, "242ff919-07db-4180-9c2e-b86cb68c8c55"),
-		inert(ClassVSS, "ee0f6cd3-4ac7-4d7d-9a35-8a8d7c2a6f01"),
+		hb, sd, ts, kvp, vss,
 		inert(ClassKeyboard, "d34b2567-b9b6-42b9-8778-0a4ec0b955bf"),
 		inert(ClassMouse, "58f75a6d-d949-4320-99e1-a2a2576d581c"),
 		inert(ClassVideo, "5620e0c7-8062-4dce-aeb7-520c7ef76171"),

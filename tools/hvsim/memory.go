@@ -73,6 +73,20 @@ func (a *arena) FreePages(p hv.Pages) {
 	}
 }
 
+// PhysAddr implements hv.PhysTranslator: b is host-visible and contiguous
+// exactly when it lies inside the arena.
+func (a *arena) PhysAddr(b []byte) (uint64, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(a.mem)))
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	if p < base || p-base > uintptr(len(a.mem)) || uintptr(len(a.mem))-(p-base) < uintptr(len(b)) {
+		return 0, false
+	}
+	return a.basePFN<<hv.PageShift + uint64(p-base), true
+}
+
 // contains reports whether pfn lies inside the arena.
 func (a *arena) contains(pfn uint64) bool {
 	return pfn >= a.basePFN && pfn < a.basePFN+uint64(a.pages)

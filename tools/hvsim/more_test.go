@@ -334,3 +334,46 @@ func TestEchoDevice(t *testing.T) {
 	}
 	noViolations(t, oc.g.h)
 }
+
+// PhysAddr names arena memory only, and only whole slices inside it.
+func TestArenaPhysAddr(t *testing.T) {
+	h, err := New(Config{MemoryBytes: 1 << 20, BasePFN: 0x200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	mem := h.arena.mem
+	for _, c := range []struct {
+		name string
+		b    []byte
+		gpa  uint64
+		ok   bool
+	}{
+		{"first byte", mem[:1], 0x200 << 12, true},
+		{"page 3 + 8", mem[3*4096+8 : 3*4096+100], 0x203<<12 + 8, true},
+		{"whole arena", mem, 0x200 << 12, true},
+		{"last byte", mem[len(mem)-1:], 0x200<<12 + uint64(len(mem)) - 1, true},
+		{"empty", mem[:0], 0, false},
+		{"heap", make([]byte, 16), 0, false},
+	} {
+		gpa, ok := h.Platform().(interface {
+			PhysAddr([]byte) (uint64, bool)
+		}).PhysAddr(c.b)
+		if gpa != c.gpa || ok != c.ok {
+			t.Errorf("%s: PhysAddr = %#x, %v; want %#x, %v", c.name, gpa, ok, c.gpa, c.ok)
+		}
+	}
+	// A slice running past the arena's end, or starting before it, is not
+	// host-visible as a whole: an arena over the middle of a larger
+	// buffer.
+	big := make([]byte, 4*4096)
+	a := &arena{mem: big[4096 : 3*4096], basePFN: 0x10, pages: 2}
+	for _, b := range [][]byte{big[3*4096-8 : 3*4096+8], big[4096-8 : 4096+8], big[3*4096:]} {
+		if gpa, ok := a.PhysAddr(b); ok {
+			t.Errorf("slice at %p (%d bytes) outside the arena reported at %#x", &b[0], len(b), gpa)
+		}
+	}
+	if gpa, ok := a.PhysAddr(big[3*4096-8 : 3*4096]); !ok || gpa != 0x11<<12+4088 {
+		t.Errorf("arena tail: %#x, %v", gpa, ok)
+	}
+}

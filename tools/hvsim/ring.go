@@ -121,9 +121,12 @@ func (r *ring) recv(buf []byte) (p Packet, n int, freedCrossed bool, err error) 
 	store32(r.hdr, ringOffRead, r.idx)
 	after := r.writable(w, r.idx)
 	if load32(r.hdr, ringOffFeatures)&ringFeaturePSS != 0 {
-		// Linux signals for before ≤ P < after, OpenVMM for before < P ≤
-		// after; signal for the union so neither kind of guest stalls.
-		if pss := load32(r.hdr, ringOffPending) &^ 7; pss != 0 && before <= pss && pss <= after {
+		// Signal when the free space comes to exceed the guest's pending
+		// send size P, and only then: before ≤ P < after (reference §4.6,
+		// the Linux rule; OpenVMM's is the same with 8 bytes left out of
+		// its free-space figure). A guest that asks for more than the ring
+		// can ever have free is never signalled, as by a real host.
+		if pss := load32(r.hdr, ringOffPending) &^ 7; pss != 0 && before <= pss && pss < after {
 			freedCrossed = true
 		}
 	}
@@ -153,9 +156,9 @@ func (r *ring) send(typ, flags uint16, txid uint64, hdr, payload []byte) (signal
 	}
 	w := r.idx
 	if r.writable(w, rd) <= need {
-		// Ask the guest to signal once it has freed enough (reference
-		// §4.6, producer blocked); +8 satisfies both readings of the rule.
-		store32(r.hdr, ringOffPending, need+8)
+		// Ask the guest to signal once the free space exceeds the packet,
+		// trailer included (reference §4.6, producer blocked).
+		store32(r.hdr, ringOffPending, need)
 		if r.writable(w, load32(r.hdr, ringOffRead)) <= need {
 			return false, errRingFull
 		}

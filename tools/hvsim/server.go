@@ -335,9 +335,6 @@ func (s *server) gpadlHeader(b []byte) {
 	case o == nil || !o.sent:
 		fail("%w: GPADL %#x for relid %d", ErrUnknownChannel, id, relid)
 		return
-	case o.rescinded:
-		fail("%w: GPADL %#x for rescinded relid %d", ErrChannelState, id, relid)
-		return
 	case s.gpadls[id] != nil:
 		s.violate("%w: GPADL id %#x already in use", ErrDuplicate, id)
 		return
@@ -369,6 +366,12 @@ func (s *server) gpadlHeader(b []byte) {
 		g.pfns = append(g.pfns, le.Uint64(b[gpadlHeaderFixed+8*i:]))
 	}
 	s.gpadls[id] = g
+	if s.h.faults.takeRescindAtGPADL(relid) && !o.rescinded {
+		// The rescind overtakes GPADL_CREATED, which still follows with
+		// success: the guest must tear the GPADL down before it
+		// releases the relid.
+		_ = s.rescind(relid)
+	}
 	s.maybeCreated(g)
 }
 
@@ -591,6 +594,14 @@ func (s *server) relidReleased(b []byte) {
 	case o.guestOpen:
 		s.violate("%w: RELID_RELEASED of open relid %d (reference §3.10)", ErrChannelState, relid)
 		return
+	}
+	// Every GPADL of the channel must be gone first (reference §3.11 step
+	// 6): a GPADL created for a channel being rescinded, or one the guest
+	// forgot, still maps guest pages.
+	for id, g := range s.gpadls {
+		if g.relid == relid {
+			s.violate("%w: RELID_RELEASED of relid %d with GPADL %#x not torn down", ErrChannelState, relid, id)
+		}
 	}
 	if o.rescinded {
 		s.remove(o)

@@ -32,8 +32,14 @@ type synic struct {
 
 	eoms        atomic.Uint64
 	interrupts  atomic.Uint64
-	delivered   atomic.Uint64
+	posted      atomic.Uint64 // messages queued for delivery
+	delivered   atomic.Uint64 // messages written to the slot, handler run
 	pendingSets atomic.Uint64
+	// waitingEOM is true while the delivery goroutine holds a message
+	// for a busy slot and waits for the guest's EOM (or an interrupt).
+	waitingEOM atomic.Bool
+	// delaying is true while a DelayMessages fault holds a message back.
+	delaying atomic.Bool
 }
 
 var _ hv.SynIC = (*synic)(nil)
@@ -115,6 +121,7 @@ func (s *synic) post(payload []byte) bool {
 	m.n = copy(m.data[:], payload)
 	select {
 	case s.queue <- m:
+		s.posted.Add(1)
 		return true
 	default:
 		s.h.stats.messagesDropped.Add(1)
@@ -172,17 +179,19 @@ func (s *synic) run(stop <-chan struct{}) {
 			continue
 		}
 		if d := s.h.faults.messageDelay(); d > 0 {
+			s.delaying.Store(true)
 			select {
 			case <-time.After(d):
 			case <-stop:
 				return
 			}
+			s.delaying.Store(false)
 		}
 		if load32(slot, slotOffType) == 0 {
 			s.write(slot, &cur)
 			have = false
-			s.delivered.Add(1)
 			s.interrupt()
+			s.delivered.Add(1) // after the handler: it has seen the message
 			continue
 		}
 		or32(slot, slotOffSizeFlag, slotFlagPending)
@@ -192,6 +201,7 @@ func (s *synic) run(stop <-chan struct{}) {
 			// not have seen the flag, so do not wait for its EOM.
 			continue
 		}
+		s.waitingEOM.Store(true)
 		select {
 		case <-s.eom:
 		case <-s.kick:
@@ -201,6 +211,7 @@ func (s *synic) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		}
+		s.waitingEOM.Store(false)
 	}
 }
 

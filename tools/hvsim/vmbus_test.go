@@ -367,7 +367,7 @@ func TestGuestPendingSendSize(t *testing.T) {
 		}
 	}
 	put32m(oc.out.hdr(), 64, 1)
-	put32m(oc.out.hdr(), 12, 224+8)
+	put32m(oc.out.hdr(), 12, 224) // the 200-byte packet, trailer included
 	if err := g.p.SignalEvent(oc.conn, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -378,6 +378,39 @@ func TestGuestPendingSendSize(t *testing.T) {
 	waitEvent(t, g, oc.relid, 1)
 	if st := ch.Stats(); st.PendingSendSizeSignals != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestPendingSendSizeExactRule: the host signals a blocked guest producer
+// when, and only when, draining makes the free space exceed its pending
+// send size P (reference §4.6): before ≤ P < after. A P that the ring can
+// never exceed (the data size) is never signalled, as on a real host; the
+// largest packet the ring takes (size − 8) is.
+func TestPendingSendSizeExactRule(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		p    uint32
+		want uint64
+	}{
+		{"largest packet: size-8", 4088, 1},
+		{"P == size: free never exceeds it", 4096, 0},
+		{"P == free before the drain", 4096 - 32, 1},
+		{"P below free before the drain", 4096 - 40, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			oc := setupChannel(t, Config{}, 4, 2)                     // 4096-byte data areas
+			if _, ok := oc.out.write(6, 0, 1, make([]byte, 8)); !ok { // 32 bytes with trailer
+				t.Fatal("write failed")
+			}
+			put32m(oc.out.hdr(), 64, 1)
+			put32m(oc.out.hdr(), 12, c.p)
+			if _, ok, err := oc.ch.Recv(make([]byte, 64)); !ok || err != nil {
+				t.Fatal(ok, err)
+			}
+			if got := oc.ch.Stats().PendingSendSizeSignals; got != c.want {
+				t.Errorf("P = %d, free 4064 → 4096: %d signals, want %d", c.p, got, c.want)
+			}
+		})
 	}
 }
 
@@ -432,9 +465,14 @@ func TestEOMPending(t *testing.T) {
 	if get32m(slot, 0) != 1 || slot[4] != 11 || slot[5]&1 == 0 || slot[16] != 15 || slot[24] != 1 {
 		t.Fatalf("slot header % x", slot[:32])
 	}
+	// The delivery goroutine holds the second message until the EOM:
+	// once it waits for one, nothing but an EOM or an interrupt moves it,
+	// so the freed slot stays empty.
+	for !h.synics[0].waitingEOM.Load() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
 	atomic.StoreUint32(a32(slot, 0), 0)
-	time.Sleep(50 * time.Millisecond)
-	if get32m(slot, 0) != 0 {
+	if get32m(slot, 0) != 0 || !h.synics[0].waitingEOM.Load() {
 		t.Fatal("second message delivered without EOM")
 	}
 	syn.EndOfMessage()
@@ -744,4 +782,72 @@ func TestMalformedInjection(t *testing.T) {
 	if r := g.next(); len(r) != 240 { // the guest clamps size 255
 		t.Errorf("%d bytes", len(r))
 	}
+}
+
+// TestReleaseWithGPADLLeftIsViolation: RELID_RELEASED while a GPADL of
+// the channel still exists is a recorded violation (reference §3.11
+// step 6); with every GPADL torn down it is not.
+func TestReleaseWithGPADLLeftIsViolation(t *testing.T) {
+	for _, teardown := range []bool{false, true} {
+		oc := setupChannel(t, Config{}, 8, 4)
+		g := oc.g
+		if err := g.h.Rescind(oc.relid); err != nil {
+			t.Fatal(err)
+		}
+		g.expect(2, 12)
+		cl := make([]byte, 12)
+		put32(cl, 0, 7)
+		put32(cl, 8, oc.relid)
+		g.mustPost(cl)
+		if teardown {
+			td := make([]byte, 16)
+			put32(td, 0, 11)
+			put32(td, 8, oc.relid)
+			put32(td, 12, 0xE1E10)
+			g.mustPost(td)
+			g.expect(12, 12)
+		}
+		rel := make([]byte, 12)
+		put32(rel, 0, 13)
+		put32(rel, 8, oc.relid)
+		g.mustPost(rel)
+		g.sync()
+		v := g.h.Violations()
+		if teardown && len(v) != 0 {
+			t.Errorf("violations after a clean release: %v", v)
+		}
+		if !teardown && (len(v) != 1 || !errors.Is(v[0], ErrChannelState)) {
+			t.Errorf("release with the ring GPADL left: violations %v, want one ErrChannelState", v)
+		}
+	}
+}
+
+// TestRescindAtGPADL: the fault rescinds the channel after taking its
+// GPADL_HEADER; RESCIND comes first, then GPADL_CREATED with success.
+func TestRescindAtGPADL(t *testing.T) {
+	g := newGuest(t, Config{}, newRecDevice("57164f39-9115-4e78-ab55-382f3bd5422d"))
+	g.connect()
+	relid := g.requestOffers()[0].relid
+	g.h.Faults().RescindAtGPADL(relid)
+	pages, err := g.h.Platform().AllocPages(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := make([]byte, 28+16)
+	put32(h, 0, 8)
+	put32(h, 8, relid)
+	put32(h, 12, 0x77)
+	h[16] = 8 + 16
+	h[18] = 1
+	put32(h, 20, 2*4096)
+	put64(h, 28, pages.PFN)
+	put64(h, 36, pages.PFN+1)
+	g.mustPost(h)
+	if r := g.expect(2, 12); get32(r, 8) != relid {
+		t.Fatalf("RESCIND % x", r)
+	}
+	if r := g.expect(10, 20); get32(r, 12) != 0x77 || get32(r, 16) != 0 {
+		t.Fatalf("GPADL_CREATED % x, want success for 0x77", r)
+	}
+	noViolations(t, g.h)
 }

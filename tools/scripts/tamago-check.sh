@@ -18,10 +18,16 @@ tmp=$(mktemp -d)
 mkdir -p "$tmp/out"
 trap 'rm -rf "$tmp"' EXIT
 stubs="$top/tools/tamagocheck/_stubs"
+# tamago's goos/mem.go (RAM layout variables) exists from v1.26.1 on; with
+# v1.26.0 the stand-in goos.go declares them.
+mem=""
+if [ -f "$tamago/goos/mem.go" ]; then
+	mem="\"$goroot/src/runtime/goos/mem.go\": \"$tamago/goos/mem.go\","
+fi
 cat >"$tmp/overlay.json" <<JSON
 {"Replace": {
   "$goroot/src/runtime/goos/goos.go": "$stubs/goos.go",
-  "$goroot/src/runtime/goos/mem.go": "$tamago/goos/mem.go",
+  $mem
   "$goroot/src/runtime/tamago_stub.go": "$stubs/runtime.go",
   "$goroot/src/os/signal/tamago_stub.go": "$stubs/signal.go"
 }}

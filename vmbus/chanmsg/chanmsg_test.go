@@ -267,3 +267,14 @@ func TestEncodeNoAlloc(t *testing.T) {
 		t.Errorf("Encode allocates %v", n)
 	}
 }
+
+func TestTypeString(t *testing.T) {
+	for _, c := range []struct {
+		t    Type
+		want string
+	}{{TypeOfferChannel, "OFFERCHANNEL"}, {0, "TYPE_0"}, {99, "TYPE_99"}, {0xFFFFFFFF, "TYPE_4294967295"}} {
+		if got := c.t.String(); got != c.want {
+			t.Errorf("Type(%d).String() = %q, want %q", uint32(c.t), got, c.want)
+		}
+	}
+}

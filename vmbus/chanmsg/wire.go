@@ -1,5 +1,7 @@
 package chanmsg
 
+import "strconv"
+
 // Wire constants of the channel messages (reference §3.1, §3.2). Offsets are
 // from the start of the message, i.e. of the SynIC message payload.
 
@@ -65,20 +67,7 @@ func (t Type) String() string {
 	if int(t) < len(typeNames) && typeNames[t] != "" {
 		return typeNames[t]
 	}
-	return "TYPE_" + itoa(uint32(t))
-}
-
-func itoa(v uint32) string {
-	var b [10]byte
-	i := len(b)
-	for {
-		i--
-		b[i] = byte('0' + v%10)
-		v /= 10
-		if v == 0 {
-			return string(b[i:])
-		}
-	}
+	return "TYPE_" + strconv.FormatUint(uint64(t), 10)
 }
 
 // Limits (reference §2.5, §3.9).

@@ -64,18 +64,17 @@
 //     written between the last read and the unmask is never signalled.
 //   - Consumer after freeing space: if the feature bit is set and the
 //     pending send size P (masked to a multiple of 8) is non-zero, signal
-//     the producer iff before ≤ P ≤ after (free space before and after
-//     this Commit). Linux signals iff before ≤ P < after, OpenVMM iff
-//     before < P ≤ after (reference §11 #14); a producer written for
-//     either may then wake when the packet does not fit yet, and with the
-//     other rule it would never be woken again. Signalling on the union of
-//     both rules costs at most one spurious wake-up and never loses one:
-//     a producer that re-stores P after a too-early wake is signalled by
-//     the next Commit, because before == P still counts.
-//   - Our producer stores SpaceNeeded = packet size + 8: its packet fits
-//     exactly when free ≥ T + 8 (writable > T), so an OpenVMM-style or
-//     gohv consumer wakes it exactly when it fits, a Linux-style one 8
-//     bytes later.
+//     the producer iff this Commit made the free space exceed P: before ≤
+//     P < after. That is Linux's rule (drivers/hv/ring_buffer.c) and
+//     OpenVMM's (vmbus_ring, whose free-space figure already leaves out
+//     the 8 bytes that keep the ring from looking empty, so its
+//     "before < P ≤ after" is the same test; reference §11 #14 reads the
+//     two as different). before ≤ P keeps a second Commit from signalling
+//     again for the same wait.
+//   - Our producer stores SpaceNeeded = the packet's size T, trailer
+//     included, and no more: the packet fits exactly when free > T, which
+//     is when the consumer signals. Storing more would strand the largest
+//     packet a ring allows (T = size − 8): free never exceeds size.
 //   - Producer blocked: store the pending send size, re-check space, and
 //     only then sleep until signalled.
 //

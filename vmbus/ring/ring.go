@@ -471,9 +471,10 @@ func (r *Reader) Peek() (Descriptor, error) {
 // Commit publishes the read position, giving the space of the packets
 // read so far back to the producer, and reports whether the producer must
 // be signalled: the feature bit is set, the pending send size P (rounded
-// down to 8) is non-zero and the free space reached it, before ≤ P ≤ after
-// (the union of Linux's and OpenVMM's rules, reference §4.6 and §11 #14;
-// see the package comment).
+// down to 8) is non-zero and this Commit made the free space exceed P,
+// before ≤ P < after (reference §4.6; Linux drivers/hv/ring_buffer.c, and
+// OpenVMM vmbus_ring whose free space excludes the 8 reserved bytes: the
+// same rule). See the package comment.
 func (r *Reader) Commit() (signalProducer bool) {
 	if r.pos == r.published {
 		return false
@@ -494,7 +495,7 @@ func (r *Reader) Commit() (signalProducer bool) {
 		return false // the next Read reports it
 	}
 	before, after := r.s.writable(w, old), r.s.writable(w, r.pos)
-	if before <= p && p <= after {
+	if before <= p && p < after {
 		r.stats.Signals++
 		return true
 	}

@@ -411,8 +411,8 @@ func TestBatch(t *testing.T) {
 	}
 }
 
-// TestPendingSendCrossing checks the consumer's rule before ≤ P ≤ after,
-// the union of Linux's and OpenVMM's rules (reference §4.6, §11 #14).
+// TestPendingSendCrossing checks the consumer's rule before ≤ P < after:
+// signal when the free space comes to exceed P (reference §4.6).
 func TestPendingSendCrossing(t *testing.T) {
 	for _, c := range []struct {
 		name     string
@@ -423,7 +423,7 @@ func TestPendingSendCrossing(t *testing.T) {
 		{"P == before", 1024, 1, true},
 		{"P between", 1536, 1, true},
 		{"P just below after", 2040, 1, true},
-		{"P == after (OpenVMM rule)", 2048, 1, true},
+		{"P == after: free does not exceed P", 2048, 1, false},
 		{"P above after", 2056, 1, false},
 		{"P below before", 1016, 1, false},
 		{"P unaligned, masked down below before", 1020, 1, false},
@@ -491,6 +491,38 @@ func TestBlockedProducerWakes(t *testing.T) {
 		if fits {
 			break
 		}
+	}
+}
+
+// TestLargestPacketWakes: the largest packet a ring takes (T = size − 8,
+// here 4088 bytes in a 4096-byte data area) must still be woken: free
+// space reaches at most size, so a pending send size above T would never
+// be exceeded.
+func TestLargestPacketWakes(t *testing.T) {
+	mem := newMem(1) // 4096-byte data area
+	w, r := mustPair(t, mem)
+	payload := make([]byte, 4088-TrailerSize-DescriptorSize) // T = 4088
+	if got := PacketSize(0, len(payload)); got != 4088 {
+		t.Fatalf("PacketSize = %d, want 4088", got)
+	}
+	if _, err := w.TryWrite(TypeDataInband, 0, 0, nil, make([]byte, 8)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.TryWrite(TypeDataInband, 0, 0, nil, payload); !errors.Is(err, ErrFull) {
+		t.Fatalf("TryWrite into a non-empty ring: %v, want ErrFull", err)
+	}
+	w.SetPendingSend(SpaceNeeded(0, len(payload)))
+	if got := hdr32(mem, OffPendingSendSize); got != 4088 {
+		t.Fatalf("pending send size @12 = %d, want 4088 (T, trailer included)", got)
+	}
+	if _, err := r.Read(make([]byte, 64)); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Commit() {
+		t.Fatal("consumer emptied the ring but did not signal the producer")
+	}
+	if _, err := w.TryWrite(TypeDataInband, 0, 0, nil, payload); err != nil {
+		t.Fatalf("TryWrite after the signal: %v", err)
 	}
 }
 
@@ -656,11 +688,10 @@ func TestTwoInstances(t *testing.T) {
 	_ = w2
 }
 
-// TestEarlyWakeIsRepeated: a producer that stores P = T (Linux-style, fits
-// only at free ≥ T+8) is woken one step early by the OpenVMM half of the
-// rule; after it re-stores P the next Commit must signal again, since
-// before == P still counts.
-func TestEarlyWakeIsRepeated(t *testing.T) {
+// TestWakeOnlyWhenItFits: a producer that stores P = T is signalled
+// once, by the Commit after which the packet fits, not when the free space
+// merely reaches T (a T-byte packet needs free > T, reference §4.6).
+func TestWakeOnlyWhenItFits(t *testing.T) {
 	mem := newMem(1)
 	w, r := mustPair(t, mem)
 	// 170 empty packets of 24 bytes leave 16 bytes free.
@@ -672,26 +703,25 @@ func TestEarlyWakeIsRepeated(t *testing.T) {
 	if w.Writable() != 16 {
 		t.Fatalf("Writable = %d", w.Writable())
 	}
-	// Free space then goes 16 → 40 → 64 (early wake: P == after, but a
-	// 64-byte packet needs 72) → 88 (second wake: P == before; fits).
+	// Free space then goes 16 → 40 → 64 (== T: does not fit yet) → 88.
 	const T = 64
-	w.SetPendingSend(T)
+	w.SetPendingSend(SpaceNeeded(0, T-24))
 	buf := make([]byte, 64)
-	woken := 0
 	for i := 0; i < 10; i++ {
 		if _, err := r.Read(buf); err != nil {
 			t.Fatal(err)
 		}
-		if r.Commit() {
-			woken++
-			if _, err := w.TryWrite(TypeDataInband, 0, 0, nil, make([]byte, T-24)); err == nil {
-				if woken != 2 {
-					t.Fatalf("fitted on wake-up %d", woken)
-				}
-				return
+		free := w.Writable()
+		signal := r.Commit()
+		if want := free <= T && w.Writable() > T; signal != want {
+			t.Fatalf("read %d: free %d → %d, signal %v, want %v", i+1, free, w.Writable(), signal, want)
+		}
+		if signal {
+			if _, err := w.TryWrite(TypeDataInband, 0, 0, nil, make([]byte, T-24)); err != nil {
+				t.Fatalf("signalled but the packet does not fit: %v", err)
 			}
-			w.SetPendingSend(T) // re-store and sleep again
+			return
 		}
 	}
-	t.Fatalf("producer woken %d times and never fitted: lost wake-up", woken)
+	t.Fatal("producer never signalled: lost wake-up")
 }

@@ -156,13 +156,17 @@ func PacketSize(hdrLen, payloadLen int) int {
 	return align8(DescriptorSize+hdrLen+payloadLen) + TrailerSize
 }
 
-// SpaceNeeded is the pending send size a blocked producer should store for
-// such a packet (see Writer.SetPendingSend): the packet fits once the free
-// space exceeds PacketSize, i.e. is at least PacketSize+8, so a consumer
-// that signals when free ≥ P (OpenVMM, and this package's Reader) wakes the
-// producer exactly when the packet fits (reference §4.6, §11 #14).
+// SpaceNeeded is the pending send size a blocked producer stores for such
+// a packet (see Writer.SetPendingSend): its PacketSize, trailer included,
+// and nothing more. A consumer signals once the free space exceeds the
+// pending send size (Linux drivers/hv/ring_buffer.c; OpenVMM vmbus_ring
+// says the same with a free-space figure that already leaves out the 8
+// bytes that keep a full ring from looking empty), and the packet fits
+// exactly when the free space exceeds PacketSize (reference §4.6). Adding
+// anything would make the largest packet a ring allows (4088 bytes in a
+// 4096-byte data area) wait for a signal that never comes.
 func SpaceNeeded(hdrLen, payloadLen int) int {
-	return PacketSize(hdrLen, payloadLen) + 8
+	return PacketSize(hdrLen, payloadLen)
 }
 
 func align8(n int) int { return (n + 7) &^ 7 }

@@ -236,8 +236,8 @@ func TestPacketSize(t *testing.T) {
 		if got := PacketSize(c.hdr, c.payload); got != c.want {
 			t.Errorf("PacketSize(%d, %d) = %d, want %d", c.hdr, c.payload, got, c.want)
 		}
-		if got := SpaceNeeded(c.hdr, c.payload); got != c.want+8 {
-			t.Errorf("SpaceNeeded(%d, %d) = %d, want %d", c.hdr, c.payload, got, c.want+8)
+		if got := SpaceNeeded(c.hdr, c.payload); got != c.want {
+			t.Errorf("SpaceNeeded(%d, %d) = %d, want %d (the packet, trailer included, no more)", c.hdr, c.payload, got, c.want)
 		}
 	}
 }

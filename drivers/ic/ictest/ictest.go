@@ -39,7 +39,7 @@ type packet struct {
 type Channel struct {
 	offer vmbus.Offer
 
-	// dispatch serialises interrupts like the bus dispatch goroutine.
+	// dispatch serialises interrupts like the channel's dispatch goroutine.
 	dispatch sync.Mutex
 
 	mu          sync.Mutex

@@ -5,8 +5,8 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/gohv/gohv/drivers/block/fat"
 	"github.com/gohv/gohv/tools/image"
-	"github.com/gohv/gohv/tools/image/fat"
 )
 
 // MinFAT32Size is the smallest FAT32 partition gohv makes. With 512-byte

@@ -11,8 +11,8 @@ import (
 
 	"github.com/diskfs/go-diskfs/partition/gpt"
 
+	"github.com/gohv/gohv/drivers/block/fat"
 	"github.com/gohv/gohv/tools/image"
-	"github.com/gohv/gohv/tools/image/fat"
 )
 
 // Partition placement.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"strings"
 	"time"
-	"unicode/utf16"
 )
 
 // Options describe the volume itself.
@@ -277,74 +276,23 @@ func fatDateTime(t time.Time) (date, tm uint16) {
 // dirBytes encodes the entries of directory n into size bytes.
 func dirBytes(n *node, root bool, label [11]byte, parent uint32, ts time.Time, size int64) []byte {
 	b := make([]byte, size)
-	date, tm := fatDateTime(ts)
-	le := binary.LittleEndian
-	i := 0
-	entry := func(name [11]byte, attr byte, cluster uint32, fileSize uint32) {
-		e := b[i*entrySize : (i+1)*entrySize]
-		copy(e[deName:], name[:])
-		e[deAttr] = attr
-		le.PutUint16(e[deCrtTime:], tm)
-		le.PutUint16(e[deCrtDate:], date)
-		le.PutUint16(e[deLstAccDate:], date)
-		le.PutUint16(e[deWrtTime:], tm)
-		le.PutUint16(e[deWrtDate:], date)
-		putEntryCluster(e, cluster)
-		le.PutUint32(e[deFileSize:], fileSize)
-		i++
-	}
+	at := 0
+	put := func(slots []byte) { at += copy(b[at:], slots) }
 	if root {
-		entry(label, attrVolume, 0, 0)
+		put(encodeEntry("", label, false, attrVolume, 0, 0, ts))
 	} else {
 		var dot, dotdot [11]byte
 		copy(dot[:], ".          ")
 		copy(dotdot[:], "..         ")
-		entry(dot, attrDir, n.cluster, 0)
-		entry(dotdot, attrDir, parent, 0)
+		put(encodeEntry("", dot, false, attrDir, n.cluster, 0, ts))
+		put(encodeEntry("", dotdot, false, attrDir, parent, 0, ts))
 	}
 	for _, c := range n.children {
-		if c.lfn {
-			u := utf16.Encode([]rune(c.name))
-			cnt := lfnEntries(c.name)
-			sum := shortNameChecksum(c.short)
-			for k := cnt; k >= 1; k-- {
-				e := b[i*entrySize : (i+1)*entrySize]
-				ord := byte(k)
-				if k == cnt {
-					ord |= lfnLast
-				}
-				e[ldOrd] = ord
-				e[ldAttr] = attrLFN
-				e[ldChksum] = sum
-				le.PutUint16(e[ldFstClsLO:], 0)
-				for j := range lfnChars {
-					idx := (k-1)*lfnChars + j
-					var ch uint16 = 0xFFFF // padding after the terminator
-					switch {
-					case idx < len(u):
-						ch = u[idx]
-					case idx == len(u):
-						ch = 0
-					}
-					var at int
-					switch {
-					case j < 5:
-						at = ldName1 + 2*j
-					case j < 11:
-						at = ldName2 + 2*(j-5)
-					default:
-						at = ldName3 + 2*(j-11)
-					}
-					le.PutUint16(e[at:], ch)
-				}
-				i++
-			}
-		}
 		attr, size := byte(attrArchive), uint32(len(c.data))
 		if c.dir {
 			attr, size = attrDir, 0
 		}
-		entry(c.short, attr, c.cluster, size)
+		put(encodeEntry(c.name, c.short, c.lfn, attr, c.cluster, size, ts))
 	}
 	return b
 }

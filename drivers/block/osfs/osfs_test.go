@@ -1,0 +1,116 @@
+package osfs
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"path"
+	"slices"
+	"syscall"
+	"testing"
+	"testing/fstest"
+
+	"github.com/gohv/gohv/drivers/block"
+	"github.com/gohv/gohv/drivers/block/fat"
+)
+
+// tree is a stand-in for TamaGo's in-memory filesystem.
+type tree struct {
+	dirs []string
+	devs map[string]func() (DevFile, error)
+	mode map[string]uint32
+}
+
+func (t *tree) hooks(w WriteFunc) Hooks {
+	t.devs, t.mode = map[string]func() (DevFile, error){}, map[string]uint32{}
+	return Hooks{
+		Mkdir: func(p string, perm uint32) error {
+			if slices.Contains(t.dirs, p) {
+				return syscall.EEXIST
+			}
+			if p != "/" && !slices.Contains(t.dirs, path.Dir(p)) {
+				return syscall.ENOENT
+			}
+			t.dirs = append(t.dirs, p)
+			return nil
+		},
+		MkDev: func(p string, mode uint32, open func() (DevFile, error)) error {
+			if !slices.Contains(t.dirs, path.Dir(p)) {
+				return syscall.ENOENT
+			}
+			t.devs[p], t.mode[p] = open, mode
+			return nil
+		},
+		Write: w,
+	}
+}
+
+// readAll reads a device the way os.ReadFile does: until a zero read.
+func readAll(t *testing.T, d DevFile) string {
+	var out []byte
+	buf := make([]byte, 3)
+	for off := int64(0); ; {
+		n, err := d.Pread(buf, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return string(out)
+		}
+		out = append(out, buf[:n]...)
+		off += int64(n)
+	}
+}
+
+func TestMirrorReadOnly(t *testing.T) {
+	src := fstest.MapFS{"a.txt": {Data: []byte("hello")}, "d/e/b.txt": {Data: []byte("deeper file")}, "link": {Mode: fs.ModeSymlink, Data: []byte("a.txt")}}
+	tr := &tree{dirs: []string{"/"}}
+	if err := Mirror(src, "/disk", tr.hooks(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tr.dirs, []string{"/", "/disk", "/disk/d", "/disk/d/e"}) || len(tr.devs) != 2 {
+		t.Fatalf("dirs %v devs %v", tr.dirs, tr.devs)
+	}
+	d, _ := tr.devs["/disk/d/e/b.txt"]()
+	if got := readAll(t, d); got != "deeper file" || tr.mode["/disk/d/e/b.txt"] != 0o444 {
+		t.Errorf("read %q mode %o", got, tr.mode["/disk/d/e/b.txt"])
+	}
+	if _, err := d.Pwrite([]byte("x"), 0); !errors.Is(err, fs.ErrPermission) {
+		t.Errorf("write to a read-only mirror: %v", err)
+	}
+}
+
+func TestMirrorFATWrite(t *testing.T) {
+	const size = 40 << 20
+	m, _ := block.NewMem("fat", 512, size/512)
+	ft := &fat.Tree{}
+	ft.AddFile("notes.txt", []byte("first version"))
+	if err := fat.Write(writerAt{m}, 0, size, ft, fat.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := fat.Mount(context.Background(), m, fat.MountOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &tree{dirs: []string{"/"}}
+	if err := Mirror(v, "/disk", tr.hooks(FATWriter(v))); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := tr.devs["/disk/notes.txt"]()
+	if n, err := d.Pwrite([]byte("FIRST"), 0); n != 5 || err != nil {
+		t.Fatal(n, err)
+	}
+	if n, err := d.Pwrite([]byte(", extended"), 13); n != 10 || err != nil {
+		t.Fatal(n, err)
+	}
+	if got := readAll(t, d); got != "FIRST version, extended" {
+		t.Errorf("read back %q", got)
+	}
+	if b, _ := fs.ReadFile(v, "notes.txt"); string(b) != "FIRST version, extended" {
+		t.Errorf("on the volume: %q", b)
+	}
+}
+
+type writerAt struct{ m *block.Mem }
+
+func (w writerAt) WriteAt(p []byte, off int64) (int, error) { return copy(w.m.Bytes()[off:], p), nil }

@@ -1,0 +1,20 @@
+package kvp
+
+import (
+	"context"
+
+	"github.com/gohv/gohv/drivers/ic"
+	"github.com/gohv/gohv/vmbus"
+)
+
+// Attach opens the KVP channel ch and starts answering the host. It can be
+// called again for a channel offered after a rescind; the pools and
+// counters carry over.
+func (d *Driver) Attach(ctx context.Context, ch vmbus.DriverChannel) error { return d.attach(ctx, ch) }
+
+func (d *Driver) attach(ctx context.Context, ch ic.Channel) error {
+	return d.att.Attach(ctx, d.config(), ch)
+}
+
+// Close stops answering and closes the current channel.
+func (d *Driver) Close(ctx context.Context) error { return d.att.Close(ctx) }

@@ -1,65 +1,47 @@
 package netvsc
 
 import (
-	"fmt"
-	"sync"
-
 	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/hv/dma"
 )
 
-// Bounce buffers: host-visible, physically contiguous buffers a large
-// frame is copied into when its own memory is not host-visible. They are
-// allocated once at Open from Config.Memory (until package hv/dma is
-// merged, this is the NIC's own small pool) and never per packet.
+// Bounce buffers: a dma.Pool of host-visible, physically contiguous
+// buffers a large frame is copied into when its own memory is not
+// host-visible (hv.PhysTranslator says no). Allocated once at Open.
 const (
 	bounceHeadroom = 256 // RNDIS header and per-packet info before the frame
 	bounceSize     = 64<<10 + hv.PageSize
 )
 
-type bouncePool struct {
-	mu    sync.Mutex
-	bufs  []hv.Pages
-	avail []int32 // stack of indices into bufs
-}
+type bouncePool struct{ pool *dma.Pool }
 
 func (b *bouncePool) alloc(mem hv.Memory, count, size int) error {
-	b.bufs = make([]hv.Pages, 0, count)
-	b.avail = make([]int32, 0, count)
-	for i := range count {
-		p, err := mem.AllocPages(size / hv.PageSize)
-		if err != nil {
-			return fmt.Errorf("netvsc: bounce buffer %d: %w", i, err)
-		}
-		b.bufs = append(b.bufs, p)
-		b.avail = append(b.avail, int32(i))
+	p, err := dma.NewPool(mem, size, count)
+	if err != nil {
+		return err
 	}
+	b.pool = p
 	return nil
 }
 
-func (b *bouncePool) get() int32 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.avail) == 0 {
-		return -1
+func (b *bouncePool) get() *dma.Buffer {
+	if b.pool == nil {
+		return nil
 	}
-	i := b.avail[len(b.avail)-1]
-	b.avail = b.avail[:len(b.avail)-1]
-	return i
+	buf, ok := b.pool.TryGet()
+	if !ok {
+		return nil
+	}
+	return buf
 }
 
-func (b *bouncePool) put(i int32) {
-	b.mu.Lock()
-	b.avail = append(b.avail, i)
-	b.mu.Unlock()
-}
+func (b *bouncePool) put(buf *dma.Buffer) { b.pool.Put(buf) }
 
-// free returns the buffers to mem; the host no longer uses them once the
-// channels are closed.
-func (b *bouncePool) free(mem hv.Memory) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, p := range b.bufs {
-		mem.FreePages(p)
+// close frees the pool once every buffer is back (the channels are closed
+// and teardown gave back those of sends never completed).
+func (b *bouncePool) close() error {
+	if b.pool == nil {
+		return nil
 	}
-	b.bufs, b.avail = nil, nil
+	return b.pool.Close()
 }

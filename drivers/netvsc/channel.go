@@ -8,11 +8,12 @@ import (
 	"github.com/gohv/gohv/vmbus/ring"
 )
 
-// Channel is the part of a VMBus channel the NIC uses; *vmbus.Channel
-// implements it and tests use fakes. A channel that also has
-// TrySendWithHeader (see headerTrySender) sends GPA-direct packets
-// without ever waiting; otherwise SendWithHeader is called with an
-// already-cancelled context, which gives the same non-blocking result.
+// Channel is the part of a VMBus channel the NIC uses;
+// vmbus.DriverChannel (and so *vmbus.Channel) implements it and tests use
+// fakes. A channel that also has TrySendWithHeader (as DriverChannel
+// does) sends GPA-direct packets without ever waiting; otherwise
+// SendWithHeader is called with an already-cancelled context, which gives
+// the same non-blocking result.
 type Channel interface {
 	Offer() vmbus.Offer
 	Open(ctx context.Context, cfg vmbus.OpenConfig) error
@@ -42,10 +43,19 @@ type SubChannels interface {
 	WaitSubChannels(ctx context.Context, n int) ([]Channel, error)
 }
 
-// PhysTranslator is hv.PhysTranslator of the driver-model contract:
-// PhysAddr returns the guest physical address of b when b is host-visible
-// and physically contiguous. When Config.Memory implements it, large
-// frames go GPA-direct from the caller's buffers without a copy.
-type PhysTranslator interface {
-	PhysAddr(b []byte) (uint64, bool)
+var _ Channel = vmbus.DriverChannel(nil)
+
+// DriverSubChannels adapts a primary vmbus.DriverChannel's
+// WaitSubChannels to SubChannels.
+func DriverSubChannels(ch vmbus.DriverChannel) SubChannels { return driverSubs{ch} }
+
+type driverSubs struct{ ch vmbus.DriverChannel }
+
+func (d driverSubs) WaitSubChannels(ctx context.Context, n int) ([]Channel, error) {
+	subs, err := d.ch.WaitSubChannels(ctx, n)
+	out := make([]Channel, len(subs))
+	for i, s := range subs {
+		out[i] = s
+	}
+	return out, err
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gohv/gohv/hv/dma"
 	"github.com/gohv/gohv/vmbus/ring"
 )
 
@@ -152,8 +153,8 @@ func TestSendDirect(t *testing.T) {
 			if tt.phys && s.TxDirect != 1 || !tt.phys && s.TxBounced != 1 {
 				t.Errorf("stats %+v", s)
 			}
-			if len(n.bounce.avail) != DefaultBounceBuffers {
-				t.Errorf("%d bounce buffers free", len(n.bounce.avail))
+			if bounceFree(n) != DefaultBounceBuffers {
+				t.Errorf("%d bounce buffers free", bounceFree(n))
 			}
 		})
 	}
@@ -303,7 +304,23 @@ func TestRingFull(t *testing.T) {
 	}
 	c.out.setLimit(defaultOutCap)
 	q := n.queues[0]
-	if q.inFlight.Load() != 0 || len(q.freeSlot) != len(q.slots) || len(n.bounce.avail) != DefaultBounceBuffers || n.secMap[0].Load() != 0 {
-		t.Errorf("resources leaked: inFlight %d free slots %d bounce %d", q.inFlight.Load(), len(q.freeSlot), len(n.bounce.avail))
+	if q.inFlight.Load() != 0 || len(q.freeSlot) != len(q.slots) || bounceFree(n) != DefaultBounceBuffers || n.secMap[0].Load() != 0 {
+		t.Errorf("resources leaked: inFlight %d free slots %d bounce %d", q.inFlight.Load(), len(q.freeSlot), bounceFree(n))
 	}
+}
+
+// bounceFree counts the bounce buffers free now (takes and returns them).
+func bounceFree(n *NIC) int {
+	var taken []*dma.Buffer
+	for {
+		b, ok := n.bounce.pool.TryGet()
+		if !ok {
+			break
+		}
+		taken = append(taken, b)
+	}
+	for _, b := range taken {
+		n.bounce.pool.Put(b)
+	}
+	return len(taken)
 }

@@ -37,7 +37,7 @@ const flagCompletionRequested = 1
 // locks involved.
 type NIC struct {
 	cfg     Config
-	phys    PhysTranslator // nil if cfg.Memory cannot translate
+	phys    hv.PhysTranslator // nil if cfg.Memory cannot translate
 	primary Channel
 	subs    []Channel
 	queues  []*queue // fixed once Open returns
@@ -208,7 +208,7 @@ func Open(ctx context.Context, ch Channel, cfg Config) (*NIC, error) {
 		cfg: cfg, primary: ch, gone: make(chan struct{}), stop: make(chan struct{}),
 		setupCh: make(chan int, 1),
 	}
-	n.phys, _ = cfg.Memory.(PhysTranslator)
+	n.phys, _ = cfg.Memory.(hv.PhysTranslator)
 	n.rssKey = *cfg.RSSKey
 	n.ctl.init()
 	n.events.init()
@@ -356,9 +356,11 @@ func (n *NIC) teardown(ctx context.Context, revoke bool) error {
 		errs = append(errs, n.teardownGPADLs(ctx)...)
 	}
 	for _, q := range n.queues {
-		q.free()
+		q.free() // also gives back bounce buffers of sends never completed
 	}
-	n.bounce.free(n.cfg.Memory)
+	if err := n.bounce.close(); err != nil {
+		errs = append(errs, fmt.Errorf("netvsc: bounce buffers: %w", err))
+	}
 	return errors.Join(errs...)
 }
 

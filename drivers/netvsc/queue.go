@@ -9,6 +9,7 @@ import (
 	"github.com/gohv/gohv/drivers/netvsc/nvsp"
 	"github.com/gohv/gohv/drivers/netvsc/rndis"
 	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/hv/dma"
 	"github.com/gohv/gohv/vmbus"
 	"github.com/gohv/gohv/vmbus/ring"
 )
@@ -24,8 +25,8 @@ const (
 
 // txSlot is one send in flight, indexed by its transaction id.
 type txSlot struct {
-	section int32 // send-buffer section or −1
-	bounce  int32 // bounce buffer or −1
+	section int32       // send-buffer section or −1
+	bounce  *dma.Buffer // bounce buffer or nil
 	inUse   bool
 }
 
@@ -136,6 +137,14 @@ func (q *queue) start() {
 }
 
 func (q *queue) free() {
+	q.slotMu.Lock()
+	for i := range q.slots {
+		if s := &q.slots[i]; s.inUse && s.bounce != nil {
+			q.n.bounce.put(s.bounce)
+			s.bounce = nil
+		}
+	}
+	q.slotMu.Unlock()
 	if q.hdrPages.Mem != nil {
 		q.n.cfg.Memory.FreePages(q.hdrPages)
 		q.hdrPages = hv.Pages{}
@@ -214,7 +223,7 @@ func (q *queue) release(i uint32) bool {
 	if sec >= 0 {
 		q.n.freeSection(int(sec))
 	}
-	if b >= 0 {
+	if b != nil {
 		q.n.bounce.put(b)
 	}
 	q.inFlight.Add(-1)

@@ -205,7 +205,7 @@ func (q *queue) takeSlot() (uint32, bool) {
 	}
 	i := q.freeSlot[len(q.freeSlot)-1]
 	q.freeSlot = q.freeSlot[:len(q.freeSlot)-1]
-	q.slots[i] = txSlot{section: -1, bounce: -1, inUse: true}
+	q.slots[i] = txSlot{section: -1, inUse: true}
 	q.inFlight.Add(1)
 	return i, true
 }
@@ -248,24 +248,24 @@ func (q *queue) sendDirect(s *txSlot, slot uint32, chanType uint32, head []byte,
 	bounced := false
 	if !ok {
 		b := q.n.bounce.get()
-		if b < 0 {
+		if b == nil {
 			return errBusyBuffers
 		}
 		q.slotMu.Lock()
 		s.bounce = b
 		q.slotMu.Unlock()
-		p := q.n.bounce.bufs[b]
+		mem := b.Bytes()
 		size := len(head) + total
-		if size > len(p.Mem) {
+		if size > len(mem) {
 			return fmt.Errorf("%w: %d-byte message exceeds the bounce buffer", ErrFrame, size)
 		}
-		at := copy(p.Mem, head)
+		at := copy(mem, head)
 		for _, part := range parts {
-			at += copy(p.Mem[at:], part)
+			at += copy(mem[at:], part)
 		}
 		np := ring.PFNCount(uint32(size), 0)
 		for i := range np {
-			q.pfns[i] = p.PFNAt(i)
+			q.pfns[i] = b.PFN(i)
 		}
 		q.ranges[0] = ring.GPARange{ByteCount: uint32(size), PFNs: q.pfns[:np]}
 		nr, bounced = 1, true

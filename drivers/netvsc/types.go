@@ -77,8 +77,8 @@ const (
 type Config struct {
 	// Memory provides host-visible memory for the receive and send
 	// buffers, GPA-direct headers and bounce buffers. Required. If it
-	// implements PhysTranslator, large frames in host-visible memory go
-	// GPA-direct without a copy.
+	// implements hv.PhysTranslator, large frames in host-visible memory
+	// go GPA-direct without a copy.
 	Memory hv.Memory
 	// MTU requested from the host (NDIS config); the host's
 	// OID_GEN_MAXIMUM_FRAME_SIZE may lower it. 0 means DefaultMTU.

@@ -189,6 +189,21 @@ func (n *NIC) Keepalive(ctx context.Context) error {
 	return nil
 }
 
+// CurrentMAC queries OID_802_3_CURRENT_ADDRESS, the address the host
+// currently filters on (MAC returns the permanent one).
+func (n *NIC) CurrentMAC(ctx context.Context) ([6]byte, error) {
+	var resp [controlRespSize]byte
+	info, err := n.queryOID(ctx, rndis.OID8023CurrentAddress, nil, resp[:])
+	if err != nil {
+		return [6]byte{}, err
+	}
+	mac, err := rndis.ParseMAC(info)
+	if err != nil {
+		return mac, fmt.Errorf("%w: current MAC: %w", ErrProtocol, err)
+	}
+	return mac, nil
+}
+
 // SetPacketFilter sets OID_GEN_CURRENT_PACKET_FILTER (rndis.Filter*
 // bits, §7.9). Open sets rndis.FilterDefault.
 func (n *NIC) SetPacketFilter(ctx context.Context, filter uint32) error {

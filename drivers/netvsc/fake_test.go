@@ -247,6 +247,17 @@ func (c *fakeChannel) Close(ctx context.Context) error {
 		return vmbus.ErrClosed
 	}
 	c.open = false
+	c.mu.Unlock()
+	// The host handles what is still in the ring before the close.
+	c.hostMu.Lock()
+	if !c.paused.Load() {
+		var p fakePkt
+		for c.out.pop(&p) {
+			c.host.handle(c, &p)
+		}
+	}
+	c.hostMu.Unlock()
+	c.mu.Lock()
 	close(c.stop)
 	c.mu.Unlock()
 	c.wg.Wait()

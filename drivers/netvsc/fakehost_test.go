@@ -447,7 +447,7 @@ func (h *fakeHost) query(id, oid uint32, msg []byte) []byte {
 	switch oid {
 	case 0x00010106:
 		return queryCmplt(id, 0, words32(h.maxFrame))
-	case 0x01010101:
+	case 0x01010101, 0x01010102:
 		return queryCmplt(id, 0, h.mac[:])
 	case 0x00010114:
 		st := uint32(0)

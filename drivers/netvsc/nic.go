@@ -40,7 +40,11 @@ type NIC struct {
 	phys    hv.PhysTranslator // nil if cfg.Memory cannot translate
 	primary Channel
 	subs    []Channel
-	queues  []*queue // fixed once Open returns
+	queues  []*queue // grows only during Open (under queuesMu), fixed once Open returns
+	// queuesMu guards queues while Open adds sub-channel queues; nqueues
+	// is its length for the interrupt paths.
+	queuesMu sync.Mutex
+	nqueues  atomic.Int32
 	version nvsp.Version
 
 	mac      [6]byte
@@ -188,6 +192,8 @@ func (n *NIC) goneErr() error {
 func (n *NIC) markGone() {
 	n.goneOnce.Do(func() {
 		close(n.gone)
+		n.queuesMu.Lock()
+		defer n.queuesMu.Unlock()
 		for _, q := range n.queues {
 			q.wake()
 		}
@@ -214,6 +220,7 @@ func Open(ctx context.Context, ch Channel, cfg Config) (*NIC, error) {
 	n.events.init()
 	q0 := newQueue(n, 0, ch)
 	n.queues = []*queue{q0}
+	n.nqueues.Store(1)
 	if err := ch.Open(ctx, vmbus.OpenConfig{SendRingSize: cfg.RingSize, RecvRingSize: cfg.RingSize, OnInterrupt: q0.onInterrupt}); err != nil {
 		return nil, fmt.Errorf("netvsc: open channel: %w", err)
 	}

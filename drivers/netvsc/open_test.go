@@ -208,6 +208,21 @@ func TestCloseOrder(t *testing.T) {
 		if strings.Join(got, ", ") != strings.Join(tt.want, ", ") {
 			t.Errorf("VMBus %v: %q", tt.v, got)
 		}
+		// The last messages, byte for byte: SET filter 0 (request id 9
+		// after the eight of Open), HALT (id 10), REVOKE_RECEIVE_BUFFER
+		// 0xCAFE, REVOKE_SEND_BUFFER 0.
+		recs := h.recorded()
+		wantTail := [][]byte{
+			words32(5, 32, 9, 0x0001010E, 4, 20, 0, 0),
+			words32(3, 12, 10),
+			nvspMsg(103, 0xCAFE),
+			nvspMsg(106, 0),
+		}
+		for i, w := range wantTail {
+			if got := recs[len(recs)-4+i]; !bytes.Equal(got, w) {
+				t.Errorf("close message %d:\n got % x\nwant % x", i, got, w)
+			}
+		}
 		h.mu.Lock()
 		filter := h.sets[0x0001010E]
 		h.mu.Unlock()

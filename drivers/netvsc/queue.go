@@ -388,7 +388,7 @@ func (q *queue) onInband(payload []byte) {
 	switch t {
 	case nvsp.TypeSendIndirectionTable:
 		var tab [nvsp.IndirectionTableSize]uint32
-		if err := nvsp.ParseIndirectionTable(payload, n.version, len(n.queues), &tab); err != nil {
+		if err := nvsp.ParseIndirectionTable(payload, n.version, int(n.nqueues.Load()), &tab); err != nil {
 			q.ctr.rxBad.Add(1)
 			return
 		}

@@ -231,8 +231,15 @@ func TestKeepalive(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs = h.recorded()
-	if last := recs[len(recs)-1]; !bytes.Equal(last[:4], words32(8)) || len(last) != 12 {
+	// Request id 9: the eight requests of Open used 1–8.
+	if last := recs[len(recs)-1]; !bytes.Equal(last, words32(8, 12, 9)) {
 		t.Errorf("KEEPALIVE % x", last)
+	}
+	if mac, err := n.CurrentMAC(ctx); err != nil || mac != h.mac {
+		t.Errorf("CurrentMAC %x %v", mac, err)
+	}
+	if last := h.recorded(); !bytes.Equal(last[len(last)-1], words32(4, 28, 10, 0x01010102, 0, 20, 0)) {
+		t.Errorf("QUERY current address % x", last[len(last)-1])
 	}
 }
 

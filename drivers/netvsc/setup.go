@@ -416,7 +416,10 @@ func (n *NIC) vrss(ctx context.Context) error {
 			}
 			break
 		}
+		n.queuesMu.Lock()
 		n.queues = append(n.queues, q)
+		n.nqueues.Store(int32(len(n.queues)))
+		n.queuesMu.Unlock()
 		n.subs = append(n.subs, ch)
 		q.start()
 	}

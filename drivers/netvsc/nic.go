@@ -45,7 +45,7 @@ type NIC struct {
 	// is its length for the interrupt paths.
 	queuesMu sync.Mutex
 	nqueues  atomic.Int32
-	version nvsp.Version
+	version  nvsp.Version
 
 	mac      [6]byte
 	mtu      int

@@ -26,8 +26,9 @@
 //     a section found in a lock-free bitmap (packet type 6).
 //   - Larger frames go GPA-direct (type 9): the RNDIS header from the
 //     slot's own 128-byte header area, the frame from the caller's memory
-//     when Config.Memory is a PhysTranslator that vouches for it, else
-//     everything from one of a few preallocated bounce buffers.
+//     when Config.Memory is an hv.PhysTranslator that vouches for it,
+//     else everything from one of a few bounce buffers of an hv/dma Pool
+//     allocated at Open.
 //   - Receives arrive as transfer-page packets (type 7); each range is
 //     one RNDIS message in the receive buffer. Each range is checked
 //     against the buffer and the host's sub-allocation area and copied
@@ -47,6 +48,11 @@
 // event goroutine. A watcher goroutine turns a rescind into ErrRemoved for
 // every waiter. Lock order: queue.sendMu, then queue.slotMu; control.mu,
 // queue.pendMu, queue.wakeMu, eventQueue.mu and bouncePool.mu are leaves.
+//
+// Close quiesces (packet filter 0, HALT, sends drained), revokes both
+// buffers, closes the channels and tears down the buffers' GPADLs, after
+// CLOSECHANNEL from VMBus 4.0 on and before it below (§7.4 step 8); memory
+// is freed only once the channels are closed and the GPADLs gone.
 //
 // Host input is untrusted: every NVSP and RNDIS message, transfer-page
 // range, per-packet info entry, OID result and indirection table is

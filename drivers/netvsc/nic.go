@@ -230,7 +230,7 @@ func Open(ctx context.Context, ch Channel, cfg Config) (*NIC, error) {
 	q0.start()
 	if err := n.setup(ctx); err != nil {
 		n.markGone()
-		if cerr := n.teardown(ctx, false); cerr != nil {
+		if cerr := n.teardown(ctx, true); cerr != nil {
 			err = errors.Join(err, cerr)
 		}
 		close(n.stop)
@@ -333,6 +333,12 @@ func (n *NIC) quiesce(ctx context.Context) {
 // teardown revokes the buffers (if revoke), closes the channels and tears
 // down the GPADLs, then frees the memory whose GPADL is gone.
 func (n *NIC) teardown(ctx context.Context, revoke bool) error {
+	// Barrier: a Send in progress finishes; later ones see the NIC gone.
+	for _, q := range n.queues {
+		q.sendMu.Lock()
+		q.stopped = true
+		q.sendMu.Unlock()
+	}
 	var errs []error
 	var msg [nvsp.MessageSize]byte
 	if revoke && !n.removed.Load() {
@@ -354,13 +360,29 @@ func (n *NIC) teardown(ctx context.Context, revoke bool) error {
 	if legacy {
 		errs = append(errs, n.teardownGPADLs(ctx)...)
 	}
+	closed := true
 	for i := len(n.queues) - 1; i >= 0; i-- {
 		if err := n.queues[i].ch.Close(ctx); err != nil && !errors.Is(err, vmbus.ErrClosed) {
 			errs = append(errs, fmt.Errorf("netvsc: close queue %d: %w", i, err))
+			closed = false
 		}
 	}
 	if !legacy {
 		errs = append(errs, n.teardownGPADLs(ctx)...)
+	}
+	if !closed {
+		// The host may still use the rings' GPA-direct pages and the
+		// buffers: keep the memory rather than hand it out again.
+		return errors.Join(errs...)
+	}
+	// Memory goes only now that no interrupt runs any more.
+	if !n.haveRecvGPADL && n.recvBuf.Mem != nil {
+		n.cfg.Memory.FreePages(n.recvBuf)
+		n.recvBuf = hv.Pages{}
+	}
+	if !n.haveSendGPADL && n.sendBuf.Mem != nil {
+		n.cfg.Memory.FreePages(n.sendBuf)
+		n.sendBuf = hv.Pages{}
 	}
 	for _, q := range n.queues {
 		q.free() // also gives back bounce buffers of sends never completed
@@ -386,14 +408,6 @@ func (n *NIC) teardownGPADLs(ctx context.Context) []error {
 		} else {
 			n.haveSendGPADL = false
 		}
-	}
-	if !n.haveRecvGPADL && n.recvBuf.Mem != nil {
-		n.cfg.Memory.FreePages(n.recvBuf)
-		n.recvBuf = hv.Pages{}
-	}
-	if !n.haveSendGPADL && n.sendBuf.Mem != nil {
-		n.cfg.Memory.FreePages(n.sendBuf)
-		n.sendBuf = hv.Pages{}
 	}
 	return errs
 }

@@ -76,6 +76,7 @@ type queue struct {
 	pfns     [maxGPAPFNs]uint64
 	hdrPages hv.Pages // hdrSlotSize bytes per tx slot
 	secHint  int
+	stopped  bool // set by teardown: no more sends
 
 	slotMu   sync.Mutex // guards slots and freeSlots
 	slots    []txSlot

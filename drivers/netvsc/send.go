@@ -151,8 +151,8 @@ func (q *queue) trySendRNDIS(chanType uint32, head []byte, parts [][]byte) error
 // Called with sendMu held.
 func (q *queue) sendLocked(chanType uint32, head []byte, parts [][]byte, total int) error {
 	n := q.n
-	if n.removed.Load() {
-		return ErrRemoved
+	if q.stopped || n.removed.Load() {
+		return n.goneErr()
 	}
 	slot, ok := q.takeSlot()
 	if !ok {
@@ -180,6 +180,9 @@ func (q *queue) sendLocked(chanType uint32, head []byte, parts [][]byte, total i
 		}
 		if errors.Is(err, vmbus.ErrRescinded) {
 			return ErrRemoved
+		}
+		if errors.Is(err, vmbus.ErrClosed) {
+			return n.goneErr()
 		}
 		return err
 	}

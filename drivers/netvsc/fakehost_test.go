@@ -62,6 +62,9 @@ type fakeHost struct {
 	revoked  []uint32
 	config   []byte
 	queueOf  map[*fakeChannel]*queue
+	// mutate, if set, may rewrite a set-up completion (by NVSP type)
+	// before it goes to the guest.
+	mutate func(typ uint32, msg []byte) []byte
 }
 
 func newHost(t testing.TB) *fakeHost {
@@ -182,6 +185,9 @@ func (h *fakeHost) loop(c *fakeChannel) {
 
 // toGuest queues a packet to the guest and interrupts it.
 func (h *fakeHost) toGuest(c *fakeChannel, typ ring.PacketType, flags uint16, txid uint64, hdr []byte, payload []byte) {
+	if h.mutate != nil && typ == ring.TypeCompletion && len(payload) >= 4 && u32(payload, 0) != 108 {
+		payload = h.mutate(u32(payload, 0), payload)
+	}
 	if err := c.in.push(typ, flags, txid, hdr, payload); err != nil {
 		h.t.Errorf("host: inbound ring: %v", err)
 		return

@@ -84,22 +84,8 @@ func init() {
 	}
 	discover(&mach)
 	machDone.Store(true)
-	switch {
-	case mach.hvErr == nil:
-	case mach.hyperV:
-		println("gohv: Hyper-V lacks VMBus features (" + reason(mach.hvErr) + "); running without VMBus")
-	default:
-		println("gohv: Hyper-V not detected (" + reason(mach.hvErr) + "); running without VMBus")
-	}
-}
-
-// reason is the short form of a detection error for the console line.
-func reason(err error) string {
-	var nh *hv.NotHyperVError
-	if errors.As(err, &nh) {
-		return nh.Reason
-	}
-	return err.Error()
+	// Whether VMBus is missing, and why, is said once by whoever asks for
+	// the platform (the kernel's start-up path).
 }
 
 // physReader reads identity-mapped physical memory for acpi.

@@ -215,3 +215,11 @@ func (r *Registry) bind(ctx context.Context, ch vmbus.DriverChannel) (b Binding,
 	r.mu.Unlock()
 	return b, true
 }
+
+// has reports whether class has a driver.
+func (r *Registry) has(class chanmsg.GUID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.drivers[class]
+	return ok
+}

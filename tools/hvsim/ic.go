@@ -55,8 +55,13 @@ type icService struct {
 	fw, msg uint32
 	usable  bool
 	waiters map[uint64]chan icReply
-	nextTx  uint64
-	cancel  context.CancelFunc
+	// abandoned holds transactions the host stopped waiting for (its
+	// timeout): a late answer to one is counted, not a violation, since a
+	// slow guest breaks no rule. Bounded by maxAbandoned.
+	abandoned map[uint64]bool
+	late      uint64
+	nextTx    uint64
+	cancel    context.CancelFunc
 }
 
 func (s *icService) Offer() OfferSpec { return OfferSpec{Class: s.class, Instance: s.inst} }
@@ -195,11 +200,20 @@ func (s *icService) transact(ctx context.Context, ch *Channel, fw, msg uint32, t
 	case r := <-wait:
 		return r, nil
 	case <-ctx.Done():
+		s.mu.Lock()
+		if s.abandoned == nil || len(s.abandoned) >= maxAbandoned {
+			s.abandoned = map[uint64]bool{}
+		}
+		s.abandoned[txid] = true
+		s.mu.Unlock()
 		return icReply{}, ctx.Err()
 	case <-ch.Done():
 		return icReply{}, ErrClosed
 	}
 }
+
+// maxAbandoned bounds icService.abandoned.
+const maxAbandoned = 64
 
 // serve receives the guest's responses.
 func (s *icService) serve(ctx context.Context, ch *Channel) {
@@ -245,7 +259,15 @@ func (s *icService) response(ch *Channel, p Packet) {
 	}
 	s.mu.Lock()
 	w := s.waiters[p.TransactionID]
+	late := w == nil && s.abandoned[p.TransactionID]
+	if late {
+		delete(s.abandoned, p.TransactionID)
+		s.late++
+	}
 	s.mu.Unlock()
+	if late {
+		return
+	}
 	if w == nil {
 		bad("response to unknown transaction %d", p.TransactionID)
 		return

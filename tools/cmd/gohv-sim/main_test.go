@@ -36,8 +36,10 @@ func TestDemo(t *testing.T) {
 				"netvsc",
 				"guest: driver heartbeat bound",
 				"guest: driver shutdown bound",
-				"guest: shutdown request from host: power-off",
-				"host: guest accepted the shutdown (S_OK)",
+				"gohv: the host asks for power-off",
+				"guest: driver storvsc bound",
+				"gohv: disk scsi-",
+				"host: guest accepted the shutdown (S_OK); guest shut down for power-off",
 				"host: no protocol violations",
 			} {
 				if !strings.Contains(out.String(), want) {

@@ -5,7 +5,12 @@ import (
 	"sync"
 
 	"github.com/gohv/gohv/vmbus"
+	"github.com/gohv/gohv/vmbus/chanmsg"
 )
+
+// Class is the synthetic NIC's interface type (§5), the class Driver is
+// registered for.
+var Class = chanmsg.ClassNetwork
 
 // Driver is the netvsc kernel.Driver: it opens a NIC on every network
 // class offer (§5) it is attached to.

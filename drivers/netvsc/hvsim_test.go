@@ -265,3 +265,44 @@ func TestHvsimLinkAndRescind(t *testing.T) {
 		t.Errorf("WaitWritable after rescind: %v", err)
 	}
 }
+
+// TestHvsimDriver attaches through the kernel.Driver entry point, which
+// finds the sub-channels itself.
+func TestHvsimDriver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h, err := hvsim.New(hvsim.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	dev, err := netvsp.New(h, netvsp.Config{MAC: guestMAC, MTU: 1500, MaxQueues: 2, Backend: &wire{frames: make(chan []byte, 8)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.AddDevice(dev)
+	bus, err := vmbus.Connect(ctx, h.Platform(), vmbus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bus.Close(ctx)
+	var seen []*netvsc.NIC
+	d := &netvsc.Driver{Config: netvsc.Config{Memory: h.Platform(), Queues: 2}, OnNIC: func(n *netvsc.NIC) { seen = append(seen, n) }}
+	for _, ch := range bus.Channels() {
+		if ch.Offer().InterfaceType == netvsc.Class {
+			if err := d.Attach(ctx, ch); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	nics := d.NICs()
+	if d.Name() != "netvsc" || len(nics) != 1 || len(seen) != 1 || seen[0] != nics[0] || nics[0].Queues() != 2 {
+		t.Fatalf("NICs %v seen %v", nics, seen)
+	}
+	if err := nics[0].Close(ctx); err != nil {
+		t.Error(err)
+	}
+	if v := h.Violations(); len(v) > 0 {
+		t.Errorf("host recorded %d violations, first: %v", len(v), v[0])
+	}
+}

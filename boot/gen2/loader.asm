@@ -2,7 +2,7 @@
 ;
 ; Assemble: nasm -f bin -o loader.efi loader.asm
 ;
-; The image carries the gohv kernel image (GKI, /work/boot-contract.md) as
+; The image carries the gohv kernel image (GKI, docs/boot.md) as
 ; its last PE section ".gohvkrn", appended on the host by gen2.BuildEFI. At
 ; run time the loader finds that section through its own loaded headers,
 ; validates the GKI, places its segments at their physical addresses,
@@ -62,7 +62,7 @@ MT_RTCODE       equ 5
 ; the firmware calls it makes may reach.
 STACK_GUARD     equ 0x10000
 
-; GKI header (boot contract).
+; GKI header (docs/boot.md, "The gohv kernel image (GKI)").
 GKI_MAGIC       equ 0
 GKI_VERSION     equ 8
 GKI_HDRSIZE     equ 12
@@ -1014,7 +1014,7 @@ guid_acpi10:                        ; eb9d2d30-2d88-11d3-9a16-0090273fc14d
 secname:
     db '.gohvkrn'
 
-; E820 type for each EFI memory type 0..15 (boot contract, Gen2).
+; E820 type for each EFI memory type 0..15 (docs/boot.md, "One hand-off protocol: PVH").
 e820_of_efi:
     db 2                            ; reserved
     db 1, 1                         ; loader code, data

@@ -157,12 +157,11 @@ type synic struct {
 	vp      uint32
 	simp    hv.Pages
 	siefp   hv.Pages
-	autoEOI bool
 	mu      sync.Mutex // serialises SINT MSR updates
 }
 
 func newSynIC(mem hv.Memory, info hv.Info) (*synic, error) {
-	s := &synic{autoEOI: !info.AutoEOIDeprecated()}
+	s := &synic{}
 	if info.Privileges.Has(hv.PrivVPIndex) {
 		// Without the privilege the MSR faults; the boot processor is VP 0.
 		s.vp = uint32(rdmsr(uint32(hv.MSRVPIndex)))
@@ -202,8 +201,11 @@ func (s *synic) EndOfMessage() { wrmsr(uint32(hv.MSREOM), hv.EOMValue) }
 
 // SetHandler routes sint's IDT vector to fn and unmasks the SINT (fn ==
 // nil masks it). fn runs on the goroutine serving interrupts (tamago's
-// CPU.ServiceInterrupts); without AutoEOI, that loop's LAPIC EOI after fn
-// is the EOI the deprecation asks for.
+// CPU.ServiceInterrupts). SINTs are programmed without AutoEOI whatever the
+// host recommends: tamago's interrupt loop writes the LAPIC EOI after every
+// interrupt, and the TLFS forbids a guest that uses AutoEOI to EOI (Linux
+// likewise drops AutoEOI when the host deprecates it); that one EOI is the
+// only one.
 func (s *synic) SetHandler(sint uint8, fn func()) error {
 	if sint >= hv.SINTCount {
 		return fmt.Errorf("boot: SINT %d out of range", sint)
@@ -216,7 +218,7 @@ func (s *synic) program(sint uint8, masked bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	msr := uint32(hv.SINTMSR(sint))
-	v, err := hv.SINT{Vector: uint8(sintVectorBase + int(sint)), Masked: masked, AutoEOI: s.autoEOI}.Encode(rdmsr(msr))
+	v, err := hv.SINT{Vector: uint8(sintVectorBase + int(sint)), Masked: masked, AutoEOI: false}.Encode(rdmsr(msr))
 	if err != nil {
 		return err
 	}

@@ -71,7 +71,7 @@ func hwinit1() {
 }
 
 func init() {
-	if boot.Err != BootOK {
+	if boot.Err != bootOK {
 		print(boot.Err.Error(), " (", boot.Mem.Dropped, " entries dropped)\n")
 	}
 	if boot.Plan.Truncated {

@@ -154,10 +154,10 @@ func pause(d time.Duration) {
 
 // synic is the boot processor's SynIC (docs/hyperv-protocol.md §2).
 type synic struct {
-	vp      uint32
-	simp    hv.Pages
-	siefp   hv.Pages
-	mu      sync.Mutex // serialises SINT MSR updates
+	vp    uint32
+	simp  hv.Pages
+	siefp hv.Pages
+	mu    sync.Mutex // serialises SINT MSR updates
 }
 
 func newSynIC(mem hv.Memory, info hv.Info) (*synic, error) {

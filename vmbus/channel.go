@@ -888,6 +888,13 @@ func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []
 	if c.isRescinded.Load() {
 		return ErrRescinded
 	}
+	// Count before writing: once the packet is in the ring the host may
+	// complete it and the caller reuse parts (storvsc's slots do) before
+	// this call returns.
+	n := len(hdr)
+	for _, p := range parts {
+		n += len(p)
+	}
 	c.sendMu.Lock()
 	if c.w == nil {
 		c.sendMu.Unlock()
@@ -902,10 +909,6 @@ func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []
 			c.stats.errors.Add(1)
 		}
 		return err
-	}
-	n := len(hdr)
-	for _, p := range parts {
-		n += len(p)
 	}
 	c.stats.packetsSent.Add(1)
 	c.stats.bytesSent.Add(uint64(n))

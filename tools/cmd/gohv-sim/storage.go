@@ -7,6 +7,8 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/gohv/gohv/drivers/block/fat"
 	"github.com/gohv/gohv/drivers/block/mount"
@@ -70,7 +72,7 @@ func showDisks(ctx context.Context, w io.Writer, k *kernel.Kernel) (volumes, err
 			info.Size()>>20, info.SectorSize, mode)
 		vols, tab, err := mount.Mount(ctx, d, mount.Options{Now: k.Now})
 		if tab != nil {
-			fmt.Fprintf(w, "guest:   %s partition table, %d partitions\n", tab.Kind, len(tab.Partitions))
+			fmt.Fprintf(w, "guest:   %s partition table, %d partitions\n", strings.ToUpper(tab.Kind.String()), len(tab.Partitions))
 		}
 		if err != nil && len(vols) == 0 {
 			fmt.Fprintf(w, "guest:   no filesystem: %v\n", err)
@@ -147,15 +149,25 @@ func listFiles(w io.Writer, fsys fs.FS) error {
 		if int64(len(b)) != fi.Size() {
 			return fmt.Errorf("/%s: read %d bytes, the directory says %d", p, len(b), fi.Size())
 		}
-		fmt.Fprintf(w, "guest:     /%s (%d bytes, read %q)\n", p, fi.Size(), preview(b))
+		if text, ok := preview(b); ok {
+			fmt.Fprintf(w, "guest:     /%s (%d bytes, read %q)\n", p, fi.Size(), text)
+		} else {
+			fmt.Fprintf(w, "guest:     /%s (%d bytes, read)\n", p, fi.Size())
+		}
 		return nil
 	})
 }
 
-// preview is the start of a file's first line.
-func preview(b []byte) string {
+// preview is the start of a text file's first line; ok is false for
+// binary files.
+func preview(b []byte) (string, bool) {
 	s, _, _ := strings.Cut(string(b[:min(len(b), 40)]), "\n")
-	return s
+	for _, r := range s {
+		if r == utf8.RuneError || !unicode.IsPrint(r) {
+			return "", false
+		}
+	}
+	return s, true
 }
 
 // stamp writes /gohv-sim.txt with the time and syncs the volume.

@@ -286,38 +286,56 @@ func TestStartProfiles(t *testing.T) {
 	}
 }
 
-// TestCloseFlushesDisks: data written into the host's write-back cache is
-// durable in the store once Close (the shutdown path) returns, through a
-// SYNCHRONIZE CACHE the guest sent before unloading VMBus.
+// TestCloseFlushesDisks: data written into the host's write-back caches
+// of two disks is durable in their stores once Close (the shutdown path)
+// returns, through a SYNCHRONIZE CACHE per disk. The flushes are counted
+// by the host's controller, so they went over the channel, before VMBus
+// was unloaded.
 func TestCloseFlushesDisks(t *testing.T) {
 	m := newMachine(t, hvsim.WS2022)
+	second := storvsp.NewMemStore(diskBytes)
+	if err := m.SCSI.Attach(storvsp.Addr{LUN: 1}, storvsp.LUNConfig{Store: second, WriteCache: true}); err != nil {
+		t.Fatal(err)
+	}
 	k := m.start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), testWait)
 	defer cancel()
-	disk := k.Disks.Devices()[0]
+	devs := k.Disks.Devices()
+	if len(devs) != 2 {
+		t.Fatalf("%d disks, want 2", len(devs))
+	}
 	data := bytes.Repeat([]byte("gohv"), 2048) // 8 KiB
 	const off = 64 << 10
-	if _, err := disk.WriteAt(ctx, data, off); err != nil {
-		t.Fatal(err)
+	for _, d := range devs {
+		if _, err := d.WriteAt(ctx, data, off); err != nil {
+			t.Fatal(err)
+		}
 	}
-	st, _ := m.SCSI.LUNStats(storvsp.Addr{})
-	if st.DirtyBlocks == 0 || bytes.Equal(m.store.Bytes()[off:off+len(data)], data) {
-		t.Fatalf("the write is already durable before Close (stats %+v): the test proves nothing", st)
+	stores := map[uint8]*storvsp.MemStore{0: m.store, 1: second}
+	before := map[uint8]storvsp.LUNStats{}
+	for lun, s := range stores {
+		st, _ := m.SCSI.LUNStats(storvsp.Addr{LUN: lun})
+		if st.DirtyBlocks == 0 || bytes.Equal(s.Bytes()[off:off+len(data)], data) {
+			t.Fatalf("LUN %d: the write is already durable before Close (stats %+v): the test proves nothing", lun, st)
+		}
+		before[lun] = st
 	}
-	flushesBefore := st.Flushes
 	if err := k.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(m.store.Bytes()[off:off+len(data)], data) {
-		t.Fatal("the data is not in the store after Close")
+	for lun, s := range stores {
+		if !bytes.Equal(s.Bytes()[off:off+len(data)], data) {
+			t.Errorf("LUN %d: the data is not in the store after Close", lun)
+		}
+		st, _ := m.SCSI.LUNStats(storvsp.Addr{LUN: lun})
+		if st.Flushes != before[lun].Flushes+1 || st.DirtyBlocks != 0 {
+			t.Errorf("LUN %d after Close: %+v, want one more flush and no dirty blocks", lun, st)
+		}
 	}
-	st, _ = m.SCSI.LUNStats(storvsp.Addr{})
-	if st.Flushes != flushesBefore+1 || st.DirtyBlocks != 0 {
-		t.Fatalf("after Close: %+v, want one more flush and no dirty blocks", st)
-	}
-	// The flush went over the channel, so it came before the unload.
-	if _, err := disk.ReadAt(ctx, make([]byte, 512), 0); !errors.Is(err, block.ErrRemoved) {
-		t.Fatalf("read after Close: %v, want ErrRemoved", err)
+	for _, d := range devs {
+		if _, err := d.ReadAt(ctx, make([]byte, 512), 0); !errors.Is(err, block.ErrRemoved) {
+			t.Fatalf("read after Close: %v, want ErrRemoved", err)
+		}
 	}
 }
 

@@ -55,7 +55,12 @@ const diskBytes = 4 << 20
 // protocol violations.
 func newMachine(t *testing.T, p hvsim.Profile) *machine {
 	t.Helper()
-	m, err := simhost.New(simhost.Config{Profile: p})
+	return newMachineConfig(t, simhost.Config{Profile: p})
+}
+
+func newMachineConfig(t *testing.T, cfg simhost.Config) *machine {
+	t.Helper()
+	m, err := simhost.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,6 +461,97 @@ func TestCloseDuringRescan(t *testing.T) {
 			}
 			if n := len(k.Disks.Devices()); n != 0 {
 				t.Fatalf("%d disks left after Close", n)
+			}
+		})
+	}
+}
+
+// TestIntegrationServicesProfiles checks, on every simulated release,
+// what the kernel wires the integration services to: the time sync
+// driver sets the kernel's clock (Now follows the host's reference
+// counter after the SYNC), KVP reports Config.System with gohv's defaults
+// filled in, and a VSS backup finds the disks flushed and writes held at
+// the write gate until THAW.
+func TestIntegrationServicesProfiles(t *testing.T) {
+	for _, p := range profiles {
+		t.Run(p.String(), func(t *testing.T) {
+			epoch := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+			clock := hvsim.NewManualClock(epoch)
+			m := newMachineConfig(t, simhost.Config{Profile: p, Clock: clock})
+			cfg := m.config()
+			cfg.System.FullyQualifiedDomainName = "vm1.example"
+			ctx, cancel := context.WithTimeout(context.Background(), testWait)
+			defer cancel()
+			k, err := kernel.Start(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer k.Close(ctx)
+
+			// Time: the host's SYNC sets the clock; the reference
+			// counter carries it forward.
+			if err := m.Standard.TimeSync.WaitAnswered(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			if !k.TimeSync.HostProvidesTime() || !k.TimeSync.LastSync().Equal(epoch) {
+				t.Fatalf("HostProvidesTime %v, LastSync %v; want true, %v", k.TimeSync.HostProvidesTime(), k.TimeSync.LastSync(), epoch)
+			}
+			if got := k.Now(); !got.Equal(epoch) {
+				t.Fatalf("Now = %v after the SYNC, want %v", got, epoch)
+			}
+			clock.Advance(90 * time.Minute)
+			if got, want := k.Now(), epoch.Add(90*time.Minute); !got.Equal(want) {
+				t.Fatalf("Now = %v after 90 minutes of reference time, want %v", got, want)
+			}
+
+			// KVP: the auto pool the host enumerates.
+			auto, err := m.Standard.KVP.WaitAuto(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for key, want := range map[string]string{
+				"FullyQualifiedDomainName": "vm1.example", "OSName": "gohv", "ProcessorArchitecture": "x86_64",
+			} {
+				if auto[key] != want {
+					t.Errorf("auto pool %s = %q, want %q (pool %v)", key, auto[key], want, auto)
+				}
+			}
+
+			// VSS: a write sits in the host's cache; FREEZE flushes it
+			// and holds the gate.
+			disk := k.Disks.Devices()[0]
+			if _, err := disk.WriteAt(ctx, bytes.Repeat([]byte{0x5A}, 4096), 0); err != nil {
+				t.Fatal(err)
+			}
+			gate := k.WriteGate()
+			frozen := false
+			err = m.Standard.VSS.Backup(ctx, func(context.Context) error {
+				frozen = true
+				if st, _ := m.SCSI.LUNStats(storvsp.Addr{}); st.DirtyBlocks != 0 || m.store.Bytes()[0] != 0x5A {
+					t.Errorf("at FREEZE: %+v, first byte %#x: the snapshot would miss a write", st, m.store.Bytes()[0])
+				}
+				done, stop := context.WithCancel(ctx)
+				stop()
+				if err := gate.Enter(done); !errors.Is(err, context.Canceled) {
+					if err == nil {
+						gate.Exit()
+					}
+					t.Errorf("Enter while frozen: %v, want to wait (context.Canceled)", err)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !frozen {
+				t.Fatal("the snapshot callback never ran")
+			}
+			if err := gate.Enter(ctx); err != nil {
+				t.Fatalf("Enter after THAW: %v", err)
+			}
+			gate.Exit()
+			if st := k.VSS.Stats(); st.Freezes != 1 || st.Thaws != 1 || st.Frozen {
+				t.Fatalf("VSS stats %+v", st)
 			}
 		})
 	}

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -554,5 +556,40 @@ func TestIntegrationServicesProfiles(t *testing.T) {
 				t.Fatalf("VSS stats %+v", st)
 			}
 		})
+	}
+}
+
+// TestLogOneWriterAtATime: the storage controllers (SCSI and IDE) attach
+// on their own goroutines and both report disks; the kernel serialises its
+// log lines, so a plain bytes.Buffer as Config.Log is safe (-race checks)
+// and every line arrives whole.
+func TestLogOneWriterAtATime(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "ide.raw")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := newMachineConfig(t, simhost.Config{Profile: hvsim.WS2022, Disks: []simhost.Disk{{Path: img, IDE: true}}})
+	var log bytes.Buffer // not safe for concurrent use
+	cfg := m.config()
+	cfg.Log = &log
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	k, err := kernel.Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := log.String()
+	for _, want := range []string{
+		"gohv: disk scsi-f8b3781b-0:0:0: 4 MiB, 512-byte sectors\n",
+		"gohv: disk ide-00000000-0:0:0: 1 MiB, 512-byte sectors\n",
+		"gohv: disk scsi-f8b3781b-0:0:0 removed\n",
+		"gohv: disk ide-00000000-0:0:0 removed\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("log lacks %q:\n%s", want, got)
+		}
 	}
 }

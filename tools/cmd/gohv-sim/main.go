@@ -28,6 +28,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gohv/gohv/drivers/block/fat"
@@ -111,7 +112,10 @@ func memDisk() (*storvsp.MemStore, error) {
 
 // demo boots the guest stack against a fresh simulated machine and shuts
 // it down through the host's shutdown integration service.
-func demo(w io.Writer, o options) error {
+func demo(out io.Writer, o options) error {
+	// The kernel's log and the application both write to w, from
+	// different goroutines.
+	w := &lockedWriter{w: out}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 
@@ -220,4 +224,16 @@ func demo(w io.Writer, o options) error {
 	}
 	fmt.Fprintf(w, "host: no protocol violations; powered off\n")
 	return nil
+}
+
+// lockedWriter serialises writes.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -214,3 +214,44 @@ func TestDemoImages(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestDemoReadOnlyDisk: a FAT32 image attached read-only is listed and
+// read but not written, and the backup runs without a writer.
+func TestDemoReadOnlyDisk(t *testing.T) {
+	hosttool.Need(t, "mkfs.fat", "mcopy")
+	dir := t.TempDir()
+	vfat := filepath.Join(dir, "ro.vfat")
+	hosttool.Run(t, "mkfs.fat", "-F", "32", "-C", vfat, "40960")
+	src := filepath.Join(dir, "keep.txt")
+	if err := os.WriteFile(src, []byte("do not touch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hosttool.Run(t, "mcopy", "-i", vfat, src, "::/KEEP.TXT")
+	before, err := os.ReadFile(vfat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := options{profile: hvsim.WS2016, heartbeats: 1, interval: 5 * time.Millisecond, timeout: 30 * time.Second,
+		disks: []simhost.Disk{{Path: vfat, ReadOnly: true}}}
+	if err := demo(&out, o); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		"guest: SCSI disk scsi-f8b3781b-0:0:0: 40 MiB, 512-byte sectors, read-only",
+		"guest:     /KEEP.TXT (13 bytes, read \"do not touch\")",
+		"host: VSS frozen: guest disks flushed (no dirty cache blocks), write gate held\n",
+		"host: VSS backup cycle: HOT_BACKUP S_OK, FREEZE S_OK, THAW S_OK, BU_COMPLETE S_OK",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "wrote /") || strings.Contains(got, "writing /") {
+		t.Errorf("the demo wrote to a read-only disk:\n%s", got)
+	}
+	if after, err := os.ReadFile(vfat); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("the read-only image changed (read error %v)", err)
+	}
+}

@@ -255,3 +255,22 @@ func TestDemoReadOnlyDisk(t *testing.T) {
 		t.Errorf("the read-only image changed (read error %v)", err)
 	}
 }
+
+func TestPreview(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{
+		{"hello\nworld\n", "hello", true},
+		{"", "", true},
+		{strings.Repeat("a", 39) + "é tail", strings.Repeat("a", 39), true}, // é would be cut: dropped
+		{"\x00\x01binary", "", false},
+		{"\xff\xfe", "", false},
+	} {
+		got, ok := preview([]byte(tc.in))
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("preview(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}

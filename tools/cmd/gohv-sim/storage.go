@@ -161,7 +161,11 @@ func listFiles(w io.Writer, fsys fs.FS) error {
 // preview is the start of a text file's first line; ok is false for
 // binary files.
 func preview(b []byte) (string, bool) {
-	s, _, _ := strings.Cut(string(b[:min(len(b), 40)]), "\n")
+	n := min(len(b), 40)
+	for n > 0 && n < len(b) && !utf8.RuneStart(b[n]) {
+		n-- // do not cut a character in two
+	}
+	s, _, _ := strings.Cut(string(b[:n]), "\n")
 	for _, r := range s {
 		if r == utf8.RuneError || !unicode.IsPrint(r) {
 			return "", false

@@ -879,7 +879,9 @@ func (c *Channel) forgetGPADL(id uint32, gone bool) {
 // TrySend writes one packet with payload parts to the outbound ring and
 // signals the host if the ring was empty and the host is not masked
 // (reference §4.6, §3.12). It returns ErrRingFull if the packet does not
-// fit now. It does not allocate.
+// fit now. It does not allocate. It reads hdr and parts only before the
+// packet becomes visible to the host: a caller may reuse them as soon as
+// the host's completion arrives, even before TrySend returns.
 func (c *Channel) TrySend(typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error {
 	return c.trySend(typ, flags, txid, nil, parts)
 }

@@ -196,6 +196,11 @@ func demo(out io.Writer, o options) error {
 		}()
 		<-ctx.Done()
 		fmt.Fprintln(w, "guest: application stopped by the host's shutdown request")
+		// Let the host have its answer before the kernel closes the
+		// channels: vmbus.Channel.Close does not wait for a reply the
+		// shutdown driver is still sending on the dispatch goroutine.
+		a := <-answered
+		answered <- a
 		return nil
 	}
 	code, kind := kernel.Execute(ctx, app, kernel.WithConfig(kernel.Config{

@@ -221,8 +221,8 @@ func TestExecuteHostShutdown(t *testing.T) {
 				}()
 				<-actx.Done()
 				// The host has its answer before the kernel closes the
-				// channel (vmbus.Channel.Close does not wait for a reply
-				// being sent on the dispatch goroutine).
+				// channel (the simulated host drops an answer still in
+				// the ring when the guest closes right after writing it).
 				if err := <-hresult; err != nil {
 					t.Errorf("host's request: %v", err)
 				}

@@ -197,8 +197,8 @@ func demo(out io.Writer, o options) error {
 		<-ctx.Done()
 		fmt.Fprintln(w, "guest: application stopped by the host's shutdown request")
 		// Let the host have its answer before the kernel closes the
-		// channels: vmbus.Channel.Close does not wait for a reply the
-		// shutdown driver is still sending on the dispatch goroutine.
+		// channels: the simulated host drops an answer still in the ring
+		// when the guest closes the channel right after writing it.
 		a := <-answered
 		answered <- a
 		return nil

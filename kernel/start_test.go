@@ -596,3 +596,37 @@ func TestLogOneWriterAtATime(t *testing.T) {
 		}
 	}
 }
+
+// TestExecuteShutdownAnswerSent: an application that returns the moment
+// its context is cancelled makes the kernel close the channels while the
+// shutdown driver is still answering the host; the answer goes out first
+// (the shutdown service drops none).
+func TestExecuteShutdownAnswerSent(t *testing.T) {
+	for i := range 3 { // the race is narrow: a few tries (drivers/ic has the deterministic test)
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			m := newMachine(t, hvsim.WS2022)
+			ctx, cancel := context.WithTimeout(context.Background(), testWait)
+			defer cancel()
+			var k *kernel.Kernel
+			requested := make(chan struct{})
+			code, kind := kernel.Execute(ctx, func(actx context.Context) error {
+				k = kernel.FromContext(actx)
+				go func() {
+					defer close(requested)
+					// The answer may reach a host whose channel is
+					// already closing: only the guest side is checked.
+					m.Standard.Shutdown.Request(ctx, 0, "now") //nolint:errcheck
+				}()
+				<-actx.Done()
+				return nil
+			}, kernel.WithConfig(m.config()))
+			<-requested
+			if code != 0 || kind != shutdown.PowerOff {
+				t.Fatalf("Execute = %d, %v", code, kind)
+			}
+			if st := k.Shutdown.Stats(); st.Accepted != 1 || st.IC.Dropped != 0 || st.IC.BadMessages != 0 {
+				t.Fatalf("shutdown stats %+v: the answer was not sent", st)
+			}
+		})
+	}
+}

@@ -58,7 +58,9 @@ type Config struct {
 	// StartTimeout bounds connecting and the first binding of drivers.
 	StartTimeout time.Duration
 	// Log receives the kernel's one-line reports (COM1 on a gohv
-	// kernel); nil means os.Stdout.
+	// kernel); nil means os.Stdout. The kernel writes one line per Write,
+	// one at a time, so Log need not be safe for concurrent use by the
+	// kernel (an application writing to it too must share a lock).
 	Log io.Writer
 }
 
@@ -67,6 +69,7 @@ type Config struct {
 // for an application.
 type Kernel struct {
 	cfg      Config
+	logMu    sync.Mutex // serialises writes to log: drivers report from their own goroutines
 	log      io.Writer
 	platform hv.Platform
 	bus      *vmbus.Bus // nil without VMBus
@@ -350,5 +353,8 @@ func (k *Kernel) close(ctx context.Context) error {
 }
 
 func (k *Kernel) logf(format string, args ...any) {
-	fmt.Fprintf(k.log, format+"\n", args...)
+	line := fmt.Sprintf(format+"\n", args...)
+	k.logMu.Lock()
+	defer k.logMu.Unlock()
+	io.WriteString(k.log, line)
 }

@@ -879,7 +879,9 @@ func (c *Channel) forgetGPADL(id uint32, gone bool) {
 // TrySend writes one packet with payload parts to the outbound ring and
 // signals the host if the ring was empty and the host is not masked
 // (docs/hyperv-protocol.md §4.6, §3.12). It returns ErrRingFull if the packet does not
-// fit now. It does not allocate.
+// fit now. It does not allocate. It reads hdr and parts only before the
+// packet becomes visible to the host: a caller may reuse them as soon as
+// the host's completion arrives, even before TrySend returns.
 func (c *Channel) TrySend(typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error {
 	return c.trySend(typ, flags, txid, nil, parts)
 }
@@ -887,6 +889,13 @@ func (c *Channel) TrySend(typ ring.PacketType, flags uint16, txid uint64, parts 
 func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts [][]byte) error {
 	if c.isRescinded.Load() {
 		return ErrRescinded
+	}
+	// Count before writing: once the packet is in the ring the host may
+	// complete it and the caller reuse parts (storvsc's slots do) before
+	// this call returns.
+	n := len(hdr)
+	for _, p := range parts {
+		n += len(p)
 	}
 	c.sendMu.Lock()
 	if c.w == nil {
@@ -902,10 +911,6 @@ func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []
 			c.stats.errors.Add(1)
 		}
 		return err
-	}
-	n := len(hdr)
-	for _, p := range parts {
-		n += len(p)
 	}
 	c.stats.packetsSent.Add(1)
 	c.stats.bytesSent.Add(uint64(n))

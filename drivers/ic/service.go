@@ -86,6 +86,9 @@ type Service struct {
 	ch     Channel
 	closed chan struct{} // closed by Close
 	done   chan struct{} // closed when the service stopped
+	// running holds a token while OnInterrupt runs, so that Close lets a
+	// response being sent go out before it closes the channel.
+	running chan struct{}
 }
 
 // NewService checks cfg and returns a stopped Service.
@@ -102,7 +105,7 @@ func NewService(cfg Config) (*Service, error) {
 	// The buffer holds the whole receive data area, so every packet the
 	// host can write fits: a packet that did not fit would stay at the
 	// head of the ring and wedge the service.
-	return &Service{cfg: cfg, buf: make([]byte, cfg.RingSize-ringHeaderSize), closed: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Service{cfg: cfg, buf: make([]byte, cfg.RingSize-ringHeaderSize), closed: make(chan struct{}), done: make(chan struct{}), running: make(chan struct{}, 1)}, nil
 }
 
 // Name returns the configured service name.

@@ -1,13 +1,23 @@
-// Command gohv-sim runs gohv's guest driver stack (VMBus client, driver
-// registry, heartbeat and shutdown integration services) as an ordinary
-// process against hvsim, the simulated Hyper-V host, and narrates what
-// happens: the negotiated VMBus version, every offered device, heartbeats
-// answered, and a graceful shutdown requested by the host and carried out by
-// the guest. It exits 0 when all of that worked.
+// Command gohv-sim runs gohv's kernel start-up path (kernel.Execute: VMBus
+// client, driver registry, integration services, storage) as an ordinary
+// process against a simulated Hyper-V machine (tools/hvsim/simhost) and
+// narrates what happens: the negotiated VMBus version, every offered
+// device and its driver, the disks found with their partitions,
+// filesystems and files (read, and on FAT volumes a file written), the
+// time the host provides, what KVP told the host, an online backup (VSS
+// FREEZE/THAW) taken while the guest writes, heartbeats answered, and a
+// graceful shutdown requested by the host and carried out by the guest. It
+// exits 0 when all of that worked.
+//
+// Without -disk the machine has one 64 MiB memory disk holding a FAT32
+// volume. With -disk the images are attached in order: SCSI LUNs 0, 1, …
+// and, with ",ide", IDE targets (a Generation 1 boot disk). FAT32 volumes
+// on writable disks get /gohv-sim.txt (and /gohv-sim.log from the backup
+// writer); ext2/3/4 volumes are only read.
 //
 // Usage:
 //
-//	gohv-sim [-profile ws2022|ws2019|ws2016|ws2012r2|all] [-heartbeats N] [-interval D]
+//	gohv-sim [-profile ws2022|ws2019|ws2016|ws2012r2|all] [-heartbeats N] [-interval D] [-disk PATH[,ro][,ide]]...
 package main
 
 import (
@@ -18,12 +28,15 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/gohv/gohv/drivers/block/fat"
 	"github.com/gohv/gohv/hv"
 	"github.com/gohv/gohv/kernel"
 	"github.com/gohv/gohv/tools/hvsim"
 	"github.com/gohv/gohv/tools/hvsim/simhost"
+	"github.com/gohv/gohv/tools/hvsim/storvsp"
 	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
@@ -49,7 +62,7 @@ func main() {
 	interval := flag.Duration("interval", 250*time.Millisecond, "host heartbeat interval (Hyper-V uses seconds)")
 	timeout := flag.Duration("timeout", 30*time.Second, "give up after this long")
 	var disks []simhost.Disk
-	flag.Func("disk", "attach a disk image (raw, or VHDX by extension) as the next SCSI LUN: PATH[,ro][,ide]; repeatable", func(s string) error {
+	flag.Func("disk", "attach a disk image (raw, or VHDX by extension) as the next SCSI LUN, or IDE target with ,ide: PATH[,ro][,ide]; repeatable", func(s string) error {
 		d, err := simhost.ParseDisk(s)
 		if err == nil {
 			disks = append(disks, d)
@@ -80,18 +93,47 @@ func main() {
 	}
 }
 
-// demo boots the guest stack against a fresh simulated host and shuts it
-// down through the host's shutdown integration service.
-func demo(w io.Writer, o options) error {
+// memDiskBytes is the default disk's size.
+const memDiskBytes = 64 << 20
+
+// memDisk is the default disk: a FAT32 volume in memory with a file to
+// read.
+func memDisk() (*storvsp.MemStore, error) {
+	s := storvsp.NewMemStore(memDiskBytes)
+	var t fat.Tree
+	if err := t.AddFile("README.TXT", []byte("This volume lives in the simulated host's memory.\n")); err != nil {
+		return nil, err
+	}
+	if err := fat.Write(s, 0, memDiskBytes, &t, fat.Options{Label: "GOHV SIM"}); err != nil {
+		return nil, fmt.Errorf("formatting the memory disk: %w", err)
+	}
+	return s, nil
+}
+
+// demo boots the guest stack against a fresh simulated machine and shuts
+// it down through the host's shutdown integration service.
+func demo(out io.Writer, o options) error {
+	// The kernel's log and the application both write to w, from
+	// different goroutines.
+	w := &lockedWriter{w: out}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 
 	hostHB := hvsim.NewHeartbeat(o.interval) // demo-friendly interval
-	m, err := simhost.New(simhost.Config{Profile: o.profile, Disks: o.disks, MemDiskBytes: 64 << 20, Heartbeat: hostHB})
+	m, err := simhost.New(simhost.Config{Profile: o.profile, Disks: o.disks, Heartbeat: hostHB})
 	if err != nil {
 		return err
 	}
 	defer m.Close()
+	if len(o.disks) == 0 {
+		store, err := memDisk()
+		if err != nil {
+			return err
+		}
+		if err := m.SCSI.Attach(storvsp.Addr{}, storvsp.LUNConfig{Store: store, WriteCache: true, Serial: "memdisk"}); err != nil {
+			return err
+		}
+	}
 	host := m.Host
 	fmt.Fprintf(w, "host: simulated Hyper-V %s (VMBus up to %s), %d devices\n",
 		o.profile, chanmsg.Version(o.profile.MaxVersion()), len(m.Standard.All))
@@ -120,6 +162,22 @@ func demo(w io.Writer, o options) error {
 				return fmt.Errorf("guest: driver %s failed on relid %d: %w", b.Driver, b.Offer.RelID, b.Err)
 			}
 		}
+
+		vols, err := showDisks(ctx, w, k)
+		if err != nil {
+			return err
+		}
+		defer vols.sync(w)
+		if err := showTime(ctx, w, k, m); err != nil {
+			return err
+		}
+		if err := showKVP(ctx, w, m); err != nil {
+			return err
+		}
+		if err := backup(ctx, w, k, m, vols.writable()); err != nil {
+			return err
+		}
+
 		for hostHB.Stats().Correct < uint64(o.heartbeats) {
 			select {
 			case <-ctx.Done():
@@ -138,6 +196,11 @@ func demo(w io.Writer, o options) error {
 		}()
 		<-ctx.Done()
 		fmt.Fprintln(w, "guest: application stopped by the host's shutdown request")
+		// Let the host have its answer before the kernel closes the
+		// channels: the simulated host drops an answer still in the ring
+		// when the guest closes the channel right after writing it.
+		a := <-answered
+		answered <- a
 		return nil
 	}
 	code, kind := kernel.Execute(ctx, app, kernel.WithConfig(kernel.Config{
@@ -166,4 +229,16 @@ func demo(w io.Writer, o options) error {
 	}
 	fmt.Fprintf(w, "host: no protocol violations; powered off\n")
 	return nil
+}
+
+// lockedWriter serialises writes.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -22,7 +22,7 @@ LDFLAGS   := -T $(TEXT_START) -R 0x1000
 # The board supplies its own PVH entry (cpuinit) and RAM start.
 KERNEL_TAGS := linkcpuinit,linkramstart
 QEMU      ?= qemu-system-x86_64
-QEMU_MEM  ?= 1024
+QEMU_MEM  ?= 128
 # tamago/amd64 needs RDRAND, which QEMU's default TCG CPU lacks.
 QEMU_CPU  ?= max
 OVMF_CODE ?= /usr/share/OVMF/OVMF_CODE_4M.fd
@@ -38,7 +38,7 @@ help:
 	@echo "make sim          run the guest driver stack against the simulated Hyper-V host"
 	@echo "make test         vet, staticcheck, race-enabled tests (incl. QEMU loader boots), short fuzzing"
 	@echo "make fuzz         every fuzz target for FUZZTIME (default here 60s)"
-	@echo "make bench        ring buffer benchmarks next to a memcpy baseline"
+	@echo "make bench        ring, storvsc, netvsc and block benchmarks next to their baselines"
 	@echo "make loader-test  boot the Gen1/Gen2 loaders with a test payload under QEMU"
 	@echo "make kernel gen1 gen2 qemu qemu-gen1 qemu-gen2 qemu-hyperv   need the TamaGo compiler (TAMAGO=...)"
 
@@ -67,7 +67,7 @@ fuzz:
 	FUZZTIME=$(if $(filter 3s,$(FUZZTIME)),60s,$(FUZZTIME)) tools/scripts/fuzz.sh $(PKGS)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./vmbus/ring/ ./vmbus/
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./vmbus/ring/ ./vmbus/ ./hv/dma/ ./drivers/storvsc/ ./drivers/netvsc/ ./drivers/block/...
 
 sim:
 	$(GO) run ./tools/cmd/gohv-sim

@@ -6,8 +6,8 @@ package boot
 // firmware that hands over in x2APIC mode must be undone before tamago
 // touches the APIC.
 const (
-	// MSRAPICBase is IA32_APIC_BASE.
-	MSRAPICBase = 0x1B
+	// msrAPICBase is IA32_APIC_BASE.
+	msrAPICBase = 0x1B
 	// apicBaseEXTD selects x2APIC mode; apicBaseEN enables the APIC.
 	apicBaseEXTD = 1 << 10
 	apicBaseEN   = 1 << 11
@@ -17,43 +17,43 @@ const (
 // mode (Intel SDM Vol. 3A §11.12.5; Intel's "x2APIC lock" note for
 // IA32_XAPIC_DISABLE_STATUS).
 const (
-	// MSRX2APICID is the x2APIC ID register (x2APIC mode only).
-	MSRX2APICID = 0x802
-	// MSRArchCapabilities is IA32_ARCH_CAPABILITIES, present when
+	// msrX2APICID is the x2APIC ID register (x2APIC mode only).
+	msrX2APICID = 0x802
+	// msrArchCapabilities is IA32_ARCH_CAPABILITIES, present when
 	// CPUID.(EAX=7,ECX=0):EDX[29] is set; bit 21 says
 	// IA32_XAPIC_DISABLE_STATUS exists.
-	MSRArchCapabilities   = 0x10A
+	msrArchCapabilities   = 0x10A
 	archCapXAPICDisStatus = 1 << 21
-	// MSRXAPICDisableStatus bit 0 set: firmware locked the APIC in
+	// msrXAPICDisableStatus bit 0 set: firmware locked the APIC in
 	// x2APIC mode.
-	MSRXAPICDisableStatus = 0xBD
+	msrXAPICDisableStatus = 0xBD
 	xapicLegacyDisabled   = 1 << 0
 	// maxXAPICID is the largest APIC ID xAPIC mode can address.
 	maxXAPICID = 254
 )
 
-// XAPICCheck says whether the local APIC may be taken back to xAPIC mode:
+// xapicCheck says whether the local APIC may be taken back to xAPIC mode:
 // a firmware lock forbids it, and an x2APIC ID above 254 has no xAPIC
 // equivalent. cur is IA32_APIC_BASE, id the x2APIC ID (read only in
 // x2APIC mode), locked the IA32_XAPIC_DISABLE_STATUS lock bit.
-func XAPICCheck(cur uint64, id uint32, locked bool) BootError {
+func xapicCheck(cur uint64, id uint32, locked bool) bootError {
 	if cur&apicBaseEXTD == 0 {
-		return BootOK
+		return bootOK
 	}
 	if locked {
-		return ErrX2APICLocked
+		return errX2APICLocked
 	}
 	if id > maxXAPICID {
-		return ErrX2APICID
+		return errX2APICID
 	}
-	return BootOK
+	return bootOK
 }
 
-// XAPICWrites returns the IA32_APIC_BASE values to write, in order, to put
+// xapicWrites returns the IA32_APIC_BASE values to write, in order, to put
 // the local APIC in enabled xAPIC mode from its current value cur (the
 // base address and the other bits are kept). x2APIC → xAPIC is not a legal
 // transition (SDM §11.12.5): it goes through the disabled state first.
-func XAPICWrites(cur uint64) (w [2]uint64, n int) {
+func xapicWrites(cur uint64) (w [2]uint64, n int) {
 	switch {
 	case cur&apicBaseEXTD != 0:
 		w[0] = cur &^ (apicBaseEXTD | apicBaseEN)

@@ -15,7 +15,7 @@ func TestXAPICWrites(t *testing.T) {
 		{"globally disabled: enable", 0xFEE00100, []uint64{0xFEE00900}},
 		{"AP, x2APIC", 0xFEE00C00, []uint64{0xFEE00000, 0xFEE00800}},
 	} {
-		w, n := XAPICWrites(tc.cur)
+		w, n := xapicWrites(tc.cur)
 		if n != len(tc.want) {
 			t.Errorf("%s: %d writes, want %d", tc.name, n, len(tc.want))
 			continue
@@ -40,15 +40,15 @@ func TestXAPICCheck(t *testing.T) {
 		cur    uint64
 		id     uint32
 		locked bool
-		want   BootError
+		want   bootError
 	}{
-		{"xAPIC already", 0xFEE00900, 300, true, BootOK},
-		{"x2APIC, small ID", 0xFEE00D00, 3, false, BootOK},
-		{"x2APIC, ID 254", 0xFEE00D00, 254, false, BootOK},
-		{"x2APIC, ID 255", 0xFEE00D00, 255, false, ErrX2APICID},
-		{"x2APIC locked", 0xFEE00D00, 0, true, ErrX2APICLocked},
+		{"xAPIC already", 0xFEE00900, 300, true, bootOK},
+		{"x2APIC, small ID", 0xFEE00D00, 3, false, bootOK},
+		{"x2APIC, ID 254", 0xFEE00D00, 254, false, bootOK},
+		{"x2APIC, ID 255", 0xFEE00D00, 255, false, errX2APICID},
+		{"x2APIC locked", 0xFEE00D00, 0, true, errX2APICLocked},
 	} {
-		if got := XAPICCheck(tc.cur, tc.id, tc.locked); got != tc.want {
+		if got := xapicCheck(tc.cur, tc.id, tc.locked); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}

@@ -71,7 +71,7 @@ func hwinit1() {
 }
 
 func init() {
-	if boot.Err != BootOK {
+	if boot.Err != bootOK {
 		print(boot.Err.Error(), " (", boot.Mem.Dropped, " entries dropped)\n")
 	}
 	if boot.Plan.Truncated {
@@ -84,22 +84,8 @@ func init() {
 	}
 	discover(&mach)
 	machDone.Store(true)
-	switch {
-	case mach.hvErr == nil:
-	case mach.hyperV:
-		println("gohv: Hyper-V lacks VMBus features (" + reason(mach.hvErr) + "); running without VMBus")
-	default:
-		println("gohv: Hyper-V not detected (" + reason(mach.hvErr) + "); running without VMBus")
-	}
-}
-
-// reason is the short form of a detection error for the console line.
-func reason(err error) string {
-	var nh *hv.NotHyperVError
-	if errors.As(err, &nh) {
-		return nh.Reason
-	}
-	return err.Error()
+	// Whether VMBus is missing, and why, is said once by whoever asks for
+	// the platform (the kernel's start-up path).
 }
 
 // physReader reads identity-mapped physical memory for acpi.
@@ -189,7 +175,7 @@ var platformOnce struct {
 // error, never panics, when Hyper-V or its VMBus features are absent.
 //
 // On Generation 2 the UEFI firmware owns VMBus until ExitBootServices
-// (reference §10); gohv's loader has exited boot services before the kernel
+// (docs/hyperv-protocol.md §10); gohv's loader has exited boot services before the kernel
 // runs, so the kernel may take VMBus over.
 func Platform() (hv.Platform, error) {
 	if !machDone.Load() {

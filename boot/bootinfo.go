@@ -13,83 +13,83 @@ import (
 // results are checked against pvh.Parse in the tests, which is the full,
 // allocating decoder used once the runtime is up.
 
-// BootError is a failure of the pre-runtime boot path. It is a small value
+// bootError is a failure of the pre-runtime boot path. It is a small value
 // rather than a wrapped error because nothing can be allocated when it is
 // produced; Hwinit1 reports it.
-type BootError uint8
+type bootError uint8
 
 // Pre-runtime failures.
 const (
-	BootOK BootError = iota
-	ErrStartInfoAddr
-	ErrStartInfoMagic
-	ErrStartInfoVersion
-	ErrMemmapAddr
-	ErrMemmapTooBig
-	ErrMemmapShort
-	ErrMemmapWraps
-	ErrMemmapTruncated
-	ErrKernelNotInRAM
-	ErrRAMTooSmall
-	ErrX2APICLocked
-	ErrX2APICID
-	ErrNoRDRAND
+	bootOK bootError = iota
+	errStartInfoAddr
+	errStartInfoMagic
+	errStartInfoVersion
+	errMemmapAddr
+	errMemmapTooBig
+	errMemmapShort
+	errMemmapWraps
+	errMemmapTruncated
+	errKernelNotInRAM
+	errRAMTooSmall
+	errX2APICLocked
+	errX2APICID
+	errNoRDRAND
 	bootErrorCount
 )
 
 var bootErrorText = [bootErrorCount]string{
-	BootOK:              "gohv boot: ok",
-	ErrStartInfoAddr:    "gohv boot: start_info address unusable",
-	ErrStartInfoMagic:   "gohv boot: start_info magic wrong",
-	ErrStartInfoVersion: "gohv boot: start_info version 0 has no memory map",
-	ErrMemmapAddr:       "gohv boot: memory map address unusable",
-	ErrMemmapTooBig:     "gohv boot: memory map has too many entries",
-	ErrMemmapShort:      "gohv boot: memory map shorter than its entry count",
-	ErrMemmapWraps:      "gohv boot: memory map entry wraps the address space",
-	ErrMemmapTruncated:  "gohv boot: memory map truncated to MaxMemEntries",
-	ErrKernelNotInRAM:   "gohv boot: kernel image is not inside usable RAM",
-	ErrRAMTooSmall:      "gohv boot: too little RAM for the kernel, its heap and DMA",
-	ErrX2APICLocked:     "gohv boot: firmware locked the local APIC in x2APIC mode; gohv drives it in xAPIC mode",
-	ErrX2APICID:         "gohv boot: boot CPU's x2APIC ID is above 254, which xAPIC mode cannot address",
-	ErrNoRDRAND:         "gohv boot: this CPU has no RDRAND, which tamago/amd64 requires (QEMU: -cpu max)",
+	bootOK:              "gohv boot: ok",
+	errStartInfoAddr:    "gohv boot: start_info address unusable",
+	errStartInfoMagic:   "gohv boot: start_info magic wrong",
+	errStartInfoVersion: "gohv boot: start_info version 0 has no memory map",
+	errMemmapAddr:       "gohv boot: memory map address unusable",
+	errMemmapTooBig:     "gohv boot: memory map has too many entries",
+	errMemmapShort:      "gohv boot: memory map shorter than its entry count",
+	errMemmapWraps:      "gohv boot: memory map entry wraps the address space",
+	errMemmapTruncated:  "gohv boot: memory map truncated to maxMemEntries",
+	errKernelNotInRAM:   "gohv boot: kernel image is not inside usable RAM",
+	errRAMTooSmall:      "gohv boot: too little RAM for the kernel, its heap and DMA",
+	errX2APICLocked:     "gohv boot: firmware locked the local APIC in x2APIC mode; gohv drives it in xAPIC mode",
+	errX2APICID:         "gohv boot: boot CPU's x2APIC ID is above 254, which xAPIC mode cannot address",
+	errNoRDRAND:         "gohv boot: this CPU has no RDRAND, which tamago/amd64 requires (QEMU: -cpu max)",
 }
 
 // Error implements error without allocating.
-func (e BootError) Error() string {
+func (e bootError) Error() string {
 	if e < bootErrorCount {
 		return bootErrorText[e]
 	}
 	return "gohv boot: unknown error"
 }
 
-// MaxMemEntries is how many memory-map entries the board keeps. Real maps
+// maxMemEntries is how many memory-map entries the board keeps. Real maps
 // have a few dozen (UEFI maps merged by type); entries past this are
-// dropped and reported (ErrMemmapTruncated), never written out of bounds.
-const MaxMemEntries = 128
+// dropped and reported (errMemmapTruncated), never written out of bounds.
+const maxMemEntries = 128
 
 // maxRawEntries bounds the entry count a start_info may claim, as pvh does.
 const maxRawEntries = 1024
 
-// MemMap is a fixed-capacity copy of the memory map, sorted by address,
+// memMap is a fixed-capacity copy of the memory map, sorted by address,
 // zero-sized entries dropped. It lives in the board's static data.
-type MemMap struct {
+type memMap struct {
 	N int
-	E [MaxMemEntries]pvh.Region
+	E [maxMemEntries]pvh.Region
 	// Dropped counts non-empty entries that did not fit.
 	Dropped int
 }
 
 // Entries returns the valid entries.
-func (m *MemMap) Entries() []pvh.Region { return m.E[:m.N] }
+func (m *memMap) Entries() []pvh.Region { return m.E[:m.N] }
 
 // Decode fills m from packed 24-byte entries (the layout ParseMemmap
-// reads). Entries beyond MaxMemEntries are counted in Dropped and reported
-// as ErrMemmapTruncated after the rest was kept; a wrapping entry rejects
+// reads). Entries beyond maxMemEntries are counted in Dropped and reported
+// as errMemmapTruncated after the rest was kept; a wrapping entry rejects
 // the whole map, as pvh.ParseMemmap does.
-func (m *MemMap) Decode(raw []byte) BootError {
+func (m *memMap) Decode(raw []byte) bootError {
 	m.N, m.Dropped = 0, 0
 	if len(raw)%pvh.MemmapEntrySize != 0 {
-		return ErrMemmapShort
+		return errMemmapShort
 	}
 	le := binary.LittleEndian
 	for off := 0; off+pvh.MemmapEntrySize <= len(raw); off += pvh.MemmapEntrySize {
@@ -103,9 +103,9 @@ func (m *MemMap) Decode(raw []byte) BootError {
 		}
 		if r.Addr+r.Size < r.Addr {
 			m.N = 0
-			return ErrMemmapWraps
+			return errMemmapWraps
 		}
-		if m.N == MaxMemEntries {
+		if m.N == maxMemEntries {
 			m.Dropped++
 			continue
 		}
@@ -119,13 +119,13 @@ func (m *MemMap) Decode(raw []byte) BootError {
 		m.N++
 	}
 	if m.Dropped > 0 {
-		return ErrMemmapTruncated
+		return errMemmapTruncated
 	}
-	return BootOK
+	return bootOK
 }
 
-// StartInfoHeader is the fixed part of hvm_start_info the board keeps.
-type StartInfoHeader struct {
+// startInfoHeader is the fixed part of hvm_start_info the board keeps.
+type startInfoHeader struct {
 	Version       uint32
 	Flags         uint32
 	Modules       uint32
@@ -135,7 +135,7 @@ type StartInfoHeader struct {
 	MemmapEntries uint32
 }
 
-// hvm_start_info field offsets (boot contract; Xen start_info.h).
+// hvm_start_info field offsets (docs/boot.md, "One hand-off protocol: PVH"; Xen start_info.h).
 const (
 	siMagic         = 0
 	siVersion       = 4
@@ -147,16 +147,16 @@ const (
 	siMemmapEntries = 48
 )
 
-// DecodeStartInfo validates and decodes the 56-byte hvm_start_info.
-func DecodeStartInfo(b []byte) (StartInfoHeader, BootError) {
+// decodeStartInfo validates and decodes the 56-byte hvm_start_info.
+func decodeStartInfo(b []byte) (startInfoHeader, bootError) {
 	if len(b) < pvh.StartInfoSize {
-		return StartInfoHeader{}, ErrStartInfoAddr
+		return startInfoHeader{}, errStartInfoAddr
 	}
 	le := binary.LittleEndian
 	if le.Uint32(b[siMagic:]) != pvh.StartInfoMagic {
-		return StartInfoHeader{}, ErrStartInfoMagic
+		return startInfoHeader{}, errStartInfoMagic
 	}
-	h := StartInfoHeader{
+	h := startInfoHeader{
 		Version:      le.Uint32(b[siVersion:]),
 		Flags:        le.Uint32(b[siFlags:]),
 		Modules:      le.Uint32(b[siNrModules:]),
@@ -164,39 +164,39 @@ func DecodeStartInfo(b []byte) (StartInfoHeader, BootError) {
 		RSDP:         le.Uint64(b[siRSDPPaddr:]),
 	}
 	if h.Version < 1 {
-		return h, ErrStartInfoVersion
+		return h, errStartInfoVersion
 	}
 	h.MemmapPaddr = le.Uint64(b[siMemmapPaddr:])
 	h.MemmapEntries = le.Uint32(b[siMemmapEntries:])
 	if h.MemmapEntries > maxRawEntries {
-		return h, ErrMemmapTooBig
+		return h, errMemmapTooBig
 	}
 	if h.MemmapEntries > 0 && h.MemmapPaddr == 0 {
-		return h, ErrMemmapAddr
+		return h, errMemmapAddr
 	}
-	return h, BootOK
+	return h, bootOK
 }
 
 // MemmapBytes is the size of the raw map h describes.
-func (h StartInfoHeader) MemmapBytes() int {
+func (h startInfoHeader) MemmapBytes() int {
 	return int(h.MemmapEntries) * pvh.MemmapEntrySize
 }
 
-// PhysWindow says which physical addresses the pre-runtime reader may
+// physWindow says which physical addresses the pre-runtime reader may
 // touch: [Low, High), identity-mapped by cpuinit's first tables, excluding
 // the unmapped zero page.
-type PhysWindow struct{ Low, High uint64 }
+type physWindow struct{ Low, High uint64 }
 
 // Contains reports whether [addr, addr+n) lies inside w.
-func (w PhysWindow) Contains(addr uint64, n int) bool {
+func (w physWindow) Contains(addr uint64, n int) bool {
 	end := addr + uint64(n)
 	return n >= 0 && end >= addr && addr >= w.Low && end <= w.High
 }
 
-// FormatUint writes v in decimal at the end of buf (20 bytes hold any
+// formatUint writes v in decimal at the end of buf (20 bytes hold any
 // uint64) and returns that part: strconv without allocating, for the
 // pre-runtime console.
-func FormatUint(buf []byte, v uint64) string {
+func formatUint(buf []byte, v uint64) string {
 	i := len(buf)
 	for {
 		i--

@@ -11,7 +11,7 @@ import (
 	"github.com/gohv/gohv/boot/pvh"
 )
 
-// e820 packs entries the way a loader writes them (boot contract: addr u64,
+// e820 packs entries the way a loader writes them (docs/boot.md, "One hand-off protocol: PVH": addr u64,
 // size u64, type u32, reserved u32).
 func e820(rs ...pvh.Region) []byte {
 	b := make([]byte, 0, len(rs)*24)
@@ -61,8 +61,8 @@ func TestMemMapDecodeMatchesPVH(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var mm MemMap
-			if e := mm.Decode(raw); e != BootOK {
+			var mm memMap
+			if e := mm.Decode(raw); e != bootOK {
 				t.Fatalf("Decode: %v", e)
 			}
 			if !slices.Equal(mm.Entries(), want) {
@@ -73,19 +73,19 @@ func TestMemMapDecodeMatchesPVH(t *testing.T) {
 }
 
 func TestMemMapDecodeErrors(t *testing.T) {
-	var mm MemMap
-	if e := mm.Decode(make([]byte, 25)); e != ErrMemmapShort {
-		t.Errorf("25 bytes: %v, want ErrMemmapShort", e)
+	var mm memMap
+	if e := mm.Decode(make([]byte, 25)); e != errMemmapShort {
+		t.Errorf("25 bytes: %v, want errMemmapShort", e)
 	}
 	wrap := e820(ram(0x1000, 0x2000), pvh.Region{Addr: 1 << 63, Size: 1 << 63, Type: 1})
-	if e := mm.Decode(wrap); e != ErrMemmapWraps || mm.N != 0 {
-		t.Errorf("wrapping entry: %v, N=%d; want ErrMemmapWraps, 0", e, mm.N)
+	if e := mm.Decode(wrap); e != errMemmapWraps || mm.N != 0 {
+		t.Errorf("wrapping entry: %v, N=%d; want errMemmapWraps, 0", e, mm.N)
 	}
 	var many []pvh.Region
-	for i := MaxMemEntries + 5; i > 0; i-- {
+	for i := maxMemEntries + 5; i > 0; i-- {
 		many = append(many, ram(uint64(i)<<20, uint64(i)<<20+4096))
 	}
-	if e := mm.Decode(e820(many...)); e != ErrMemmapTruncated || mm.N != MaxMemEntries || mm.Dropped != 5 {
+	if e := mm.Decode(e820(many...)); e != errMemmapTruncated || mm.N != maxMemEntries || mm.Dropped != 5 {
 		t.Errorf("too many: %v N=%d dropped=%d", e, mm.N, mm.Dropped)
 	}
 	if !slices.IsSortedFunc(mm.Entries(), func(a, b pvh.Region) int { return int(a.Addr>>12) - int(b.Addr>>12) }) {
@@ -126,15 +126,15 @@ func TestDecodeStartInfoMatchesPVH(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, e := DecodeStartInfo(si)
-	if e != BootOK {
+	h, e := decodeStartInfo(si)
+	if e != bootOK {
 		t.Fatal(e)
 	}
 	if h.RSDP != want.RSDP || h.Flags != want.Flags || h.Version != want.Version || h.MemmapPaddr != 0x1040 || h.MemmapBytes() != len(raw) {
 		t.Errorf("header %+v, pvh %+v", h, want)
 	}
-	var mm MemMap
-	if e := mm.Decode(raw[:h.MemmapBytes()]); e != BootOK || !slices.Equal(mm.Entries(), want.Memory) {
+	var mm memMap
+	if e := mm.Decode(raw[:h.MemmapBytes()]); e != bootOK || !slices.Equal(mm.Entries(), want.Memory) {
 		t.Errorf("memmap %v (%v), want %v", mm.Entries(), e, want.Memory)
 	}
 }
@@ -145,39 +145,39 @@ func TestDecodeStartInfoErrors(t *testing.T) {
 	cases := []struct {
 		name string
 		b    []byte
-		want BootError
+		want bootError
 	}{
-		{"short", make([]byte, 55), ErrStartInfoAddr},
-		{"magic", bad, ErrStartInfoMagic},
-		{"v0", startInfo(0, 0, 0, 0), ErrStartInfoVersion},
-		{"huge count", startInfo(1, 0, 0x1040, 1025), ErrMemmapTooBig},
-		{"map at 0", startInfo(1, 0, 0, 2), ErrMemmapAddr},
-		{"no map", startInfo(1, 0, 0, 0), BootOK},
+		{"short", make([]byte, 55), errStartInfoAddr},
+		{"magic", bad, errStartInfoMagic},
+		{"v0", startInfo(0, 0, 0, 0), errStartInfoVersion},
+		{"huge count", startInfo(1, 0, 0x1040, 1025), errMemmapTooBig},
+		{"map at 0", startInfo(1, 0, 0, 2), errMemmapAddr},
+		{"no map", startInfo(1, 0, 0, 0), bootOK},
 	}
 	for _, c := range cases {
-		if _, e := DecodeStartInfo(c.b); e != c.want {
+		if _, e := decodeStartInfo(c.b); e != c.want {
 			t.Errorf("%s: %v, want %v", c.name, e, c.want)
 		}
 	}
 }
 
 func TestBootErrorText(t *testing.T) {
-	for e := BootOK; e < bootErrorCount; e++ {
+	for e := bootOK; e < bootErrorCount; e++ {
 		if bootErrorText[e] == "" {
-			t.Errorf("BootError %d has no text", e)
+			t.Errorf("bootError %d has no text", e)
 		}
 	}
-	var err error = ErrKernelNotInRAM
-	if !errors.Is(err, ErrKernelNotInRAM) || err.Error() != "gohv boot: kernel image is not inside usable RAM" {
+	var err error = errKernelNotInRAM
+	if !errors.Is(err, errKernelNotInRAM) || err.Error() != "gohv boot: kernel image is not inside usable RAM" {
 		t.Errorf("error value %q", err)
 	}
-	if BootError(200).Error() != "gohv boot: unknown error" {
-		t.Error("out-of-range BootError")
+	if bootError(200).Error() != "gohv boot: unknown error" {
+		t.Error("out-of-range bootError")
 	}
 }
 
 func TestPhysWindow(t *testing.T) {
-	w := PhysWindow{Low: 4096, High: 4 << 30}
+	w := physWindow{Low: 4096, High: 4 << 30}
 	for _, c := range []struct {
 		a    uint64
 		n    int
@@ -193,18 +193,18 @@ func TestPhysWindow(t *testing.T) {
 func TestPreRuntimePathsDoNotAllocate(t *testing.T) {
 	raw := e820(mapHV6G...)
 	si := startInfo(1, 0, 0x1040, uint32(len(mapHV6G)))
-	var mm MemMap
+	var mm memMap
 	allocs := testing.AllocsPerRun(50, func() {
-		if _, e := DecodeStartInfo(si); e != BootOK {
+		if _, e := decodeStartInfo(si); e != bootOK {
 			panic(e)
 		}
-		if e := mm.Decode(raw); e != BootOK {
+		if e := mm.Decode(raw); e != bootOK {
 			panic(e)
 		}
-		if _, e := PlanLayout(&mm, DefaultLayoutConfig(imgStart, imgEnd)); e != BootOK {
+		if _, e := planLayout(&mm, defaultLayoutConfig(imgStart, imgEnd)); e != bootOK {
 			panic(e)
 		}
-		_ = PlanPages(&mm, false, 16)
+		_ = planPages(&mm, false, 16)
 	})
 	if allocs != 0 {
 		t.Errorf("pre-runtime path allocates %.1f times", allocs)
@@ -217,21 +217,21 @@ func FuzzMemMapDecode(f *testing.F) {
 	f.Add(e820(mapOVMF...))
 	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		var mm MemMap
+		var mm memMap
 		e := mm.Decode(raw)
 		want, err := pvh.ParseMemmap(raw)
-		if (err == nil) != (e == BootOK || e == ErrMemmapTruncated) {
+		if (err == nil) != (e == bootOK || e == errMemmapTruncated) {
 			t.Fatalf("Decode %v, ParseMemmap %v", e, err)
 		}
-		if mm.N < 0 || mm.N > MaxMemEntries {
+		if mm.N < 0 || mm.N > maxMemEntries {
 			t.Fatalf("N = %d", mm.N)
 		}
-		if e == BootOK && !sameRegions(mm.Entries(), want) {
+		if e == bootOK && !sameRegions(mm.Entries(), want) {
 			t.Fatalf("Decode %v, ParseMemmap %v", mm.Entries(), want)
 		}
 		// Whatever was kept must be usable by the planners without panic.
-		_, _ = PlanLayout(&mm, DefaultLayoutConfig(imgStart, imgEnd))
-		_ = PlanPages(&mm, false, 4)
+		_, _ = planLayout(&mm, defaultLayoutConfig(imgStart, imgEnd))
+		_ = planPages(&mm, false, 4)
 	})
 }
 
@@ -266,11 +266,11 @@ func compare(x, y uint64) int {
 func TestFormatUint(t *testing.T) {
 	var buf [20]byte
 	for _, v := range []uint64{0, 7, 96, 1 << 63, ^uint64(0)} {
-		if got, want := FormatUint(buf[:], v), strconv.FormatUint(v, 10); got != want {
-			t.Errorf("FormatUint(%d) = %q", v, got)
+		if got, want := formatUint(buf[:], v), strconv.FormatUint(v, 10); got != want {
+			t.Errorf("formatUint(%d) = %q", v, got)
 		}
 	}
-	if n := testing.AllocsPerRun(10, func() { FormatUint(buf[:], 12345) }); n != 0 {
-		t.Errorf("FormatUint allocates %v times", n)
+	if n := testing.AllocsPerRun(10, func() { formatUint(buf[:], 12345) }); n != 0 {
+		t.Errorf("formatUint allocates %v times", n)
 	}
 }

@@ -7,11 +7,11 @@ import (
 	"github.com/gohv/gohv/hv"
 )
 
-// Calibrator measures the TSC rate against a reference timer of known
+// calibrator measures the TSC rate against a reference timer of known
 // frequency: it reads both, busy-waits until the timer has advanced Ticks,
 // and reads both again. The board supplies port and RDTSC readers; tests
 // supply a simulated machine.
-type Calibrator struct {
+type calibrator struct {
 	// ReadTimer returns the reference counter; Elapsed converts two
 	// readings into ticks (clock.PMTimerTicks, clock.PITTicks).
 	ReadTimer func() uint32
@@ -25,7 +25,7 @@ type Calibrator struct {
 }
 
 // Run performs one measurement and returns the TSC rate in Hz.
-func (c Calibrator) Run() (uint64, bool) {
+func (c calibrator) Run() (uint64, bool) {
 	t0 := c.ReadTimer()
 	c0 := c.ReadTSC()
 	for {
@@ -41,13 +41,13 @@ func (c Calibrator) Run() (uint64, bool) {
 	}
 }
 
-// Calibrate runs CalibrationRuns measurements and returns their median
+// calibrate runs CalibrationRuns measurements and returns their median
 // (clock.Median: failed runs dropped, disagreement beyond
 // CalibrationTolerancePPM rejected). It stops as soon as too many runs
 // failed for Median to accept the rest: a missing timer (a port reading
 // constant) then costs minCalibrationRuns time-outs of Limit cycles, not
 // CalibrationRuns of them.
-func (c Calibrator) Calibrate() (uint64, error) {
+func (c calibrator) calibrate() (uint64, error) {
 	var hz [CalibrationRuns]uint64
 	failed := 0
 	for i := range hz {
@@ -66,7 +66,7 @@ func (c Calibrator) Calibrate() (uint64, error) {
 const minCalibrationRuns = 3
 
 // postWithRetry runs an HvPostMessage attempt until it succeeds, fails for
-// good, or the retry policy of reference §1.8 (hv.PostMessageBackoff) gives
+// good, or the retry policy of docs/hyperv-protocol.md §1.8 (hv.PostMessageBackoff) gives
 // up; wait sleeps between attempts. The last status is returned.
 func postWithRetry(attempt func() hv.Status, wait func(time.Duration)) error {
 	for n := 0; ; n++ {

@@ -36,12 +36,12 @@ func (m *simMachine) timer() uint32 {
 func TestCalibratorPMTimer(t *testing.T) {
 	// Start near the 24-bit wrap so that a run crosses it.
 	m := &simMachine{ns: float64(0xfff000) / clock.PMTimerHz * 1e9, step: 700, tscHz: 2_893_000_000, timerHz: clock.PMTimerHz, mask: 0xffffff}
-	c := Calibrator{
+	c := calibrator{
 		ReadTimer: m.timer,
 		Elapsed:   func(a, b uint32) uint64 { return clock.PMTimerTicks(a, b, false) },
 		TimerHz:   clock.PMTimerHz, Ticks: PMCalibrationTicks, ReadTSC: m.tsc, Limit: spinLimitCycles,
 	}
-	hz, err := c.Calibrate()
+	hz, err := c.calibrate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,12 +53,12 @@ func TestCalibratorPMTimer(t *testing.T) {
 func TestCalibratorPIT(t *testing.T) {
 	m := &simMachine{step: 1500, tscHz: 1_000_000_000, timerHz: clock.PITHz, mask: 0xffff}
 	down := func() uint32 { return 0xffff - m.timer() } // the PIT counts down
-	c := Calibrator{
+	c := calibrator{
 		ReadTimer: down,
 		Elapsed:   func(a, b uint32) uint64 { return clock.PITTicks(uint16(a), uint16(b)) },
 		TimerHz:   clock.PITHz, Ticks: PITCalibrationTicks, ReadTSC: m.tsc, Limit: spinLimitCycles,
 	}
-	hz, err := c.Calibrate()
+	hz, err := c.calibrate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestCalibratorPIT(t *testing.T) {
 
 func TestCalibratorDeadTimer(t *testing.T) {
 	m := &simMachine{step: 1e6, tscHz: 3e9, timerHz: clock.PMTimerHz, mask: 0xffffff, dead: true}
-	c := Calibrator{
+	c := calibrator{
 		ReadTimer: m.timer,
 		Elapsed:   func(a, b uint32) uint64 { return clock.PMTimerTicks(a, b, false) },
 		TimerHz:   clock.PMTimerHz, Ticks: PMCalibrationTicks, ReadTSC: m.tsc, Limit: 1 << 30,
@@ -78,10 +78,10 @@ func TestCalibratorDeadTimer(t *testing.T) {
 		t.Fatal("a timer that never moves calibrated")
 	}
 	start := m.tsc()
-	if _, err := c.Calibrate(); !errors.Is(err, clock.ErrCalibration) {
-		t.Errorf("Calibrate: %v, want ErrCalibration", err)
+	if _, err := c.calibrate(); !errors.Is(err, clock.ErrCalibration) {
+		t.Errorf("calibrate: %v, want ErrCalibration", err)
 	}
-	// Median needs 3 good runs of 5: after the third time-out Calibrate
+	// Median needs 3 good runs of 5: after the third time-out calibrate
 	// must give up rather than spin through two more.
 	if runs := float64(m.tsc()-start) / float64(c.Limit); runs > CalibrationRuns-minCalibrationRuns+1.5 {
 		t.Errorf("dead timer cost %.1f runs of Limit cycles, want %d", runs, CalibrationRuns-minCalibrationRuns+1)
@@ -92,7 +92,7 @@ func TestCalibratorOneBadRunTolerated(t *testing.T) {
 	m := &simMachine{step: 1000, tscHz: 2.5e9, timerHz: clock.PMTimerHz, mask: 0xffffff}
 	var firstStart uint32
 	seen, runs := false, map[uint32]bool{}
-	c := Calibrator{
+	c := calibrator{
 		ReadTimer: m.timer,
 		// The first run (identified by its start reading) sees no ticks
 		// and times out; the others are good.
@@ -108,7 +108,7 @@ func TestCalibratorOneBadRunTolerated(t *testing.T) {
 		},
 		TimerHz: clock.PMTimerHz, Ticks: PMCalibrationTicks, ReadTSC: m.tsc, Limit: 1 << 26,
 	}
-	hz, err := c.Calibrate()
+	hz, err := c.calibrate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,9 +61,9 @@ func nanotime() int64 {
 	return int64(rdtsc())
 }
 
-// setupClock picks the best source SelectClock offers that works.
+// setupClock picks the best source selectClock offers that works.
 func setupClock(m *machine) {
-	in := ClockInputs{
+	in := clockInputs{
 		HyperV:           m.hyperV,
 		ReferenceTSC:     m.hyperV && m.hvInfo.ReferenceTSCAvailable(),
 		ReferenceCounter: m.hyperV && m.hvInfo.Privileges.Has(hv.PrivPartitionRefCounter),
@@ -77,7 +77,7 @@ func setupClock(m *machine) {
 		// Linux does the same: the TSC keeps its rate across migration.
 		wrmsr(uint32(hv.MSRTSCInvariantControl), 1)
 	}
-	for _, src := range SelectClock(in) {
+	for _, src := range selectClock(in) {
 		if err := startClock(m, src); err != nil {
 			print("gohv: clock: ", src.String(), ": ", err.Error(), "\n")
 			continue
@@ -97,7 +97,7 @@ func startClock(m *machine, src ClockSource) error {
 		tm.source.Store(uint32(src))
 		return nil
 	case ClockTSCPMTimer:
-		hz, err := pmCalibrator(uint16(m.fadt.PMTimer.Address), m.fadt.PMTimer32).Calibrate()
+		hz, err := pmCalibrator(uint16(m.fadt.PMTimer.Address), m.fadt.PMTimer32).calibrate()
 		if err != nil {
 			return err
 		}
@@ -127,7 +127,7 @@ func startTSC(m *machine, src ClockSource, hz uint64) error {
 	return nil
 }
 
-// startReferenceTSC maps the reference TSC page (reference §1.9) on a page
+// startReferenceTSC maps the reference TSC page (docs/hyperv-protocol.md §1.9) on a page
 // of the DMA region (identity-mapped, outside the Go heap).
 func startReferenceTSC() (err error) {
 	defer func() {
@@ -157,8 +157,8 @@ func startReferenceTSC() (err error) {
 }
 
 // pmCalibrator measures the TSC against the ACPI PM timer at port.
-func pmCalibrator(port uint16, is32 bool) Calibrator {
-	return Calibrator{
+func pmCalibrator(port uint16, is32 bool) calibrator {
+	return calibrator{
 		ReadTimer: func() uint32 { return inl(port) },
 		Elapsed:   func(a, b uint32) uint64 { return clock.PMTimerTicks(a, b, is32) },
 		TimerHz:   clock.PMTimerHz,
@@ -173,11 +173,11 @@ func pmCalibrator(port uint16, is32 bool) Calibrator {
 func calibratePIT() (uint64, error) {
 	gate := inb(PITGatePort)
 	defer outb(PITGatePort, gate)
-	outb(PITGatePort, PITGate(gate))
+	outb(PITGatePort, pitGate(gate))
 	outb(PITCommandPort, PITChannel2Mode0)
 	outb(PITChannel2Port, 0xff)
 	outb(PITChannel2Port, 0xff)
-	c := Calibrator{
+	c := calibrator{
 		ReadTimer: func() uint32 {
 			outb(PITCommandPort, PITLatch2)
 			lo := inb(PITChannel2Port)
@@ -190,5 +190,5 @@ func calibratePIT() (uint64, error) {
 		ReadTSC: rdtsc,
 		Limit:   spinLimitCycles,
 	}
-	return c.Calibrate()
+	return c.calibrate()
 }

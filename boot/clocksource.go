@@ -8,7 +8,7 @@ const (
 	// ClockNone: nothing calibrated yet; raw TSC cycles stand in for
 	// nanoseconds (monotonic, wrong rate) until Hwinit1 picks a source.
 	ClockNone ClockSource = iota
-	// ClockReferenceTSC: the Hyper-V reference TSC page (reference §1.9),
+	// ClockReferenceTSC: the Hyper-V reference TSC page (docs/hyperv-protocol.md §1.9),
 	// 100 ns units scaled to ns.
 	ClockReferenceTSC
 	// ClockReferenceCounter: the Hyper-V TIME_REF_COUNT MSR (every read is
@@ -36,8 +36,8 @@ func (s ClockSource) String() string {
 	return "unknown clock source"
 }
 
-// ClockInputs is what the board knows when it picks a clock.
-type ClockInputs struct {
+// clockInputs is what the board knows when it picks a clock.
+type clockInputs struct {
 	// HyperV: hv.Detect found Hyper-V (VMBus features not required).
 	HyperV bool
 	// ReferenceTSC: the partition may use the reference TSC page.
@@ -51,11 +51,11 @@ type ClockInputs struct {
 	PIT bool
 }
 
-// SelectClock returns the sources to try, best first. The board tries them
+// selectClock returns the sources to try, best first. The board tries them
 // in order (a reference TSC page whose sequence is 0 — the host says "do not
 // use" — or a calibration whose runs disagree falls through to the next).
 // Nothing here requires an invariant TSC or kvmclock.
-func SelectClock(in ClockInputs) []ClockSource {
+func selectClock(in clockInputs) []ClockSource {
 	var out []ClockSource
 	if in.HyperV && in.ReferenceTSC {
 		out = append(out, ClockReferenceTSC)
@@ -92,6 +92,6 @@ const (
 	CalibrationTolerancePPM = 2000
 )
 
-// PITGate returns the port 0x61 value that enables channel 2's gate and
+// pitGate returns the port 0x61 value that enables channel 2's gate and
 // disconnects the speaker, from the current value.
-func PITGate(cur uint8) uint8 { return cur&^0b10 | 0b01 }
+func pitGate(cur uint8) uint8 { return cur&^0b10 | 0b01 }

@@ -8,17 +8,17 @@ import (
 func TestSelectClock(t *testing.T) {
 	cases := []struct {
 		name string
-		in   ClockInputs
+		in   clockInputs
 		want []ClockSource
 	}{
-		{"hyper-v gen2", ClockInputs{HyperV: true, ReferenceTSC: true, ReferenceCounter: true, PMTimer: true}, []ClockSource{ClockReferenceTSC, ClockReferenceCounter, ClockTSCPMTimer, ClockNone}},
-		{"hyper-v without TSC page", ClockInputs{HyperV: true, ReferenceCounter: true, PIT: true}, []ClockSource{ClockReferenceCounter, ClockTSCPIT, ClockNone}},
-		{"qemu tcg", ClockInputs{PMTimer: true, PIT: true}, []ClockSource{ClockTSCPMTimer, ClockTSCPIT, ClockNone}},
-		{"TSC page bits without Hyper-V ignored", ClockInputs{ReferenceTSC: true, PIT: true}, []ClockSource{ClockTSCPIT, ClockNone}},
-		{"nothing", ClockInputs{}, []ClockSource{ClockNone}},
+		{"hyper-v gen2", clockInputs{HyperV: true, ReferenceTSC: true, ReferenceCounter: true, PMTimer: true}, []ClockSource{ClockReferenceTSC, ClockReferenceCounter, ClockTSCPMTimer, ClockNone}},
+		{"hyper-v without TSC page", clockInputs{HyperV: true, ReferenceCounter: true, PIT: true}, []ClockSource{ClockReferenceCounter, ClockTSCPIT, ClockNone}},
+		{"qemu tcg", clockInputs{PMTimer: true, PIT: true}, []ClockSource{ClockTSCPMTimer, ClockTSCPIT, ClockNone}},
+		{"TSC page bits without Hyper-V ignored", clockInputs{ReferenceTSC: true, PIT: true}, []ClockSource{ClockTSCPIT, ClockNone}},
+		{"nothing", clockInputs{}, []ClockSource{ClockNone}},
 	}
 	for _, c := range cases {
-		if got := SelectClock(c.in); !slices.Equal(got, c.want) {
+		if got := selectClock(c.in); !slices.Equal(got, c.want) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}
@@ -38,8 +38,8 @@ func TestPITValues(t *testing.T) {
 		t.Errorf("mode %#x latch %#x", PITChannel2Mode0, PITLatch2)
 	}
 	for _, c := range []struct{ in, want uint8 }{{0x00, 0x01}, {0x02, 0x01}, {0x23, 0x21}, {0xff, 0xfd}} {
-		if got := PITGate(c.in); got != c.want {
-			t.Errorf("PITGate(%#x) = %#x, want %#x", c.in, got, c.want)
+		if got := pitGate(c.in); got != c.want {
+			t.Errorf("pitGate(%#x) = %#x, want %#x", c.in, got, c.want)
 		}
 	}
 }

@@ -17,12 +17,12 @@ var UART0 = &uart.UART{Index: 1, Base: COM1, DTR: true, RTS: true}
 
 const consoleBaud = 115200
 
-// consoleSetup programs COM1 for 115200 8N1 (UARTInit). It runs before the
+// consoleSetup programs COM1 for 115200 8N1 (uartInit). It runs before the
 // runtime (from early) and allocates nothing.
 //
 //go:nosplit
 func consoleSetup() {
-	w, err := UARTInit(COM1, consoleBaud)
+	w, err := uartInit(COM1, consoleBaud)
 	if err != nil {
 		return
 	}

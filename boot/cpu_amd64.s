@@ -42,7 +42,7 @@ TEXT ·rdtsc(SB),NOSPLIT,$0-8
 	RET
 
 // func rdtscOrdered() uint64: LFENCE keeps the read after earlier loads
-// (the reference TSC page protocol, reference §1.9).
+// (the reference TSC page protocol, docs/hyperv-protocol.md §1.9).
 TEXT ·rdtscOrdered(SB),NOSPLIT,$0-8
 	LFENCE
 	RDTSC
@@ -110,7 +110,7 @@ loop:
 
 // func hypercall(page uintptr, control, input, output uint64) uint64
 //
-// The hypercall page (reference §1.7) holds VMCALL/VMMCALL; RET as the
+// The hypercall page (docs/hyperv-protocol.md §1.7) holds VMCALL/VMMCALL; RET as the
 // hypervisor wrote it: RCX control, RDX input (GPA, or the value for fast
 // calls), R8 output GPA, result in RAX.
 TEXT ·hypercall(SB),NOSPLIT,$0-40

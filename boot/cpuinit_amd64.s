@@ -1,6 +1,6 @@
 //go:build tamago && linkcpuinit
 
-// cpuinit: the kernel's first instructions (boot contract: the PVH 32-bit
+// cpuinit: the kernel's first instructions (docs/boot.md, "One hand-off protocol: PVH": the PVH 32-bit
 // entry, flat protected mode, paging and interrupts off, EBX = physical
 // address of hvm_start_info; tamago's _rt0_amd64_tamago jumps here).
 //
@@ -47,7 +47,7 @@
 TEXT cpuinit(SB),NOSPLIT|NOFRAME,$0
 	CLI
 	CLD
-	MOVL	BX, SI			// hvm_start_info (boot contract)
+	MOVL	BX, SI			// hvm_start_info (docs/boot.md, PVH)
 
 	MOVL	$MSR_EFER, CX
 	RDMSR

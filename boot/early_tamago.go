@@ -32,11 +32,11 @@ var (
 
 // bootState is the pre-runtime result.
 type bootState struct {
-	Err     BootError // first fatal or warning condition
-	Header  StartInfoHeader
-	Mem     MemMap
+	Err     bootError // first fatal or warning condition
+	Header  startInfoHeader
+	Mem     memMap
 	Layout  Layout
-	Plan    PagePlan
+	Plan    pagePlan
 	Huge    bool // 1 GiB pages used above 4 GiB
 	RDRAND  bool
 	InLong  bool // entered in long mode
@@ -44,12 +44,12 @@ type bootState struct {
 }
 
 // earlyWindow is what cpuinit mapped: [4 KiB, 4 GiB).
-var earlyWindow = PhysWindow{Low: 4096, High: lowMapEnd}
+var earlyWindow = physWindow{Low: 4096, High: lowMapEnd}
 
 // bootReadWindow is what early may read while it keeps page 0 mapped:
 // loaders and firmware put boot data there (QEMU's PVH option ROM puts
 // the E820 table at 0x5a8; the BIOS data area holds the EBDA pointer).
-var bootReadWindow = PhysWindow{Low: 0, High: lowMapEnd}
+var bootReadWindow = physWindow{Low: 0, High: lowMapEnd}
 
 // bootView is an acpi.View of [0, 4 GiB) for the pre-runtime path.
 func bootView(addr uint64, n int) []byte {
@@ -65,7 +65,7 @@ func mapZeroPage(tables uint64, on bool) {
 	pt := (*[512]uint64)(unsafe.Pointer(uintptr(tables + tablePT)))
 	pt[0] = 0
 	if on {
-		pt[0] = PageEntry(0)
+		pt[0] = pageEntry(0)
 	}
 	reloadCR3()
 }
@@ -101,54 +101,54 @@ func early() {
 	// tamago's LAPIC driver is xAPIC MMIO only; firmware may hand over in
 	// x2APIC mode (apic.go). Leaving it can fault, silently this early:
 	// check what Linux checks first.
-	apicBase := rdmsr(MSRAPICBase)
+	apicBase := rdmsr(msrAPICBase)
 	if apicBase&apicBaseEXTD != 0 {
-		if e := XAPICCheck(apicBase, uint32(rdmsr(MSRX2APICID)), x2APICLocked()); e != BootOK {
+		if e := xapicCheck(apicBase, uint32(rdmsr(msrX2APICID)), x2APICLocked()); e != bootOK {
 			earlyFail(e)
 		}
 	}
-	if w, n := XAPICWrites(apicBase); n > 0 {
+	if w, n := xapicWrites(apicBase); n > 0 {
 		for i := range n {
-			wrmsr(MSRAPICBase, w[i])
+			wrmsr(msrAPICBase, w[i])
 		}
 	}
 
 	if !bootReadWindow.Contains(b.StartPA, 56) {
-		earlyFail(ErrStartInfoAddr)
+		earlyFail(errStartInfoAddr)
 	}
-	h, e := DecodeStartInfo(phys(b.StartPA, 56))
-	if e != BootOK {
+	h, e := decodeStartInfo(phys(b.StartPA, 56))
+	if e != bootOK {
 		earlyFail(e)
 	}
 	b.Header = h
 	if !bootReadWindow.Contains(h.MemmapPaddr, h.MemmapBytes()) {
-		earlyFail(ErrMemmapAddr)
+		earlyFail(errMemmapAddr)
 	}
 	// Copy the map out: tamago reuses low memory (the SMP trampoline at
 	// 0x4000-0x6FFF) where loaders keep it.
-	if e := b.Mem.Decode(phys(h.MemmapPaddr, h.MemmapBytes())); e != BootOK {
-		if e != ErrMemmapTruncated {
+	if e := b.Mem.Decode(phys(h.MemmapPaddr, h.MemmapBytes())); e != bootOK {
+		if e != errMemmapTruncated {
 			earlyFail(e)
 		}
 		b.Err = e
 	}
 
-	cfg := DefaultLayoutConfig(imageStart, imageEnd)
-	l, e := PlanLayout(&b.Mem, cfg)
-	if e == ErrRAMTooSmall {
+	cfg := defaultLayoutConfig(imageStart, imageEnd)
+	l, e := planLayout(&b.Mem, cfg)
+	if e == errRAMTooSmall {
 		var num [20]byte
 		earlyPrint("gohv boot: this kernel needs at least ")
-		earlyPrint(FormatUint(num[:], (cfg.MinRAM()+mib-1)/mib))
+		earlyPrint(formatUint(num[:], (cfg.MinRAM()+mib-1)/mib))
 		earlyPrint(" MiB of RAM\r\n")
 	}
-	if e != BootOK {
+	if e != bootOK {
 		earlyFail(e)
 	}
 	b.Layout = l
 
 	_, _, _, extEDX := cpuid(0x80000001, 0)
 	b.Huge = extEDX&(1<<26) != 0 // Page1GB
-	b.Plan = PlanPages(&b.Mem, b.Huge, highPDPool)
+	b.Plan = planPages(&b.Mem, b.Huge, highPDPool)
 	applyPagePlan(hdr.Tables, &b.Plan)
 
 	_, _, ecx1, _ := cpuid(1, 0)
@@ -156,7 +156,7 @@ func early() {
 	if !b.RDRAND {
 		// tamago/amd64 owns the runtime's random source and uses RDRAND
 		// unconditionally: say so instead of dying on #UD.
-		earlyFail(ErrNoRDRAND)
+		earlyFail(errNoRDRAND)
 	}
 
 	ramStart = uint(l.RamStart)
@@ -165,24 +165,24 @@ func early() {
 }
 
 // applyPagePlan edits cpuinit's tables at base (PML4, PDPT, PD0..PD3, ...).
-func applyPagePlan(base uint64, p *PagePlan) {
+func applyPagePlan(base uint64, p *pagePlan) {
 	pdpt := (*[512]uint64)(unsafe.Pointer(uintptr(base + tablePDPT)))
 	pd3 := (*[512]uint64)(unsafe.Pointer(uintptr(base + tablePD0 + 3*4096)))
 	for i := 0; i < 512; i++ {
-		pd3[i] = LargePageEntry(uncachedBase+uint64(i)*2*mib, !p.Cached(i))
+		pd3[i] = largePageEntry(uncachedBase+uint64(i)*2*mib, !p.Cached(i))
 	}
 	for i := 0; i < p.NHigh; i++ {
 		slot := uint64(p.High[i])
 		if p.Huge {
-			pdpt[slot] = LargePageEntry(slot<<30, false)
+			pdpt[slot] = largePageEntry(slot<<30, false)
 			continue
 		}
 		pdPA := base + tablePool + uint64(i)*4096
 		pd := (*[512]uint64)(unsafe.Pointer(uintptr(pdPA)))
 		for j := range pd {
-			pd[j] = LargePageEntry(slot<<30+uint64(j)*2*mib, false)
+			pd[j] = largePageEntry(slot<<30+uint64(j)*2*mib, false)
 		}
-		pdpt[slot] = TableEntry(pdPA)
+		pdpt[slot] = tableEntry(pdPA)
 	}
 	reloadCR3()
 }
@@ -193,16 +193,16 @@ func x2APICLocked() bool {
 	if edx&(1<<29) == 0 { // IA32_ARCH_CAPABILITIES
 		return false
 	}
-	if rdmsr(MSRArchCapabilities)&archCapXAPICDisStatus == 0 {
+	if rdmsr(msrArchCapabilities)&archCapXAPICDisStatus == 0 {
 		return false
 	}
-	return rdmsr(MSRXAPICDisableStatus)&xapicLegacyDisabled != 0
+	return rdmsr(msrXAPICDisableStatus)&xapicLegacyDisabled != 0
 }
 
 // earlyFail reports a pre-runtime failure on COM1 and powers the machine
 // off: without a usable memory map there is nowhere safe to put the heap,
 // and a VM that hangs silently keeps its user (and tests) waiting.
-func earlyFail(e BootError) {
+func earlyFail(e bootError) {
 	earlyPrint(e.Error())
 	earlyPrint("\r\ngohv: cannot start; powering off\r\n")
 	earlyPowerOff(boot.Header.RSDP)

@@ -80,7 +80,7 @@ type platform struct {
 	synics []hv.SynIC
 }
 
-// newPlatform performs the guest side of reference §1.6, §1.7 and §2:
+// newPlatform performs the guest side of docs/hyperv-protocol.md §1.6, §1.7 and §2:
 // GUEST_OS_ID, the hypercall page, the SynIC of the boot processor.
 func newPlatform(info hv.Info) (*platform, error) {
 	p := &platform{}
@@ -116,7 +116,7 @@ func newPlatform(info hv.Info) (*platform, error) {
 // SynICs returns the boot processor's SynIC.
 func (p *platform) SynICs() []hv.SynIC { return p.synics }
 
-// PostMessage is HvPostMessage with the retry policy of reference §1.8.
+// PostMessage is HvPostMessage with the retry policy of docs/hyperv-protocol.md §1.8.
 func (p *platform) PostMessage(connectionID uint32, messageType uint32, payload []byte) error {
 	var encErr error
 	err := postWithRetry(func() hv.Status {
@@ -152,17 +152,16 @@ func pause(d time.Duration) {
 	time.Sleep(d)
 }
 
-// synic is the boot processor's SynIC (reference §2).
+// synic is the boot processor's SynIC (docs/hyperv-protocol.md §2).
 type synic struct {
-	vp      uint32
-	simp    hv.Pages
-	siefp   hv.Pages
-	autoEOI bool
-	mu      sync.Mutex // serialises SINT MSR updates
+	vp    uint32
+	simp  hv.Pages
+	siefp hv.Pages
+	mu    sync.Mutex // serialises SINT MSR updates
 }
 
 func newSynIC(mem hv.Memory, info hv.Info) (*synic, error) {
-	s := &synic{autoEOI: !info.AutoEOIDeprecated()}
+	s := &synic{}
 	if info.Privileges.Has(hv.PrivVPIndex) {
 		// Without the privilege the MSR faults; the boot processor is VP 0.
 		s.vp = uint32(rdmsr(uint32(hv.MSRVPIndex)))
@@ -197,13 +196,16 @@ func (s *synic) VPIndex() uint32        { return s.vp }
 func (s *synic) MessagePage() []byte    { return s.simp.Mem }
 func (s *synic) EventFlagsPage() []byte { return s.siefp.Mem }
 
-// EndOfMessage writes the EOM MSR (reference §2.3).
+// EndOfMessage writes the EOM MSR (docs/hyperv-protocol.md §2.3).
 func (s *synic) EndOfMessage() { wrmsr(uint32(hv.MSREOM), hv.EOMValue) }
 
 // SetHandler routes sint's IDT vector to fn and unmasks the SINT (fn ==
 // nil masks it). fn runs on the goroutine serving interrupts (tamago's
-// CPU.ServiceInterrupts); without AutoEOI, that loop's LAPIC EOI after fn
-// is the EOI the deprecation asks for.
+// CPU.ServiceInterrupts). SINTs are programmed without AutoEOI whatever the
+// host recommends: tamago's interrupt loop writes the LAPIC EOI after every
+// interrupt, and the TLFS forbids a guest that uses AutoEOI to EOI (Linux
+// likewise drops AutoEOI when the host deprecates it); that one EOI is the
+// only one.
 func (s *synic) SetHandler(sint uint8, fn func()) error {
 	if sint >= hv.SINTCount {
 		return fmt.Errorf("boot: SINT %d out of range", sint)
@@ -216,7 +218,7 @@ func (s *synic) program(sint uint8, masked bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	msr := uint32(hv.SINTMSR(sint))
-	v, err := hv.SINT{Vector: uint8(sintVectorBase + int(sint)), Masked: masked, AutoEOI: s.autoEOI}.Encode(rdmsr(msr))
+	v, err := hv.SINT{Vector: uint8(sintVectorBase + int(sint)), Masked: masked, AutoEOI: false}.Encode(rdmsr(msr))
 	if err != nil {
 		return err
 	}

@@ -23,8 +23,8 @@ const (
 	dmaAlign = 2 * mib
 )
 
-// LayoutConfig are the fixed inputs of PlanLayout.
-type LayoutConfig struct {
+// layoutConfig are the fixed inputs of planLayout.
+type layoutConfig struct {
 	// ImageStart and ImageEnd bound the kernel image in memory (text to
 	// the end of bss).
 	ImageStart, ImageEnd uint64
@@ -45,10 +45,10 @@ type LayoutConfig struct {
 	DMAMin, DMAMax uint64
 }
 
-// DefaultLayoutConfig returns the board's configuration for an image at
+// defaultLayoutConfig returns the board's configuration for an image at
 // [imageStart, imageEnd).
-func DefaultLayoutConfig(imageStart, imageEnd uint64) LayoutConfig {
-	return LayoutConfig{
+func defaultLayoutConfig(imageStart, imageEnd uint64) layoutConfig {
+	return layoutConfig{
 		ImageStart:  imageStart,
 		ImageEnd:    imageEnd,
 		RamStart:    imageStart &^ (mib - 1),
@@ -60,10 +60,10 @@ func DefaultLayoutConfig(imageStart, imageEnd uint64) LayoutConfig {
 	}
 }
 
-// MinRAM is the least RAM, counted from address 0, with which PlanLayout
+// MinRAM is the least RAM, counted from address 0, with which planLayout
 // succeeds for c when nothing but RAM lies above 1 MiB: the room below the
 // image for the DMA region, the image, and the least heap and stack.
-func (c LayoutConfig) MinRAM() uint64 {
+func (c layoutConfig) MinRAM() uint64 {
 	return c.ImageEnd + c.MinHeap + c.StackOffset
 }
 
@@ -78,11 +78,11 @@ type Layout struct {
 	Heap uint64
 }
 
-// PlanLayout finds the usable RAM window holding the kernel image (RAM
+// planLayout finds the usable RAM window holding the kernel image (RAM
 // entries merged, every non-RAM entry cut out: reserved wins, as in
 // pvh.Usable) and splits it into runtime memory and, at its top, the DMA
 // region. It allocates nothing.
-func PlanLayout(m *MemMap, c LayoutConfig) (Layout, BootError) {
+func planLayout(m *memMap, c layoutConfig) (Layout, bootError) {
 	const page = 4096
 	entries := m.E[:m.N]
 	lo, hi := uint64(0), uint64(0)
@@ -104,7 +104,7 @@ func PlanLayout(m *MemMap, c LayoutConfig) (Layout, BootError) {
 		}
 	}
 	if !found {
-		return Layout{}, ErrKernelNotInRAM
+		return Layout{}, errKernelNotInRAM
 	}
 	// Merge touching or overlapping RAM entries into the window until it
 	// stops growing (n is small; quadratic is fine).
@@ -129,7 +129,7 @@ func PlanLayout(m *MemMap, c LayoutConfig) (Layout, BootError) {
 			continue
 		}
 		if r.Addr < c.ImageEnd && r.End() > c.RamStart {
-			return Layout{}, ErrKernelNotInRAM
+			return Layout{}, errKernelNotInRAM
 		}
 		if r.Addr >= c.ImageEnd {
 			hi = min(hi, r.Addr)
@@ -143,13 +143,13 @@ func PlanLayout(m *MemMap, c LayoutConfig) (Layout, BootError) {
 		hi = c.Limit
 	}
 	if lo > c.RamStart {
-		return Layout{}, ErrKernelNotInRAM
+		return Layout{}, errKernelNotInRAM
 	}
 	if hi < c.ImageEnd {
 		// The image starts in RAM but RAM ends inside it: the VM is
 		// smaller than the kernel, which is a size problem, not a
 		// placement one.
-		return Layout{}, ErrRAMTooSmall
+		return Layout{}, errRAMTooSmall
 	}
 	// Below the image: the highest DMAMax (at most) of [lo, RamStart).
 	if below := c.RamStart &^ (dmaAlign - 1); below > lo {
@@ -160,7 +160,7 @@ func PlanLayout(m *MemMap, c LayoutConfig) (Layout, BootError) {
 				dmaStart = below - c.DMAMax
 			}
 			if hi-c.ImageEnd < c.MinHeap+c.StackOffset {
-				return Layout{}, ErrRAMTooSmall
+				return Layout{}, errRAMTooSmall
 			}
 			return Layout{
 				WindowStart: lo,
@@ -170,7 +170,7 @@ func PlanLayout(m *MemMap, c LayoutConfig) (Layout, BootError) {
 				DMAStart:    dmaStart,
 				DMASize:     below - dmaStart,
 				Heap:        hi - c.ImageEnd,
-			}, BootOK
+			}, bootOK
 		}
 	}
 	avail := hi - c.ImageEnd
@@ -183,7 +183,7 @@ func PlanLayout(m *MemMap, c LayoutConfig) (Layout, BootError) {
 	}
 	dmaStart := (hi - dma) &^ (dmaAlign - 1)
 	if hi < dma || dmaStart < c.ImageEnd || dmaStart-c.ImageEnd < c.MinHeap+c.StackOffset {
-		return Layout{}, ErrRAMTooSmall
+		return Layout{}, errRAMTooSmall
 	}
 	return Layout{
 		WindowStart: lo,
@@ -193,5 +193,5 @@ func PlanLayout(m *MemMap, c LayoutConfig) (Layout, BootError) {
 		DMAStart:    dmaStart,
 		DMASize:     hi - dmaStart,
 		Heap:        dmaStart - c.ImageEnd,
-	}, BootOK
+	}, bootOK
 }

@@ -12,10 +12,10 @@ const (
 	ramStart = 0x02000000
 )
 
-func memmap(t testing.TB, rs ...pvh.Region) *MemMap {
+func memmap(t testing.TB, rs ...pvh.Region) *memMap {
 	t.Helper()
-	var mm MemMap
-	if e := mm.Decode(e820(rs...)); e != BootOK {
+	var mm memMap
+	if e := mm.Decode(e820(rs...)); e != bootOK {
 		t.Fatal(e)
 	}
 	return &mm
@@ -53,38 +53,38 @@ func TestPlanLayout(t *testing.T) {
 	cases := []struct {
 		name     string
 		m        []pvh.Region
-		want     BootError
+		want     bootError
 		winEnd   uint64
 		dmaStart uint64
 		dmaSize  uint64
 	}{
-		{"qemu 1G", mapQEMU1G, BootOK, 0x3ffe0000, 2 * mib, below},
+		{"qemu 1G", mapQEMU1G, bootOK, 0x3ffe0000, 2 * mib, below},
 		// RAM to 0xF0000000 but the ACPI table at 0x3f000000 cuts the
 		// window: the part above the image cannot grow past it.
-		{"hyper-v 6G", mapHV6G, BootOK, 0x3f000000, 2 * mib, below},
-		{"ovmf 512M", mapOVMF, BootOK, 0x1f000000, 2 * mib, below},
+		{"hyper-v 6G", mapHV6G, bootOK, 0x3f000000, 2 * mib, below},
+		{"ovmf 512M", mapOVMF, bootOK, 0x1f000000, 2 * mib, below},
 		// QEMU -m 64 (E820 RAM to 64 MiB less 128 KiB): 23.9 MiB of heap.
-		{"64M", []pvh.Region{ram(0x100000, 0x3fe0000)}, BootOK, 0x3fe0000, 2 * mib, below},
+		{"64M", []pvh.Region{ram(0x100000, 0x3fe0000)}, bootOK, 0x3fe0000, 2 * mib, below},
 		// OVMF keeps ACPI NVS at 8–9 MiB: the DMA region starts above it.
 		{"ovmf NVS below", []pvh.Region{ram(0x100000, 0x806000), {Addr: 0x806000, Size: 0xfa000, Type: pvh.TypeACPINVS}, ram(0x900000, 0x8000000)},
-			BootOK, 0x8000000, 10 * mib, 22 * mib},
+			bootOK, 0x8000000, 10 * mib, 22 * mib},
 		// No 8 MiB below the image: the DMA region comes from the top,
 		// an eighth of the room above the image, 2 MiB aligned.
-		{"nothing below", []pvh.Region{ram(0x1f00000, 0x40000000)}, BootOK, 0x40000000, 0x38600000, 0x7a00000},
-		{"48M: no heap", []pvh.Region{ram(0x100000, 0x3000000)}, ErrRAMTooSmall, 0, 0, 0},
-		{"32M: kernel above RAM", []pvh.Region{ram(0x100000, 0x2000000)}, ErrKernelNotInRAM, 0, 0, 0},
-		{"36M: RAM ends inside the image", []pvh.Region{ram(0x100000, 0x2400000)}, ErrRAMTooSmall, 0, 0, 0},
-		{"reserved over image", []pvh.Region{ram(0x100000, 0x40000000), resv(0x2200000, 0x2300000)}, ErrKernelNotInRAM, 0, 0, 0},
-		{"window capped at 4 GiB", []pvh.Region{ram(0x100000, 0x120000000)}, BootOK, 4 * gib, 2 * mib, below},
+		{"nothing below", []pvh.Region{ram(0x1f00000, 0x40000000)}, bootOK, 0x40000000, 0x38600000, 0x7a00000},
+		{"48M: no heap", []pvh.Region{ram(0x100000, 0x3000000)}, errRAMTooSmall, 0, 0, 0},
+		{"32M: kernel above RAM", []pvh.Region{ram(0x100000, 0x2000000)}, errKernelNotInRAM, 0, 0, 0},
+		{"36M: RAM ends inside the image", []pvh.Region{ram(0x100000, 0x2400000)}, errRAMTooSmall, 0, 0, 0},
+		{"reserved over image", []pvh.Region{ram(0x100000, 0x40000000), resv(0x2200000, 0x2300000)}, errKernelNotInRAM, 0, 0, 0},
+		{"window capped at 4 GiB", []pvh.Region{ram(0x100000, 0x120000000)}, bootOK, 4 * gib, 2 * mib, below},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			mm := memmap(t, c.m...)
-			l, e := PlanLayout(mm, DefaultLayoutConfig(imgStart, imgEnd))
+			l, e := planLayout(mm, defaultLayoutConfig(imgStart, imgEnd))
 			if e != c.want {
-				t.Fatalf("PlanLayout: %v, want %v (%+v)", e, c.want, l)
+				t.Fatalf("planLayout: %v, want %v (%+v)", e, c.want, l)
 			}
-			if e != BootOK {
+			if e != bootOK {
 				return
 			}
 			if l.WindowEnd != c.winEnd || l.DMAStart != c.dmaStart || l.DMASize != c.dmaSize {
@@ -112,13 +112,13 @@ func TestPlanLayout(t *testing.T) {
 }
 
 func TestMinRAM(t *testing.T) {
-	c := DefaultLayoutConfig(imgStart, imgEnd)
+	c := defaultLayoutConfig(imgStart, imgEnd)
 	floor := c.MinRAM()
-	if _, e := PlanLayout(memmap(t, ram(0, 0x9fc00), ram(0x100000, floor)), c); e != BootOK {
+	if _, e := planLayout(memmap(t, ram(0, 0x9fc00), ram(0x100000, floor)), c); e != bootOK {
 		t.Errorf("RAM to the floor %#x: %v", floor, e)
 	}
-	if _, e := PlanLayout(memmap(t, ram(0, 0x9fc00), ram(0x100000, floor-4096)), c); e != ErrRAMTooSmall {
-		t.Errorf("a page below the floor: %v, want %v", e, ErrRAMTooSmall)
+	if _, e := planLayout(memmap(t, ram(0, 0x9fc00), ram(0x100000, floor-4096)), c); e != errRAMTooSmall {
+		t.Errorf("a page below the floor: %v, want %v", e, errRAMTooSmall)
 	}
 }
 
@@ -126,17 +126,17 @@ func FuzzPlanLayout(f *testing.F) {
 	f.Add(e820(mapQEMU1G...), uint64(imgStart), uint64(0x800000))
 	f.Add(e820(mapHV6G...), uint64(imgStart), uint64(0x10000))
 	f.Fuzz(func(t *testing.T, raw []byte, start, size uint64) {
-		var mm MemMap
-		if mm.Decode(raw) != BootOK {
+		var mm memMap
+		if mm.Decode(raw) != bootOK {
 			return
 		}
 		end := start + size
 		if end < start {
 			return
 		}
-		c := DefaultLayoutConfig(start, end)
-		l, e := PlanLayout(&mm, c)
-		if e != BootOK {
+		c := defaultLayoutConfig(start, end)
+		l, e := planLayout(&mm, c)
+		if e != bootOK {
 			return
 		}
 		// pvh.Usable rounds each entry to pages before merging; the board

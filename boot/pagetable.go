@@ -8,7 +8,7 @@ import "github.com/gohv/gohv/boot/pvh"
 // It maps a fixed first window, [0, 4 GiB) with 2 MiB pages (the first
 // 2 MiB with 4 KiB pages so that page 0 stays unmapped and nil
 // dereferences fault), everything from 0xC0000000 up uncached. Before the
-// runtime starts, the board applies a PagePlan computed here from the
+// runtime starts, the board applies a pagePlan computed here from the
 // memory map: RAM that firmware put above 3 GiB becomes cached again, and
 // RAM above 4 GiB is mapped (1 GiB pages when the CPU has them, else 2 MiB
 // pages from a fixed pool of tables).
@@ -32,14 +32,14 @@ const (
 	maxHighSlots = 512 - 4
 )
 
-// TableEntry returns a PML4/PDPT/PD entry pointing at the next-level table
+// tableEntry returns a PML4/PDPT/PD entry pointing at the next-level table
 // at addr (present, writable).
-func TableEntry(addr uint64) uint64 { return addr&pteAddrMask | pteWrite | ptePresent }
+func tableEntry(addr uint64) uint64 { return addr&pteAddrMask | pteWrite | ptePresent }
 
-// LargePageEntry returns a PD entry mapping the 2 MiB page at addr, or a
+// largePageEntry returns a PD entry mapping the 2 MiB page at addr, or a
 // PDPT entry mapping the 1 GiB page at addr: present, writable, PS, and
 // PCD|PWT (strong uncacheable with the default PAT) when uncached.
-func LargePageEntry(addr uint64, uncached bool) uint64 {
+func largePageEntry(addr uint64, uncached bool) uint64 {
 	e := addr&pteAddrMask | ptePageSize | pteWrite | ptePresent
 	if uncached {
 		e |= ptePCD | ptePWT
@@ -47,11 +47,11 @@ func LargePageEntry(addr uint64, uncached bool) uint64 {
 	return e
 }
 
-// PageEntry returns a PT entry mapping the 4 KiB page at addr.
-func PageEntry(addr uint64) uint64 { return addr&pteAddrMask | pteWrite | ptePresent }
+// pageEntry returns a PT entry mapping the 4 KiB page at addr.
+func pageEntry(addr uint64) uint64 { return addr&pteAddrMask | pteWrite | ptePresent }
 
-// PagePlan is what the board changes in cpuinit's tables.
-type PagePlan struct {
+// pagePlan is what the board changes in cpuinit's tables.
+type pagePlan struct {
 	// CachedAbove3G has bit i set when the 2 MiB page at 3 GiB + i×2 MiB
 	// is entirely RAM: it is mapped cached instead of uncached.
 	CachedAbove3G [8]uint64
@@ -70,16 +70,16 @@ type PagePlan struct {
 }
 
 // Cached reports whether the 2 MiB page at 3 GiB + i×2 MiB is cached.
-func (p *PagePlan) Cached(i int) bool {
+func (p *pagePlan) Cached(i int) bool {
 	return i >= 0 && i < 512 && p.CachedAbove3G[i/64]&(1<<(i%64)) != 0
 }
 
-// PlanPages computes the plan for memory map m. huge says the CPU supports
+// planPages computes the plan for memory map m. huge says the CPU supports
 // 1 GiB pages (CPUID 0x80000001 EDX bit 26); tables is the number of spare
 // page-directory pages for 2 MiB mappings above 4 GiB. It allocates
 // nothing.
-func PlanPages(m *MemMap, huge bool, tables int) PagePlan {
-	p := PagePlan{Huge: huge, End: lowMapEnd}
+func planPages(m *memMap, huge bool, tables int) pagePlan {
+	p := pagePlan{Huge: huge, End: lowMapEnd}
 	entries := m.E[:m.N]
 	for i := 0; i < 512; i++ {
 		a := uint64(uncachedBase) + uint64(i)*2*mib

@@ -14,13 +14,13 @@ func TestEntryEncodings(t *testing.T) {
 		got  uint64
 		want uint64
 	}{
-		{"table", TableEntry(0x1234_5000), 0x1234_5003},
-		{"table drops low bits", TableEntry(0x1234_5fff), 0x1234_5003},
-		{"2M cached", LargePageEntry(0x40_0000, false), 0x40_0083},
-		{"2M uncached", LargePageEntry(0xfee0_0000, true), 0xfee0_009b},
-		{"1G cached above 4G", LargePageEntry(5<<30, false), 0x1_4000_0083},
-		{"4K page", PageEntry(0x1000), 0x1003},
-		{"address bits 51:12 only", PageEntry(1<<63 | 1<<52 | 0x2000), 0x2003},
+		{"table", tableEntry(0x1234_5000), 0x1234_5003},
+		{"table drops low bits", tableEntry(0x1234_5fff), 0x1234_5003},
+		{"2M cached", largePageEntry(0x40_0000, false), 0x40_0083},
+		{"2M uncached", largePageEntry(0xfee0_0000, true), 0xfee0_009b},
+		{"1G cached above 4G", largePageEntry(5<<30, false), 0x1_4000_0083},
+		{"4K page", pageEntry(0x1000), 0x1003},
+		{"address bits 51:12 only", pageEntry(1<<63 | 1<<52 | 0x2000), 0x2003},
 	}
 	for _, c := range cases {
 		if c.got != c.want {
@@ -31,7 +31,7 @@ func TestEntryEncodings(t *testing.T) {
 
 func TestPlanPages(t *testing.T) {
 	t.Run("qemu 1G", func(t *testing.T) {
-		p := PlanPages(memmap(t, mapQEMU1G...), false, 8)
+		p := planPages(memmap(t, mapQEMU1G...), false, 8)
 		if p.NHigh != 0 || p.Truncated || p.End != 4*gib {
 			t.Errorf("plan %+v", p)
 		}
@@ -42,7 +42,7 @@ func TestPlanPages(t *testing.T) {
 		}
 	})
 	t.Run("hyper-v 6G, 2M pages", func(t *testing.T) {
-		p := PlanPages(memmap(t, mapHV6G...), false, 8)
+		p := planPages(memmap(t, mapHV6G...), false, 8)
 		// RAM to 0xF0000000: pages 0..383 above 3 GiB are RAM.
 		for i := 0; i < 512; i++ {
 			if want := i < 384; p.Cached(i) != want {
@@ -55,16 +55,16 @@ func TestPlanPages(t *testing.T) {
 		}
 	})
 	t.Run("too few tables", func(t *testing.T) {
-		p := PlanPages(memmap(t, mapHV6G...), false, 2)
+		p := planPages(memmap(t, mapHV6G...), false, 2)
 		if p.NHigh != 2 || !p.Truncated || p.End != 6*gib {
 			t.Errorf("plan %v truncated %v end %#x", p.High[:p.NHigh], p.Truncated, p.End)
 		}
-		if h := PlanPages(memmap(t, mapHV6G...), true, 0); h.NHigh != 3 || h.Truncated {
+		if h := planPages(memmap(t, mapHV6G...), true, 0); h.NHigh != 3 || h.Truncated {
 			t.Errorf("1 GiB pages need no tables: %+v", h.High[:h.NHigh])
 		}
 	})
 	t.Run("reserved wins and partial pages stay uncached", func(t *testing.T) {
-		p := PlanPages(memmap(t, ram(0x100000, 0xd0000000), resv(0xc0100000, 0xc0101000), ram(0xd0000000, 0xd0100000)), false, 0)
+		p := planPages(memmap(t, ram(0x100000, 0xd0000000), resv(0xc0100000, 0xc0101000), ram(0xd0000000, 0xd0100000)), false, 0)
 		if p.Cached(0) {
 			t.Error("page with a reserved hole cached")
 		}
@@ -76,12 +76,12 @@ func TestPlanPages(t *testing.T) {
 		}
 	})
 	t.Run("RAM past 512 GiB", func(t *testing.T) {
-		p := PlanPages(memmap(t, ram(600*gib, 601*gib)), true, 0)
+		p := planPages(memmap(t, ram(600*gib, 601*gib)), true, 0)
 		if !p.Truncated || p.NHigh != 0 {
 			t.Errorf("plan %+v", p.High[:p.NHigh])
 		}
 	})
-	if (&PagePlan{}).Cached(-1) || (&PagePlan{}).Cached(512) {
+	if (&pagePlan{}).Cached(-1) || (&pagePlan{}).Cached(512) {
 		t.Error("Cached out of range")
 	}
 	_ = pvh.TypeRAM

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/usbarmory/tamago/amd64"
@@ -19,7 +20,7 @@ import (
 var errStillRunning = errors.New("boot: machine did not power off or reset")
 
 // PowerOff enters ACPI S5 (soft off) with the FADT's PM1 control registers
-// and the DSDT's \_S5 values (reference §10: Hyper-V Gen1 and Gen2 and QEMU
+// and the DSDT's \_S5 values (docs/hyperv-protocol.md §10: Hyper-V Gen1 and Gen2 and QEMU
 // all honour it). It returns only on failure.
 func PowerOff() error {
 	if !machDone.Load() {
@@ -35,13 +36,28 @@ func PowerOff() error {
 	if err != nil {
 		return err
 	}
-	for _, w := range writes {
-		if err := perform(w); err != nil {
-			return err
+	// As ACPICA's AcpiEnterSleepState: write, give the platform time (the
+	// host carries the power-off out and promises no deadline), write
+	// again, and report failure only then.
+	for range 2 {
+		for _, w := range writes {
+			if err := perform(w); err != nil {
+				return err
+			}
 		}
+		spinFor(10 * time.Second)
 	}
-	spin(100_000_000)
 	return errStillRunning
+}
+
+// spinFor waits about d by the TSC (the scheduler may no longer run on the
+// way down); without a calibrated TSC it assumes 5 GHz, erring long.
+func spinFor(d time.Duration) {
+	hz := mach.tscHz
+	if hz == 0 {
+		hz = 5_000_000_000
+	}
+	spin(uint64(d.Seconds() * float64(hz)))
 }
 
 // Reboot resets the machine: the Hyper-V RESET MSR when the partition may
@@ -66,14 +82,24 @@ func Reboot() error {
 	return errStillRunning
 }
 
-// exit is the runtime's Exit hook: power off, else reset, else halt.
+// atExit is the hook AtExit installs (board glue: one per kernel).
+var atExit atomic.Pointer[func(code int32)]
+
+// AtExit installs fn to run when the program exits (main returned, os.Exit,
+// an unrecovered panic), before the machine powers off: the kernel's
+// shutdown path for programs that do not call kernel.Run. fn must bound its
+// own waits. A later call replaces the hook.
+func AtExit(fn func(code int32)) { atExit.Store(&fn) }
+
+// exit is the runtime's Exit hook: the kernel's shutdown path, then power
+// off; never a reset, which would boot into the same program again.
 func exit(code int32) {
+	if fn := atExit.Swap(nil); fn != nil {
+		(*fn)(code)
+	}
 	print("gohv: exit code ", code, ", powering off\n")
 	if err := PowerOff(); err != nil {
-		print("gohv: power off: ", err.Error(), "\n")
-	}
-	if err := Reboot(); err != nil {
-		print("gohv: reset: ", err.Error(), "\n")
+		print("gohv: power off: ", err.Error(), "; halting\n")
 	}
 	haltForever()
 }
@@ -88,11 +114,11 @@ func perform(w acpi.Write) error {
 		port := uint16(w.Address)
 		switch w.Width {
 		case 8:
-			outb(port, uint8(w.Value))
+			outb(port, uint8(merge(w, func() uint32 { return uint32(inb(port)) })))
 		case 16:
-			outw(port, uint16(w.Value))
+			outw(port, uint16(merge(w, func() uint32 { return uint32(inw(port)) })))
 		case 32:
-			outl(port, w.Value)
+			outl(port, merge(w, func() uint32 { return inl(port) }))
 		default:
 			return fmt.Errorf("boot: %d-bit port write", w.Width)
 		}
@@ -104,11 +130,11 @@ func perform(w acpi.Write) error {
 		p := unsafe.Pointer(uintptr(w.Address))
 		switch w.Width {
 		case 8:
-			*(*uint8)(p) = uint8(w.Value)
+			*(*uint8)(p) = uint8(merge(w, func() uint32 { return uint32(*(*uint8)(p)) }))
 		case 16:
-			*(*uint16)(p) = uint16(w.Value)
+			*(*uint16)(p) = uint16(merge(w, func() uint32 { return uint32(*(*uint16)(p)) }))
 		case 32:
-			atomic.StoreUint32((*uint32)(p), w.Value)
+			atomic.StoreUint32((*uint32)(p), merge(w, func() uint32 { return atomic.LoadUint32((*uint32)(p)) }))
 		default:
 			return fmt.Errorf("boot: %d-bit MMIO write", w.Width)
 		}
@@ -116,6 +142,15 @@ func perform(w acpi.Write) error {
 		return fmt.Errorf("boot: address space %d", w.Space)
 	}
 	return nil
+}
+
+// merge returns the value to write: w.Value, or for a read-modify-write
+// (w.Keep != 0) the register's kept bits with w.Value's others.
+func merge(w acpi.Write, read func() uint32) uint32 {
+	if w.Keep == 0 {
+		return w.Value
+	}
+	return w.Merge(read())
 }
 
 // spin waits about n TSC cycles; time.Sleep may not work on the way down.

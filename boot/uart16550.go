@@ -30,22 +30,22 @@ const (
 	LSRTHREmpty = 0x20
 )
 
-// UARTWrite is one port write of the 16550 set-up sequence.
-type UARTWrite struct {
+// uartWrite is one port write of the 16550 set-up sequence.
+type uartWrite struct {
 	Port  uint16
 	Value uint8
 }
 
 var errBaud = errors.New("boot: baud rate not reachable from the 115200 divisor base")
 
-// UARTInit returns the writes that program the 16550 at base for baud 8N1,
+// uartInit returns the writes that program the 16550 at base for baud 8N1,
 // FIFOs on, interrupts off.
-func UARTInit(base uint16, baud uint32) ([6]UARTWrite, error) {
+func uartInit(base uint16, baud uint32) ([6]uartWrite, error) {
 	if baud == 0 || baud > UARTClock || UARTClock%baud != 0 || UARTClock/baud > 0xFFFF {
-		return [6]UARTWrite{}, errBaud
+		return [6]uartWrite{}, errBaud
 	}
 	div := UARTClock / baud
-	return [6]UARTWrite{
+	return [6]uartWrite{
 		{base + uartIER, 0},
 		{base + uartLCR, LCRDLAB},
 		{base + uartTHR, uint8(div)},

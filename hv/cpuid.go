@@ -2,7 +2,7 @@ package hv
 
 import "strconv"
 
-// CPUID facts of the Hyper-V interface (reference §1.1–§1.4). Wire
+// CPUID facts of the Hyper-V interface (docs/hyperv-protocol.md §1.1–§1.4). Wire
 // definitions only; Detect in detect.go interprets them.
 
 // CPUIDResult is the register file returned by one CPUID instruction.
@@ -14,14 +14,14 @@ type CPUIDResult struct {
 // implementation runs the instruction; tests pass a table.
 type CPUIDFunc func(leaf, subleaf uint32) CPUIDResult
 
-// Standard leaf 1 (reference §1.1 step 1).
+// Standard leaf 1 (docs/hyperv-protocol.md §1.1 step 1).
 const (
 	CPUIDLeafFeatureInfo uint32 = 0x00000001
 	// CPUID1ECXHypervisor is CPUID(1).ECX bit 31, "hypervisor present".
 	CPUID1ECXHypervisor uint32 = 1 << 31
 )
 
-// Hypervisor CPUID leaves (reference §1.2).
+// Hypervisor CPUID leaves (docs/hyperv-protocol.md §1.2).
 const (
 	CPUIDLeafVendor           uint32 = 0x40000000 // EAX max leaf, EBX/ECX/EDX vendor
 	CPUIDLeafInterface        uint32 = 0x40000001 // EAX interface signature
@@ -38,10 +38,10 @@ const (
 )
 
 // MinMaxLeaf is the smallest acceptable max hypervisor leaf: Linux and
-// FreeBSD both require 0x40000005 (reference §1.1 step 2).
+// FreeBSD both require 0x40000005 (docs/hyperv-protocol.md §1.1 step 2).
 const MinMaxLeaf uint32 = CPUIDLeafLimits
 
-// Vendor "Microsoft Hv" as CPUID(0x40000000) returns it (reference §1.1).
+// Vendor "Microsoft Hv" as CPUID(0x40000000) returns it (docs/hyperv-protocol.md §1.1).
 const (
 	VendorEBX uint32 = 0x7263694D // "Micr"
 	VendorECX uint32 = 0x666F736F // "osof"
@@ -51,17 +51,17 @@ const (
 )
 
 // InterfaceSignature is CPUID(0x40000001).EAX on Hyper-V, "Hv#1"
-// (reference §1.1 step 3).
+// (docs/hyperv-protocol.md §1.1 step 3).
 const InterfaceSignature uint32 = 0x31237648
 
-// VSInterfaceSignature is CPUID(0x40000081).EAX, "VS#1" (reference §1.2).
+// VSInterfaceSignature is CPUID(0x40000081).EAX, "VS#1" (docs/hyperv-protocol.md §1.2).
 const VSInterfaceSignature uint32 = 0x31235356
 
 // PrivilegeMask is the 64-bit partition privilege mask: CPUID(0x40000003)
-// EAX in bits 31:0 and EBX in bits 63:32 (reference §1.2, §1.3).
+// EAX in bits 31:0 and EBX in bits 63:32 (docs/hyperv-protocol.md §1.2, §1.3).
 type PrivilegeMask uint64
 
-// Partition privileges (reference §1.3). Bits 31:0 grant MSR access, bits
+// Partition privileges (docs/hyperv-protocol.md §1.3). Bits 31:0 grant MSR access, bits
 // 63:32 hypercall rights.
 const (
 	PrivVPRuntime                PrivilegeMask = 1 << 0  // VP_RUNTIME MSR
@@ -88,7 +88,7 @@ const (
 )
 
 // PrivVMBus is what a VMBus client needs: SynIC MSRs, hypercall MSRs,
-// HvPostMessage and HvSignalEvent (reference §1.1 step 4).
+// HvPostMessage and HvSignalEvent (docs/hyperv-protocol.md §1.1 step 4).
 const PrivVMBus = PrivSynIC | PrivHypercallMSRs | PrivPostMessages | PrivSignalEvents
 
 var privilegeNames = [64]string{
@@ -120,10 +120,10 @@ func (m PrivilegeMask) Names() []string {
 	return out
 }
 
-// FeatureFlags is CPUID(0x40000003).EDX (reference §1.3).
+// FeatureFlags is CPUID(0x40000003).EDX (docs/hyperv-protocol.md §1.3).
 type FeatureFlags uint32
 
-// Miscellaneous features (reference §1.3).
+// Miscellaneous features (docs/hyperv-protocol.md §1.3).
 const (
 	FeatureMWAIT                FeatureFlags = 1 << 0 // deprecated
 	FeatureXMMHypercallInput    FeatureFlags = 1 << 4
@@ -139,10 +139,10 @@ const (
 // Has reports whether every flag in want is set.
 func (f FeatureFlags) Has(want FeatureFlags) bool { return f&want == want }
 
-// Recommendations is CPUID(0x40000004).EAX (reference §1.4).
+// Recommendations is CPUID(0x40000004).EAX (docs/hyperv-protocol.md §1.4).
 type Recommendations uint32
 
-// Implementation recommendations (reference §1.4).
+// Implementation recommendations (docs/hyperv-protocol.md §1.4).
 const (
 	RecommendHypercallAddressSpaceSwitch Recommendations = 1 << 0
 	RecommendHypercallLocalFlush         Recommendations = 1 << 1
@@ -167,13 +167,13 @@ const (
 func (r Recommendations) Has(want Recommendations) bool { return r&want == want }
 
 // SpinlockNeverNotify in CPUID(0x40000004).EBX means "never call
-// HvNotifyLongSpinWait" (reference §1.2).
+// HvNotifyLongSpinWait" (docs/hyperv-protocol.md §1.2).
 const SpinlockNeverNotify uint32 = 0xFFFFFFFF
 
-// IsolationType is CPUID(0x4000000C).EBX bits 3:0 (reference §1.2).
+// IsolationType is CPUID(0x4000000C).EBX bits 3:0 (docs/hyperv-protocol.md §1.2).
 type IsolationType uint8
 
-// Isolation types (reference §1.2).
+// Isolation types (docs/hyperv-protocol.md §1.2).
 const (
 	IsolationNone   IsolationType = 0
 	IsolationVBS    IsolationType = 1
@@ -196,7 +196,7 @@ func (t IsolationType) String() string {
 	return "isolation(" + strconv.Itoa(int(t)) + ")"
 }
 
-// Bits of CPUID(0x4000000C) (reference §1.2).
+// Bits of CPUID(0x4000000C) (docs/hyperv-protocol.md §1.2).
 const (
 	isolationEAXParavisor    uint32 = 1 << 0
 	isolationEBXTypeMask     uint32 = 0xF
@@ -228,10 +228,10 @@ func DecodeIsolation(r CPUIDResult) Isolation {
 	}
 }
 
-// VSFeatures is CPUID(0x40000082).EAX (reference §1.2).
+// VSFeatures is CPUID(0x40000082).EAX (docs/hyperv-protocol.md §1.2).
 type VSFeatures uint32
 
-// Virtualization-stack properties (reference §1.2, [O]).
+// Virtualization-stack properties (docs/hyperv-protocol.md §1.2, [O]).
 const (
 	VSPortablePartition      VSFeatures = 1 << 0
 	VSSyntheticDebugDevice   VSFeatures = 1 << 1

@@ -3,7 +3,7 @@ package hv
 import "testing"
 
 func TestCPUIDConstants(t *testing.T) {
-	// Values literal from reference §1.1–§1.4.
+	// Values literal from docs/hyperv-protocol.md §1.1–§1.4.
 	for _, c := range []struct {
 		name      string
 		got, want uint64

@@ -23,7 +23,7 @@ var ErrMissingFeature = errors.New("hv: Hyper-V feature missing")
 var ErrIsolated = errors.New("hv: isolated (confidential) VM not supported")
 
 // IsolatedError is Detect's refusal of an isolated partition (CPUID
-// 0x4000000C, reference §1.2). In one, guest memory is private to the
+// 0x4000000C, docs/hyperv-protocol.md §1.2). In one, guest memory is private to the
 // guest unless it is explicitly made host-visible (the shared GPA boundary,
 // page visibility hypercalls), and the host cannot read VMBus rings, SynIC
 // pages or buffers in private memory. gohv does none of that, so instead
@@ -70,7 +70,7 @@ func (e *MissingFeatureError) Error() string {
 // Unwrap makes errors.Is(err, ErrMissingFeature) true.
 func (e *MissingFeatureError) Unwrap() error { return ErrMissingFeature }
 
-// Version is CPUID(0x40000002) (reference §1.2).
+// Version is CPUID(0x40000002) (docs/hyperv-protocol.md §1.2).
 type Version struct {
 	Build         uint32
 	Major, Minor  uint16
@@ -120,15 +120,15 @@ type Info struct {
 }
 
 // HasVMBusFeatures reports whether VMBus can run: SynIC and hypercall MSRs,
-// HvPostMessage and HvSignalEvent (reference §1.1 step 4).
+// HvPostMessage and HvSignalEvent (docs/hyperv-protocol.md §1.1 step 4).
 func (i Info) HasVMBusFeatures() bool { return i.Privileges.Has(PrivVMBus) }
 
 // ReferenceTSCAvailable reports whether the reference TSC page can be used
-// (reference §1.3 EAX.9).
+// (docs/hyperv-protocol.md §1.3 EAX.9).
 func (i Info) ReferenceTSCAvailable() bool { return i.Privileges.Has(PrivReferenceTSC) }
 
 // InvariantTSCControlAvailable reports whether TSC_INVARIANT_CONTROL may be
-// written (reference §1.3 EAX.15).
+// written (docs/hyperv-protocol.md §1.3 EAX.15).
 func (i Info) InvariantTSCControlAvailable() bool {
 	return i.Privileges.Has(PrivTSCInvariantControl)
 }
@@ -172,7 +172,7 @@ func (i Info) Require(want PrivilegeMask) error {
 	return nil
 }
 
-// Detect identifies Hyper-V from CPUID values (reference §1.1). It is pure:
+// Detect identifies Hyper-V from CPUID values (docs/hyperv-protocol.md §1.1). It is pure:
 // cpuid is its only input.
 //
 // It returns a *NotHyperVError (errors.Is ErrNotHyperV) when there is no
@@ -243,7 +243,7 @@ func Detect(cpuid CPUIDFunc) (Info, error) {
 		info.VSFeatures = VSFeatures(cpuid(CPUIDLeafVSFeatures, 0).EAX)
 	}
 
-	// FreeBSD's rule (reference §1.1 step 4): without the hypercall MSRs
+	// FreeBSD's rule (docs/hyperv-protocol.md §1.1 step 4): without the hypercall MSRs
 	// this is an imitation (e.g. KVM with hv-* enlightenments), not Hyper-V.
 	if !info.Privileges.Has(PrivHypercallMSRs) {
 		return info, &NotHyperVError{Reason: "\"Microsoft Hv\" without hypercall MSRs (CPUID 0x40000003 EAX.5)"}

@@ -28,7 +28,7 @@ func (t cpuidTable) fn(read *[]uint32) CPUIDFunc {
 	}
 }
 
-// Register values literal from reference §1.1 (vendor, signature).
+// Register values literal from docs/hyperv-protocol.md §1.1 (vendor, signature).
 var (
 	leaf1Hypervisor = CPUIDResult{EAX: 0x000906EA, EBX: 0x00100800, ECX: 0xFEDA3203, EDX: 0x1F8BFBFF}
 	leaf1BareMetal  = CPUIDResult{EAX: 0x000906EA, EBX: 0x00100800, ECX: 0x7FFAFBBF, EDX: 0xBFEBFBFF}

@@ -7,7 +7,7 @@ import (
 )
 
 // Hypercall codes, the control and result words, and the input blocks of
-// HvPostMessage and HvSignalEvent (reference §1.7, §1.8).
+// HvPostMessage and HvSignalEvent (docs/hyperv-protocol.md §1.7, §1.8).
 
 // CallCode is a hypercall code, control word bits 15:0.
 type CallCode uint16
@@ -17,11 +17,11 @@ const (
 	// CallNotifyLongSpinWait tells the hypervisor a spin lock has spun
 	// CPUID(0x40000004).EBX times [L].
 	CallNotifyLongSpinWait CallCode = 0x0008
-	CallPostMessage        CallCode = 0x005C // reference §1.8
-	CallSignalEvent        CallCode = 0x005D // reference §1.8
+	CallPostMessage        CallCode = 0x005C // docs/hyperv-protocol.md §1.8
+	CallSignalEvent        CallCode = 0x005D // docs/hyperv-protocol.md §1.8
 )
 
-// Control word fields (reference §1.7).
+// Control word fields (docs/hyperv-protocol.md §1.7).
 const (
 	controlFast        uint64 = 1 << 16
 	controlVarHdrPos          = 17 // bits 26:17
@@ -110,7 +110,7 @@ func MakeResult(s Status, repsCompleted uint16) Result {
 	return Result(uint64(s) | uint64(repsCompleted)&resultRepsDoneMask<<resultRepsDonePos)
 }
 
-// HvPostMessage input block (reference §1.8).
+// HvPostMessage input block (docs/hyperv-protocol.md §1.8).
 const (
 	PostMessageInputSize      = 256
 	postMessageConnIDOffset   = 0
@@ -160,7 +160,7 @@ func DecodePostMessage(src *[PostMessageInputSize]byte) (connectionID, messageTy
 	return connectionID, messageType, src[postMessagePayloadOffset : postMessagePayloadOffset+size], nil
 }
 
-// HvSignalEvent input (reference §1.8).
+// HvSignalEvent input (docs/hyperv-protocol.md §1.8).
 const (
 	SignalEventInputSize    = 8
 	signalEventConnIDOffset = 0
@@ -176,7 +176,7 @@ func EncodeSignalEvent(dst *[SignalEventInputSize]byte, connectionID uint32, fla
 }
 
 // SignalEventFastInput returns RDX for the fast HvSignalEvent:
-// connection id in bits 31:0, flag number in bits 47:32 (reference §1.8).
+// connection id in bits 31:0, flag number in bits 47:32 (docs/hyperv-protocol.md §1.8).
 func SignalEventFastInput(connectionID uint32, flag uint16) uint64 {
 	return uint64(connectionID) | uint64(flag)<<32
 }
@@ -198,7 +198,7 @@ func DecodeSignalEvent(v uint64) (connectionID uint32, flag uint16, err error) {
 }
 
 // Retry policy for transient HvPostMessage failures (Status.Transient),
-// after Linux's vmbus_post_msg (reference §1.8): at most 100 calls; after
+// after Linux's vmbus_post_msg (docs/hyperv-protocol.md §1.8): at most 100 calls; after
 // the n-th failure (n from 0) wait 1 µs << n, the doubling stopping at
 // 2^21 µs (about 2.1 s).
 const (

@@ -24,7 +24,7 @@ func TestControlEncode(t *testing.T) {
 		{Control{Code: CallPostMessage}, 0x000000000000005C},
 		{Control{Code: CallSignalEvent, Fast: true}, 0x000000000001005D},
 		// 15:0 code, 16 fast, 26:17 var header, 31 nested, 43:32 reps,
-		// 59:48 rep start (reference §1.7).
+		// 59:48 rep start (docs/hyperv-protocol.md §1.7).
 		{Control{Code: 0x0002, VarHeaderSize: 2, Nested: true, RepCount: 5, RepStart: 3}, 0x0003000580040002},
 		{Control{Code: 0xFFFF, Fast: true, VarHeaderSize: 0x3FF, Nested: true, RepCount: 0xFFF, RepStart: 0xFFF}, 0x0FFF0FFF87FFFFFF},
 	} {

@@ -5,12 +5,12 @@ import (
 	"fmt"
 )
 
-// Synthetic MSRs and their register layouts (reference §1.5, §1.6).
+// Synthetic MSRs and their register layouts (docs/hyperv-protocol.md §1.5, §1.6).
 
 // MSR is a model-specific register number.
 type MSR uint32
 
-// Synthetic MSRs (reference §1.5).
+// Synthetic MSRs (docs/hyperv-protocol.md §1.5).
 const (
 	MSRGuestOSID              MSR = 0x40000000
 	MSRHypercall              MSR = 0x40000001
@@ -90,7 +90,7 @@ func (m MSR) String() string {
 // the hypervisor would reject.
 var ErrBadRegister = errors.New("hv: invalid register value")
 
-// SINT register bits (reference §1.5).
+// SINT register bits (docs/hyperv-protocol.md §1.5).
 const (
 	sintVectorMask uint64 = 0xFF
 	sintMasked     uint64 = 1 << 16
@@ -143,7 +143,7 @@ func DecodeSINT(v uint64) SINT {
 }
 
 // Page-address MSRs (SIMP, SIEFP, REFERENCE_TSC, VP_ASSIST_PAGE, HYPERCALL):
-// bit 0 enable, bits 63:12 GPN (reference §1.5).
+// bit 0 enable, bits 63:12 GPN (docs/hyperv-protocol.md §1.5).
 const (
 	pageMSREnable   uint64 = 1 << 0
 	pageMSRLow      uint64 = PageSize - 1 // bits 11:0
@@ -154,7 +154,7 @@ const (
 
 // EncodePageMSR returns the value for SIMP, SIEFP, REFERENCE_TSC or
 // VP_ASSIST_PAGE: gpn in bits 63:12, enable in bit 0, and bits 11:1 of
-// old preserved (reference §1.5, §2.4).
+// old preserved (docs/hyperv-protocol.md §1.5, §2.4).
 func EncodePageMSR(old, gpn uint64, enable bool) (uint64, error) {
 	if gpn > MaxGPN {
 		return 0, fmt.Errorf("%w: GPN %#x too large", ErrBadRegister, gpn)
@@ -168,7 +168,7 @@ func EncodePageMSR(old, gpn uint64, enable bool) (uint64, error) {
 
 // EncodeHypercallMSR returns the value for the HYPERCALL MSR: gpn in bits
 // 63:12, enable in bit 0, the locked bit 1 of old preserved, and bits 11:2
-// zero (OpenVMM faults on them; reference §1.5, §1.7).
+// zero (OpenVMM faults on them; docs/hyperv-protocol.md §1.5, §1.7).
 func EncodeHypercallMSR(old, gpn uint64, enable bool) (uint64, error) {
 	if gpn > MaxGPN {
 		return 0, fmt.Errorf("%w: GPN %#x too large", ErrBadRegister, gpn)
@@ -185,14 +185,14 @@ func DecodePageMSR(v uint64) (gpn uint64, enabled bool) {
 	return v >> PageShift, v&pageMSREnable != 0
 }
 
-// SCONTROL and EOM values (reference §1.5, §2.3).
+// SCONTROL and EOM values (docs/hyperv-protocol.md §1.5, §2.3).
 const (
 	SControlEnable uint64 = 1 << 0
 	EOMValue       uint64 = 0
 	ResetValue     uint64 = 1
 )
 
-// STIMER config bits (reference §1.5).
+// STIMER config bits (docs/hyperv-protocol.md §1.5).
 const (
 	stimerEnable     uint64 = 1 << 0
 	stimerPeriodic   uint64 = 1 << 1
@@ -251,7 +251,7 @@ func DecodeSTimerConfig(v uint64) STimerConfig {
 	}
 }
 
-// Guest OS identity (reference §1.6).
+// Guest OS identity (docs/hyperv-protocol.md §1.6).
 const (
 	guestOSOpenSource uint64 = 1 << 63
 	guestOSTypePos           = 56 // bits 62:56
@@ -259,7 +259,7 @@ const (
 	guestOSVersionPos        = 16 // bits 47:16
 )
 
-// GuestOSID returns the open-source encoding of GUEST_OS_ID (reference
+// GuestOSID returns the open-source encoding of GUEST_OS_ID (docs/hyperv-protocol.md
 // §1.6): bit 63 set, osType in bits 62:56 (only its low 7 bits fit), osID
 // in 55:48, version in 47:16, build in 15:0.
 func GuestOSID(osType uint8, osID uint8, version uint32, build uint16) uint64 {
@@ -270,7 +270,7 @@ func GuestOSID(osType uint8, osID uint8, version uint32, build uint16) uint64 {
 		uint64(build)
 }
 
-// Known open-source OS types (reference §1.6); there is no public registry.
+// Known open-source OS types (docs/hyperv-protocol.md §1.6); there is no public registry.
 const (
 	GuestOSTypeLinux   uint8 = 1
 	GuestOSTypeFreeBSD uint8 = 2

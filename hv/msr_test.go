@@ -6,7 +6,7 @@ import (
 )
 
 func TestMSRNumbers(t *testing.T) {
-	// Numbers and names literal from reference §1.5.
+	// Numbers and names literal from docs/hyperv-protocol.md §1.5.
 	for _, c := range []struct {
 		m    MSR
 		want uint32
@@ -168,7 +168,7 @@ func TestGuestOSID(t *testing.T) {
 		got  uint64
 		want uint64
 	}{
-		// Known values from reference §1.6.
+		// Known values from docs/hyperv-protocol.md §1.6.
 		{"Linux 5.15.0", GuestOSID(GuestOSTypeLinux, 0, 0x050F00, 0), 0x810000050F000000},
 		{"FreeBSD 1400000", GuestOSID(GuestOSTypeFreeBSD, 0, 1400000, 0), 0x820000155CC00000},
 		{"iPXE", GuestOSID(0x18, 0xAE, 0, 0), 0x98AE000000000000},

@@ -8,7 +8,7 @@ package hv
 // the simulated host in tools/hvsim.
 
 // PageSize is the Hyper-V page size; a PFN (GPN) is a guest physical address
-// shifted right by 12 (reference, Conventions).
+// shifted right by 12 (docs/hyperv-protocol.md, Conventions).
 const PageSize = 4096
 
 // PageShift is log2(PageSize).
@@ -50,7 +50,7 @@ type Memory interface {
 
 // PhysTranslator is implemented by a Memory (or Platform) that can name the
 // guest-physical address of memory it did not hand out itself, so that I/O
-// can go GPA-direct (reference §4.5) from a caller's buffer without a copy.
+// can go GPA-direct (docs/hyperv-protocol.md §4.5) from a caller's buffer without a copy.
 // Bare metal implements it for every buffer (guest memory is identity
 // mapped and all of it is visible to a non-isolated guest's host); the
 // simulator only for memory inside its arena. Where it reports false,
@@ -62,7 +62,7 @@ type PhysTranslator interface {
 	PhysAddr(b []byte) (gpa uint64, ok bool)
 }
 
-// Hypercalls are the two hypercalls VMBus needs (reference §1.8). Both are
+// Hypercalls are the two hypercalls VMBus needs (docs/hyperv-protocol.md §1.8). Both are
 // safe to call from any goroutine, including a SynIC handler, and neither
 // allocates. A failed call returns a Status.
 type Hypercalls interface {
@@ -75,24 +75,24 @@ type Hypercalls interface {
 	SignalEvent(connectionID uint32, flag uint16) error
 }
 
-// MaxMessagePayload is the largest SynIC message payload (reference §1.8,
+// MaxMessagePayload is the largest SynIC message payload (docs/hyperv-protocol.md §1.8,
 // §2.1).
 const MaxMessagePayload = 240
 
 // SynIC is one virtual processor's synthetic interrupt controller as VMBus
-// sees it (reference §2). The implementation owns the SIMP and SIEFP pages
+// sees it (docs/hyperv-protocol.md §2). The implementation owns the SIMP and SIEFP pages
 // and programs the SINT; the VMBus client only reads and clears them.
 type SynIC interface {
 	// VPIndex is the hypervisor's index of this processor (VP_INDEX MSR),
 	// the value used for target VPs in VMBus messages.
 	VPIndex() uint32
 	// MessagePage returns the SIMP: 16 slots of 256 bytes, slot n for
-	// SINTn (reference §2.1). The host writes it concurrently.
+	// SINTn (docs/hyperv-protocol.md §2.1). The host writes it concurrently.
 	MessagePage() []byte
 	// EventFlagsPage returns the SIEFP: 16 areas of 256 bytes, area n for
-	// SINTn (reference §2.2). The host sets bits concurrently.
+	// SINTn (docs/hyperv-protocol.md §2.2). The host sets bits concurrently.
 	EventFlagsPage() []byte
-	// EndOfMessage writes the EOM MSR (reference §2.3): the hypervisor
+	// EndOfMessage writes the EOM MSR (docs/hyperv-protocol.md §2.3): the hypervisor
 	// rescans its queue and delivers the next pending message.
 	EndOfMessage()
 	// SetHandler installs fn as the handler of interrupts on sint and

@@ -3,11 +3,11 @@ package hv
 import "fmt"
 
 // Status is a hypercall result code, bits 15:0 of RAX after a hypercall
-// (TLFS "Hypercall Status Codes"; reference §1.8). A non-success Status is
+// (TLFS "Hypercall Status Codes"; docs/hyperv-protocol.md §1.8). A non-success Status is
 // returned as an error; callers branch on it with errors.Is or errors.As.
 type Status uint16
 
-// Hypercall status codes (reference §1.8).
+// Hypercall status codes (docs/hyperv-protocol.md §1.8).
 const (
 	StatusSuccess               Status = 0x0000
 	StatusInvalidHypercallCode  Status = 0x0002
@@ -47,7 +47,7 @@ func (s Status) Error() string {
 }
 
 // Transient reports whether the call may succeed if retried with back-off
-// (reference §1.8: Linux retries INSUFFICIENT_MEMORY and
+// (docs/hyperv-protocol.md §1.8: Linux retries INSUFFICIENT_MEMORY and
 // INSUFFICIENT_BUFFERS).
 func (s Status) Transient() bool {
 	return s == StatusInsufficientMemory || s == StatusInsufficientBuffers

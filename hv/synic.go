@@ -9,7 +9,7 @@ import (
 )
 
 // SynIC message page (SIMP) and event-flags page (SIEFP) layouts and the
-// atomic accessors both sides use (reference §2.1–§2.3).
+// atomic accessors both sides use (docs/hyperv-protocol.md §2.1–§2.3).
 //
 // Concurrency protocol of a message slot, as real hosts and the simulated
 // one follow it:
@@ -30,10 +30,10 @@ import (
 // SINTCount is the number of synthetic interrupt sources per VP.
 const SINTCount = 16
 
-// VMBusSINT is the SINT VMBus uses (reference §2.5).
+// VMBusSINT is the SINT VMBus uses (docs/hyperv-protocol.md §2.5).
 const VMBusSINT uint8 = 2
 
-// Message slot layout (reference §2.1).
+// Message slot layout (docs/hyperv-protocol.md §2.1).
 const (
 	MessageSlotSize      = 256
 	MessageHeaderSize    = 16
@@ -49,7 +49,7 @@ const (
 	synicPageMinimumSize = SINTCount * MessageSlotSize
 )
 
-// SynIC message types (reference §2.1). Untyped so they compare with the
+// SynIC message types (docs/hyperv-protocol.md §2.1). Untyped so they compare with the
 // uint32 the seam uses.
 const (
 	MessageTypeNone         = 0
@@ -57,7 +57,7 @@ const (
 	MessageTypeTimerExpired = 0x80000010
 )
 
-// Event flag area layout (reference §2.2).
+// Event flag area layout (docs/hyperv-protocol.md §2.2).
 const (
 	EventFlagAreaSize = 256
 	EventFlagsPerSINT = EventFlagAreaSize * 8 // 2048
@@ -102,7 +102,7 @@ func LoadMessageType(page []byte, sint uint8) uint32 {
 }
 
 // ClearMessageType atomically marks sint's slot empty. The consumer calls
-// it after copying the payload out and before MessagePending (reference
+// it after copying the payload out and before MessagePending (docs/hyperv-protocol.md
 // §2.3 step 2).
 func ClearMessageType(page []byte, sint uint8) {
 	checkSINT(sint)
@@ -110,7 +110,7 @@ func ClearMessageType(page []byte, sint uint8) {
 }
 
 // MessagePending reports the slot's message-pending flag: another message
-// is queued and the guest must write EOM (reference §2.3 step 3).
+// is queued and the guest must write EOM (docs/hyperv-protocol.md §2.3 step 3).
 func MessagePending(page []byte, sint uint8) bool {
 	checkSINT(sint)
 	return atomic.LoadUint32(word32(page, SlotOffset(sint)+4))&messageWordPending != 0
@@ -231,7 +231,7 @@ func SwapEventFlagWord(page []byte, sint uint8, i int) uint32 {
 	return atomic.SwapUint32(w, 0)
 }
 
-// Timer expiry message payload (reference §1.5).
+// Timer expiry message payload (docs/hyperv-protocol.md §1.5).
 const (
 	TimerMessageSize         = 24
 	timerMsgIndexOffset      = 0

@@ -9,7 +9,7 @@ import (
 )
 
 func TestSynICConstants(t *testing.T) {
-	// Literal from reference §2.1, §2.2, §2.5, §1.5.
+	// Literal from docs/hyperv-protocol.md §2.1, §2.2, §2.5, §1.5.
 	for _, c := range []struct {
 		name      string
 		got, want int
@@ -204,7 +204,7 @@ func TestTimerMessage(t *testing.T) {
 }
 
 // TestSlotConcurrent runs a host delivering messages and a guest consuming
-// them with the EOM protocol of reference §2.3; -race checks the accessors.
+// them with the EOM protocol of docs/hyperv-protocol.md §2.3; -race checks the accessors.
 func TestSlotConcurrent(t *testing.T) {
 	const n = 2000
 	page := newPage()

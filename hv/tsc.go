@@ -8,18 +8,18 @@ import (
 	"unsafe"
 )
 
-// Reference time and the reference TSC page (reference §1.9).
+// Reference time and the reference TSC page (docs/hyperv-protocol.md §1.9).
 
 // ReferenceHz is the reference-time frequency: one tick is 100 ns.
 const ReferenceHz = 10_000_000
 
-// Reference TSC page layout (reference §1.9).
+// Reference TSC page layout (docs/hyperv-protocol.md §1.9).
 const (
 	tscPageSequenceOffset = 0
 	tscPageScaleOffset    = 8
 	tscPageOffsetOffset   = 16
 	// TSCPageInvalidSequence marks the page unusable: read TIME_REF_COUNT
-	// instead. It is 0, not the 0xFFFFFFFF of TLFS ≤ 4.0b (reference §11 #1).
+	// instead. It is 0, not the 0xFFFFFFFF of TLFS ≤ 4.0b (docs/hyperv-protocol.md §11 #1).
 	TSCPageInvalidSequence uint32 = 0
 	// TSCPageMaxRetries bounds ReadReferenceTSCPage's loop; the host
 	// updates the page rarely (migration), so a few retries suffice.
@@ -27,14 +27,14 @@ const (
 )
 
 // ReferenceTime converts a TSC value: ((tsc × scale) >> 64) + offset, with
-// a 128-bit product (reference §1.9). Overflow wraps as on the hardware.
+// a 128-bit product (docs/hyperv-protocol.md §1.9). Overflow wraps as on the hardware.
 func ReferenceTime(tsc, scale uint64, offset int64) uint64 {
 	hi, _ := bits.Mul64(tsc, scale)
 	return hi + uint64(offset)
 }
 
 // TSCScale is the scale a host publishes for a TSC of tscHz:
-// (10_000_000 << 64) / tscHz (reference §1.9). It returns 0, which no valid
+// (10_000_000 << 64) / tscHz (docs/hyperv-protocol.md §1.9). It returns 0, which no valid
 // page holds, for tscHz ≤ 10 MHz, where the scale would not fit.
 func TSCScale(tscHz uint64) uint64 {
 	if tscHz <= ReferenceHz {
@@ -57,7 +57,7 @@ func tscPageUsable(page []byte) bool {
 }
 
 // ReadReferenceTSCPage reads reference time through the TSC page with the
-// sequence protocol of reference §1.9: it returns ok = false when the
+// sequence protocol of docs/hyperv-protocol.md §1.9: it returns ok = false when the
 // sequence is 0 (invalid: use TIME_REF_COUNT), when the sequence keeps
 // changing for TSCPageMaxRetries reads, or when page is shorter than the
 // header or not 8-byte aligned. rdtsc must be ordered against the loads

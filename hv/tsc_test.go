@@ -53,7 +53,7 @@ func TestReferenceTime(t *testing.T) {
 	}
 }
 
-// tscPage builds a page from literal bytes laid out per reference §1.9.
+// tscPage builds a page from literal bytes laid out per docs/hyperv-protocol.md §1.9.
 func tscPage(seq []byte) []byte {
 	page := newPage()
 	copy(page[0:], seq)                                                     // @0 sequence
@@ -68,7 +68,7 @@ func TestReadReferenceTSCPage(t *testing.T) {
 	if !ok || got != 999 { // 2000/2 - 1
 		t.Errorf("valid page: %d, %v, want 999, true", got, ok)
 	}
-	// Sequence 0 is the invalid marker (reference §1.9, §11 #1).
+	// Sequence 0 is the invalid marker (docs/hyperv-protocol.md §1.9, §11 #1).
 	if _, ok := ReadReferenceTSCPage(tscPage([]byte{0, 0, 0, 0}), rdtsc); ok {
 		t.Errorf("sequence 0 accepted")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/gohv/gohv/drivers/heartbeat"
@@ -52,4 +53,58 @@ func ExamplePowerRequests() {
 	}
 	fmt.Printf("%v requested: %s\n", req.Kind, req.Message)
 	// Output: reboot requested: host maintenance
+}
+
+// A gohv program's main hands its application to Run, which starts the
+// kernel, cancels ctx when the host asks the VM to shut down, flushes the
+// disks and powers off (or restarts) with the application's exit status.
+func ExampleRun() {
+	kernel.Run(func(ctx context.Context) error {
+		k := kernel.FromContext(ctx)
+		for _, d := range k.Disks.Devices() {
+			fmt.Println("disk", d.Info().Name)
+		}
+		<-ctx.Done() // serve until the host asks for a shutdown
+		return nil   // cancellation is a clean exit: status 0
+	}, kernel.WithGracePeriod(5*time.Second))
+}
+
+// Code deep in an application finds the kernel through its context.
+func ExampleFromContext() {
+	save := func(ctx context.Context, data []byte) error {
+		k := kernel.FromContext(ctx)
+		if k == nil || len(k.Disks.Devices()) == 0 {
+			return fmt.Errorf("no disk")
+		}
+		d := k.Disks.Devices()[0]
+		buf := make([]byte, d.Info().SectorSize)
+		copy(buf, data)
+		// Writes that go around a filesystem wait while the host takes a
+		// backup.
+		if err := k.WriteGate().Enter(ctx); err != nil {
+			return err
+		}
+		defer k.WriteGate().Exit()
+		if _, err := d.WriteAt(ctx, buf, 0); err != nil {
+			return err
+		}
+		return d.Flush(ctx)
+	}
+	kernel.Run(func(ctx context.Context) error {
+		return save(ctx, []byte("hello"))
+	})
+}
+
+// Execute is Run without the exit, for tests and the simulator. On a
+// machine without Hyper-V the application still runs.
+func ExampleExecute() {
+	code, kind := kernel.Execute(context.Background(), func(ctx context.Context) error {
+		fmt.Println("VMBus:", kernel.FromContext(ctx).NoVMBus() == nil)
+		return nil
+	}, kernel.WithConfig(kernel.Config{Log: os.Stdout}))
+	fmt.Println("exit status", code, "then", kind)
+	// Output:
+	// gohv: no Hyper-V VMBus on this machine; running the application without VMBus
+	// VMBus: false
+	// exit status 0 then power-off
 }

@@ -31,7 +31,7 @@ func (p *PowerRequests) readyLocked() chan struct{} {
 
 // Deliver queues r and reports whether the guest will act on it: true for
 // power-off and reboot, false for hibernate, which gohv does not support
-// (the shutdown driver then answers E_FAIL, reference §8.4). It is the
+// (the shutdown driver then answers E_FAIL, docs/hyperv-protocol.md §8.4). It is the
 // callback to give shutdown.New.
 func (p *PowerRequests) Deliver(r shutdown.Request) bool {
 	if r.Kind != shutdown.PowerOff && r.Kind != shutdown.Reboot {

@@ -106,7 +106,7 @@ type Registry struct {
 	bindings []Binding
 }
 
-// Register makes d the driver of device class class (reference §5).
+// Register makes d the driver of device class class (docs/hyperv-protocol.md §5).
 func (r *Registry) Register(class chanmsg.GUID, d Driver) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -214,4 +214,12 @@ func (r *Registry) bind(ctx context.Context, ch vmbus.DriverChannel) (b Binding,
 	r.bindings = append(r.bindings, b)
 	r.mu.Unlock()
 	return b, true
+}
+
+// has reports whether class has a driver.
+func (r *Registry) has(class chanmsg.GUID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.drivers[class]
+	return ok
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
-// Connection ids of reference §2.5.
+// Connection ids of docs/hyperv-protocol.md §2.5.
 const (
 	connMessage  = 1 // message connection below 5.0
 	connEvent013 = 2 // event connection of protocol 0.13
@@ -20,7 +20,7 @@ const (
 )
 
 // DefaultVersions returns the version list Connect tries by default, newest
-// first (Linux's list, reference §3.3).
+// first (Linux's list, docs/hyperv-protocol.md §3.3).
 func DefaultVersions() []chanmsg.Version {
 	return []chanmsg.Version{
 		chanmsg.Version5_3, chanmsg.Version5_2, chanmsg.Version5_1, chanmsg.Version5_0,
@@ -32,8 +32,8 @@ func DefaultVersions() []chanmsg.Version {
 const (
 	DefaultPollInterval   = 10 * time.Millisecond
 	DefaultCleanupTimeout = 5 * time.Second
-	firstGPADLID          = 0xE1E10 // Linux's first id (reference §3.9)
-	maxPostAttempts       = 100     // Linux's retry budget (reference §1.8)
+	firstGPADLID          = 0xE1E10 // Linux's first id (docs/hyperv-protocol.md §3.9)
+	maxPostAttempts       = 100     // Linux's retry budget (docs/hyperv-protocol.md §1.8)
 )
 
 // Config configures Connect. The zero value is usable.
@@ -80,7 +80,7 @@ type Bus struct {
 	version atomic.Uint32
 	msgConn atomic.Uint32
 
-	// pages: interrupt page, then the two monitor pages (reference §3.4).
+	// pages: interrupt page, then the two monitor pages (docs/hyperv-protocol.md §3.4).
 	pages   hv.Pages
 	intPage hv.Pages
 
@@ -103,7 +103,7 @@ type Bus struct {
 
 	// postMu orders every post against UNLOAD: posts hold it shared and
 	// unload takes it exclusively to set unloaded, so that nothing but
-	// UNLOAD itself reaches the host after it (reference §3.11 step 7). A
+	// UNLOAD itself reaches the host after it (docs/hyperv-protocol.md §3.11 step 7). A
 	// rescind clean-up or a driver call racing with Close gets ErrClosed
 	// instead of talking to a host that has already reset.
 	postMu   sync.RWMutex
@@ -119,7 +119,7 @@ type Bus struct {
 	stats       busCounters
 }
 
-// Connect connects to the host's VMBus server through p (reference §3.11):
+// Connect connects to the host's VMBus server through p (docs/hyperv-protocol.md §3.11):
 // it installs SINT 2 handlers (control messages arrive on the boot SynIC,
 // the target VP of INITIATE_CONTACT; channel events on whichever VP a
 // channel targets), negotiates a version newest first, requests the offers
@@ -220,7 +220,7 @@ func newBus(p hv.Platform, synic hv.SynIC, cfg Config) (*Bus, error) {
 	return b, nil
 }
 
-// negotiate tries the versions newest first (reference §3.3–§3.5).
+// negotiate tries the versions newest first (docs/hyperv-protocol.md §3.3–§3.5).
 func (b *Bus) negotiate(ctx context.Context) error {
 	vp := b.synic.VPIndex()
 	for _, v := range b.cfg.Versions {
@@ -315,7 +315,7 @@ func (b *Bus) Stats() BusStats {
 	}
 }
 
-// Close shuts the connection down (reference §3.11 step 7): it closes open
+// Close shuts the connection down (docs/hyperv-protocol.md §3.11 step 7): it closes open
 // channels, tears down the remaining GPADLs, sends UNLOAD and waits for
 // UNLOAD_RESPONSE, then removes the SINT handler. Pages the host may still
 // use (after an unanswered teardown or unload) are not freed.
@@ -342,7 +342,7 @@ func (b *Bus) Close(ctx context.Context) error {
 }
 
 // unload sends UNLOAD, the last message the host gets, and waits for
-// UNLOAD_RESPONSE (from 1.1 on, reference §3.2). nil means the host let
+// UNLOAD_RESPONSE (from 1.1 on, docs/hyperv-protocol.md §3.2). nil means the host let
 // go of everything.
 func (b *Bus) unload(ctx context.Context) error {
 	b.postMu.Lock()
@@ -503,7 +503,7 @@ func (b *Bus) postMsg(ctx context.Context, m encoder) error {
 
 // post encodes m and posts it to conn, retrying transient statuses (see
 // retryPost) with exponential back-off, at most maxPostAttempts times and
-// while ctx lasts (reference §1.8). Once unload has begun, every
+// while ctx lasts (docs/hyperv-protocol.md §1.8). Once unload has begun, every
 // message but UNLOAD gives ErrClosed.
 func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
 	var buf [chanmsg.MaxSize]byte
@@ -545,7 +545,7 @@ func (b *Bus) post(ctx context.Context, conn uint32, m encoder) error {
 // transient statuses, and INVALID_CONNECTION_ID, which a busy host returns
 // too (Linux vmbus_post_msg), except for INITIATE_CONTACT, where it means
 // "no connection 4 before 5.0" and negotiate steps down at once
-// (reference §1.8, §3.3).
+// (docs/hyperv-protocol.md §1.8, §3.3).
 func retryPost(st hv.Status, m encoder) bool {
 	if st == hv.StatusInvalidConnectionID {
 		_, contact := m.(*chanmsg.InitiateContact)

@@ -67,7 +67,7 @@ func TestConnectVersion53(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("got %d messages, want INITIATE_CONTACT and REQUESTOFFERS", len(msgs))
 	}
-	// INITIATE_CONTACT ≥ 5.0 (reference §3.4): type 14, version 0x00050003,
+	// INITIATE_CONTACT ≥ 5.0 (docs/hyperv-protocol.md §3.4): type 14, version 0x00050003,
 	// target VP 3, @16 SINT 2, @17 VTL 0, monitor pages at PFN 0x1001 and
 	// 0x1002 (the fake hands out PFNs from 0x1000; the interrupt page is
 	// first).
@@ -260,7 +260,7 @@ func TestGPADLSplit(t *testing.T) {
 	if len(hdrs) != 1 {
 		t.Fatalf("%d GPADL_HEADERs", len(hdrs))
 	}
-	// 26 PFNs in the header and 28 per body (reference §3.9):
+	// 26 PFNs in the header and 28 per body (docs/hyperv-protocol.md §3.9):
 	// 4096 = 26 + 145×28 + 10.
 	if len(bodies) != 146 {
 		t.Fatalf("%d GPADL_BODYs, want 146", len(bodies))
@@ -337,7 +337,7 @@ func TestOpenSendReceiveClose(t *testing.T) {
 	if err := c.Open(testCtx(t), OpenConfig{TargetVP: 3, UserData: user, OnInterrupt: onInt}); err != nil {
 		t.Fatal(err)
 	}
-	// OPENCHANNEL (reference §3.8): relid 5, open id 5, GPADL 0xE1E10 (the
+	// OPENCHANNEL (docs/hyperv-protocol.md §3.8): relid 5, open id 5, GPADL 0xE1E10 (the
 	// first id), target VP 3, downstream offset 4 pages, user data.
 	want := make([]byte, 148)
 	copy(want, []byte{

@@ -38,7 +38,7 @@ func offerFrom(m chanmsg.OfferChannel) Offer {
 
 // DefaultRingSize is the default size of each ring of a channel: 4 pages,
 // one header page and three data pages, as Linux uses for the integration
-// services (reference §4.6).
+// services (docs/hyperv-protocol.md §4.6).
 const DefaultRingSize = 4 * hv.PageSize
 
 // OpenConfig configures Channel.Open.
@@ -62,7 +62,7 @@ type OpenConfig struct {
 	OnInterrupt func()
 }
 
-// GPADL is a guest buffer described to the host (reference §3.9).
+// GPADL is a guest buffer described to the host (docs/hyperv-protocol.md §3.9).
 type GPADL struct {
 	ID    uint32
 	Pages hv.Pages
@@ -185,7 +185,7 @@ func (c *Channel) SubChannels() []*Channel {
 }
 
 // WaitSubChannels waits until the host has offered the sub-channels with
-// indices 1..n of this primary channel (reference §3.11; a driver asks its
+// indices 1..n of this primary channel (docs/hyperv-protocol.md §3.11; a driver asks its
 // device for them in its own protocol first, e.g. VSTOR or NVSP) and
 // returns them in index order. When ctx ends or the primary is rescinded
 // first it returns those of 1..n offered so far, in index order, with the
@@ -297,7 +297,7 @@ func ringPages(n int) (int, error) {
 }
 
 // Open allocates the ring pages, describes them to the host in a GPADL
-// and opens the channel (reference §3.8, §3.11 step 5).
+// and opens the channel (docs/hyperv-protocol.md §3.8, §3.11 step 5).
 func (c *Channel) Open(ctx context.Context, cfg OpenConfig) error {
 	sp, err := ringPages(cfg.SendRingSize)
 	if err != nil {
@@ -513,7 +513,7 @@ func (c *Channel) finishAbandonedOpen(ctx context.Context) error {
 	}
 	if opened {
 		// Rescinded or not: the host opened it, so close before the ring
-		// GPADL's teardown and RELID_RELEASED (reference §3.10, §3.11).
+		// GPADL's teardown and RELID_RELEASED (docs/hyperv-protocol.md §3.10, §3.11).
 		if err := c.bus.postMsg(ctx, &chanmsg.CloseChannel{RelID: c.offer.RelID}); err != nil {
 			c.setState(stateOpen) // as closeLocked: detached, Close retries
 			return fmt.Errorf("CLOSECHANNEL: %w", err)
@@ -563,7 +563,7 @@ func (c *Channel) teardownRing(ctx context.Context) error {
 }
 
 // Close closes an open channel: CLOSECHANNEL, then the ring GPADL's
-// teardown (after the close, as 4.0 hosts require, reference §3.3), then
+// teardown (after the close, as 4.0 hosts require, docs/hyperv-protocol.md §3.3), then
 // the ring pages are freed. GPADLs the driver created stay; tear them down
 // with TeardownGPADL after Close. Closing a rescinded channel that was
 // already cleaned up returns nil. If CLOSECHANNEL cannot be posted, the
@@ -602,7 +602,7 @@ func (c *Channel) closeLocked(ctx context.Context) error {
 	return nil
 }
 
-// release is the clean-up after a rescind (reference §3.11 step 6) and at
+// release is the clean-up after a rescind (docs/hyperv-protocol.md §3.11 step 6) and at
 // bus shutdown: close if open, tear down every GPADL of the channel and, if
 // rescinded, send RELID_RELEASED and forget the channel.
 func (c *Channel) release(ctx context.Context) error {
@@ -618,7 +618,7 @@ func (c *Channel) release(ctx context.Context) error {
 	switch st {
 	case stateOpen:
 		if err := c.closeLocked(ctx); err != nil {
-			// Still open for the host: no GPADL may go (reference §3.3, 4.0).
+			// Still open for the host: no GPADL may go (docs/hyperv-protocol.md §3.3, 4.0).
 			return err
 		}
 	case stateClosing:
@@ -658,7 +658,7 @@ func (c *Channel) release(ctx context.Context) error {
 // ---- GPADLs ----
 
 // maxGPADLPages is the most pages one GPADL range can describe: the range
-// buffer length 8 + 8 × PFNs is a 16-bit field (reference §3.9).
+// buffer length 8 + 8 × PFNs is a 16-bit field (docs/hyperv-protocol.md §3.9).
 const maxGPADLPages = (0xFFFF - 8) / 8
 
 // gpadlFate says what became of a GPADL whose creation failed.
@@ -676,7 +676,7 @@ const (
 	gpadlUnknown
 )
 
-// CreateGPADL describes p to the host as a GPADL of this channel (reference
+// CreateGPADL describes p to the host as a GPADL of this channel (docs/hyperv-protocol.md
 // §3.9): a GPADL_HEADER with up to 26 PFNs, GPADL_BODY messages with up to
 // 28 more each, then it waits for GPADL_CREATED. The pages stay the
 // caller's; they must not be freed before TeardownGPADL succeeded.
@@ -878,8 +878,10 @@ func (c *Channel) forgetGPADL(id uint32, gone bool) {
 
 // TrySend writes one packet with payload parts to the outbound ring and
 // signals the host if the ring was empty and the host is not masked
-// (reference §4.6, §3.12). It returns ErrRingFull if the packet does not
-// fit now. It does not allocate.
+// (docs/hyperv-protocol.md §4.6, §3.12). It returns ErrRingFull if the packet does not
+// fit now. It does not allocate. It reads hdr and parts only before the
+// packet becomes visible to the host: a caller may reuse them as soon as
+// the host's completion arrives, even before TrySend returns.
 func (c *Channel) TrySend(typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error {
 	return c.trySend(typ, flags, txid, nil, parts)
 }
@@ -887,6 +889,13 @@ func (c *Channel) TrySend(typ ring.PacketType, flags uint16, txid uint64, parts 
 func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts [][]byte) error {
 	if c.isRescinded.Load() {
 		return ErrRescinded
+	}
+	// Count before writing: once the packet is in the ring the host may
+	// complete it and the caller reuse parts (storvsc's slots do) before
+	// this call returns.
+	n := len(hdr)
+	for _, p := range parts {
+		n += len(p)
 	}
 	c.sendMu.Lock()
 	if c.w == nil {
@@ -903,10 +912,6 @@ func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []
 		}
 		return err
 	}
-	n := len(hdr)
-	for _, p := range parts {
-		n += len(p)
-	}
 	c.stats.packetsSent.Add(1)
 	c.stats.bytesSent.Add(uint64(n))
 	if signal {
@@ -915,7 +920,7 @@ func (c *Channel) trySend(typ ring.PacketType, flags uint16, txid uint64, hdr []
 	return nil
 }
 
-// signalHost rings the host's doorbell for this channel (reference §3.12).
+// signalHost rings the host's doorbell for this channel (docs/hyperv-protocol.md §3.12).
 func (c *Channel) signalHost() {
 	b := c.bus
 	conn := c.offer.ConnectionID
@@ -934,13 +939,13 @@ func (c *Channel) signalHost() {
 
 // Send is TrySend that waits, until ctx is done, for ring space: it stores
 // the pending send size so that the host signals when enough space is
-// free (reference §4.6).
+// free (docs/hyperv-protocol.md §4.6).
 func (c *Channel) Send(ctx context.Context, typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error {
 	return c.send(ctx, typ, flags, txid, nil, parts)
 }
 
 // SendWithHeader is Send with a type-specific header hdr (length a
-// multiple of 8), e.g. the GPA-direct range list of reference §4.5.
+// multiple of 8), e.g. the GPA-direct range list of docs/hyperv-protocol.md §4.5.
 func (c *Channel) SendWithHeader(ctx context.Context, typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts ...[]byte) error {
 	return c.send(ctx, typ, flags, txid, hdr, parts)
 }
@@ -963,7 +968,7 @@ func (c *Channel) send(ctx context.Context, typ ring.PacketType, flags uint16, t
 		c.spaceMu.Unlock()
 		c.setPendingSend(need)
 		// Re-check after publishing the pending size: the host may have
-		// freed the space before it could see it (reference §4.6).
+		// freed the space before it could see it (docs/hyperv-protocol.md §4.6).
 		err := c.trySend(typ, flags, txid, hdr, parts)
 		if err != ring.ErrFull {
 			return err
@@ -1094,7 +1099,7 @@ func (c *Channel) interrupt(fn func()) {
 	}
 }
 
-// MaskInterrupt sets the inbound ring's interrupt mask (reference §4.2,
+// MaskInterrupt sets the inbound ring's interrupt mask (docs/hyperv-protocol.md §4.2,
 // §4.6): the host stops signalling new packets, for a driver that drains
 // by polling. End with UnmaskInterrupt. No-op on a channel that is not
 // open.
@@ -1109,7 +1114,7 @@ func (c *Channel) MaskInterrupt() {
 // UnmaskInterrupt clears the inbound ring's interrupt mask and then
 // reports whether packets are pending: one written while the mask was set
 // was not signalled, so on true the caller drains again (and may mask
-// again), else it would wait for a signal that never comes (reference
+// again), else it would wait for a signal that never comes (docs/hyperv-protocol.md
 // §4.6). False on a channel that is not open.
 func (c *Channel) UnmaskInterrupt() bool {
 	c.readMu.Lock()
@@ -1121,7 +1126,7 @@ func (c *Channel) UnmaskInterrupt() bool {
 }
 
 // TrySendWithHeader is TrySend with a type-specific header hdr (length a
-// multiple of 8), e.g. the GPA-direct range list of reference §4.5. It
+// multiple of 8), e.g. the GPA-direct range list of docs/hyperv-protocol.md §4.5. It
 // does not allocate.
 func (c *Channel) TrySendWithHeader(typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts ...[]byte) error {
 	return c.trySend(typ, flags, txid, hdr, parts)
@@ -1143,7 +1148,7 @@ func (c *Channel) needsPoll() bool {
 }
 
 // ModifyTargetVP asks the host to interrupt another VP for this channel
-// (MODIFYCHANNEL, 4.1+, reference §3.10). From 5.3 on it waits for
+// (MODIFYCHANNEL, 4.1+, docs/hyperv-protocol.md §3.10). From 5.3 on it waits for
 // MODIFYCHANNEL_RESPONSE; before, the host does not answer.
 func (c *Channel) ModifyTargetVP(ctx context.Context, vp uint32) error {
 	b := c.bus

@@ -54,7 +54,7 @@ func TestChannelsDispatchIndependently(t *testing.T) {
 
 // MaskInterrupt sets the inbound ring's interrupt mask: the host writes
 // without signalling; UnmaskInterrupt then reports the pending packet
-// (the re-check rule of reference §4.6), and false once drained.
+// (the re-check rule of docs/hyperv-protocol.md §4.6), and false once drained.
 func TestMaskInterrupt(t *testing.T) {
 	echo := newEcho(1)
 	h := newHost(t, hvsim.Config{}, echo)
@@ -103,7 +103,7 @@ func TestMaskInterrupt(t *testing.T) {
 }
 
 // TrySendWithHeader puts the type-specific header between descriptor and
-// payload, as the host sees it (reference §4.5).
+// payload, as the host sees it (docs/hyperv-protocol.md §4.5).
 func TestTrySendWithHeader(t *testing.T) {
 	h := newHost(t, hvsim.Config{}, sinkDevice{})
 	bus, ctx := connect(t, h, vmbus.Config{})
@@ -112,7 +112,7 @@ func TestTrySendWithHeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A GPA-direct header: reserved, range count 1, one range of 16 bytes
-	// at offset 8 of PFN 0x1234 (reference §4.5).
+	// at offset 8 of PFN 0x1234 (docs/hyperv-protocol.md §4.5).
 	hdr := []byte{0, 0, 0, 0, 1, 0, 0, 0, 16, 0, 0, 0, 8, 0, 0, 0, 0x34, 0x12, 0, 0, 0, 0, 0, 0}
 	if err := ch.TrySendWithHeader(ring.TypeDataGPADirect, ring.FlagCompletionRequested, 9, hdr, []byte("payload!")); err != nil {
 		t.Fatal(err)

@@ -1,8 +1,8 @@
-// Package vmbus is the guest's VMBus client (reference §2–§4): it
+// Package vmbus is the guest's VMBus client (docs/hyperv-protocol.md §2–§4): it
 // negotiates the protocol version with the host, collects channel offers,
 // creates and tears down GPADLs, opens and closes channels, moves packets
 // through each channel's pair of rings (package vmbus/ring) with the
-// signalling rules of reference §3.12 and §4.6, handles rescinds and
+// signalling rules of docs/hyperv-protocol.md §3.12 and §4.6, handles rescinds and
 // sub-channels, and dispatches host interrupts to drivers.
 //
 // The wire format of the channel messages lives in vmbus/chanmsg, the ring

@@ -27,7 +27,7 @@ var (
 	// ErrBadConfig: invalid Config or OpenConfig.
 	ErrBadConfig = errors.New("vmbus: bad configuration")
 	// ErrGPADLTooLarge: a buffer whose PFN list does not fit one GPADL
-	// range (range buffer length is 16 bits, reference §3.9).
+	// range (range buffer length is 16 bits, docs/hyperv-protocol.md §3.9).
 	ErrGPADLTooLarge = errors.New("vmbus: buffer too large for one GPADL")
 	// ErrUnknownGPADL: TeardownGPADL of a GPADL this channel does not own.
 	ErrUnknownGPADL = errors.New("vmbus: unknown GPADL")
@@ -36,7 +36,7 @@ var (
 	ErrHostStatus = errors.New("vmbus: host returned a failure status")
 )
 
-// OpenError is a non-zero OPENCHANNEL_RESULT status (reference §3.8).
+// OpenError is a non-zero OPENCHANNEL_RESULT status (docs/hyperv-protocol.md §3.8).
 type OpenError struct {
 	RelID  uint32
 	Status uint32
@@ -49,7 +49,7 @@ func (e *OpenError) Error() string {
 // Unwrap makes errors.Is(err, ErrHostStatus) true.
 func (e *OpenError) Unwrap() error { return ErrHostStatus }
 
-// GPADLError is a non-zero GPADL_CREATED status (reference §3.9).
+// GPADLError is a non-zero GPADL_CREATED status (docs/hyperv-protocol.md §3.9).
 type GPADLError struct {
 	RelID, GPADL, Status uint32
 }
@@ -61,7 +61,7 @@ func (e *GPADLError) Error() string {
 // Unwrap makes errors.Is(err, ErrHostStatus) true.
 func (e *GPADLError) Unwrap() error { return ErrHostStatus }
 
-// ModifyError is a non-zero MODIFYCHANNEL_RESPONSE status (reference §3.10).
+// ModifyError is a non-zero MODIFYCHANNEL_RESPONSE status (docs/hyperv-protocol.md §3.10).
 type ModifyError struct {
 	RelID, Status uint32
 }

@@ -54,7 +54,7 @@ func ExampleConnect() {
 // ExampleChannel_MaskInterrupt drains a busy channel by polling from a
 // goroutine of its own: OnInterrupt only masks the channel's interrupt and
 // wakes the poller, which unmasks when the ring is empty and drains again
-// if a packet slipped in meanwhile (reference §4.6). It is not run: it
+// if a packet slipped in meanwhile (docs/hyperv-protocol.md §4.6). It is not run: it
 // needs a host.
 func ExampleChannel_MaskInterrupt() {
 	var ch *vmbus.Channel // an offered channel, e.g. from bus.Channels()

@@ -12,7 +12,7 @@ import (
 )
 
 // fakeHost is a minimal in-test Hyper-V host: it decodes the guest's
-// channel messages by the offsets of reference §3 (by hand, not with
+// channel messages by the offsets of docs/hyperv-protocol.md §3 (by hand, not with
 // chanmsg, so that a misunderstanding shared with chanmsg cannot pass),
 // answers them, and delivers its own messages and events into the SynIC
 // pages from a goroutine, like an interrupt.
@@ -194,7 +194,7 @@ func (h *fakeHost) kickDelivery() {
 	}
 }
 
-// signalGuest sets relid's event flag (reference §2.2) and interrupts.
+// signalGuest sets relid's event flag (docs/hyperv-protocol.md §2.2) and interrupts.
 func (h *fakeHost) signalGuest(relid uint32) {
 	hv.SetEventFlag(h.synic.siefp, 2, int(relid))
 	h.kickDelivery()
@@ -263,7 +263,7 @@ func (h *fakeHost) SignalEvent(conn uint32, flag uint16) error {
 	defer h.mu.Unlock()
 	h.signals = append(h.signals, conn)
 	if flag != 0 {
-		h.t.Errorf("SignalEvent flag %d, want 0 (reference §1.8)", flag)
+		h.t.Errorf("SignalEvent flag %d, want 0 (docs/hyperv-protocol.md §1.8)", flag)
 	}
 	for _, o := range h.open {
 		for !h.noRead.Load() {
@@ -290,7 +290,7 @@ func (h *fakeHost) PostMessage(conn uint32, msgType uint32, payload []byte) erro
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if msgType != 1 {
-		h.t.Errorf("PostMessage type %d, want 1 (reference §2.5)", msgType)
+		h.t.Errorf("PostMessage type %d, want 1 (docs/hyperv-protocol.md §2.5)", msgType)
 	}
 	if len(payload) > 240 || len(payload) < 8 {
 		h.t.Errorf("PostMessage of %d bytes", len(payload))
@@ -404,7 +404,7 @@ func (h *fakeHost) PostMessage(conn uint32, msgType uint32, payload []byte) erro
 		}
 		for _, o := range h.open {
 			if o.gpadl == id {
-				h.t.Errorf("GPADL_TEARDOWN %#x of an open channel's ring (reference §3.3 4.0)", id)
+				h.t.Errorf("GPADL_TEARDOWN %#x of an open channel's ring (docs/hyperv-protocol.md §3.3 4.0)", id)
 			}
 		}
 		delete(h.gpadls, id)
@@ -459,7 +459,7 @@ func (h *fakeHost) maybeCreated(g *fakeGPADL) {
 	}
 }
 
-// rescindBytes builds RESCIND_CHANNELOFFER (reference §3.10).
+// rescindBytes builds RESCIND_CHANNELOFFER (docs/hyperv-protocol.md §3.10).
 func rescindBytes(relid uint32) []byte {
 	b := make([]byte, 12)
 	put32(b, 2)
@@ -478,7 +478,7 @@ func (h *fakeHost) gpadlMemLocked(g *fakeGPADL) []byte {
 	return first[: len(g.pfns)*4096 : len(g.pfns)*4096]
 }
 
-// offer builds a 196-byte OFFERCHANNEL by reference §3.6 offsets.
+// offer builds a 196-byte OFFERCHANNEL by docs/hyperv-protocol.md §3.6 offsets.
 func offerBytes(class, instance [16]byte, relid, connID uint32, sub uint16) []byte {
 	b := make([]byte, 196)
 	put32(b, 1)
@@ -490,7 +490,7 @@ func offerBytes(class, instance [16]byte, relid, connID uint32, sub uint16) []by
 	return b
 }
 
-// ---- host side of the ring, by reference §4.2–§4.6 offsets ----
+// ---- host side of the ring, by docs/hyperv-protocol.md §4.2–§4.6 offsets ----
 
 func hword(mem []byte, off int) *uint32 { return (*uint32)(ptr(mem, off)) }
 

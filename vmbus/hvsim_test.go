@@ -171,7 +171,7 @@ func exchange(t *testing.T, ctx context.Context, ch *vmbus.Channel, r *receiver,
 			t.Fatalf("Send %d: %v", i, err)
 		}
 		id, got := r.next(t, ctx)
-		// The ring pads payloads to 8 bytes (reference §4.3).
+		// The ring pads payloads to 8 bytes (docs/hyperv-protocol.md §4.3).
 		if id != uint64(i+1) || len(got) < len(want) || !bytes.Equal(got[:len(want)], want) {
 			t.Fatalf("packet %d came back as id %d, %d bytes", i, id, len(got))
 		}
@@ -220,7 +220,7 @@ func TestHostProfiles(t *testing.T) {
 }
 
 // A 16 MiB buffer is 4096 pages: one GPADL_HEADER with 26 PFNs and 146
-// GPADL_BODY messages (reference §3.9). The host checks every PFN against
+// GPADL_BODY messages (docs/hyperv-protocol.md §3.9). The host checks every PFN against
 // its arena.
 func TestLargeGPADL(t *testing.T) {
 	h := newHost(t, hvsim.Config{MemoryBytes: 64 << 20}, newEcho(1))
@@ -239,7 +239,7 @@ func TestLargeGPADL(t *testing.T) {
 		t.Fatalf("CreateGPADL(16 MiB): %v", err)
 	}
 	after := h.Stats()
-	// GPADL_HEADER is type 8 and GPADL_BODY type 9 (reference §3.2).
+	// GPADL_HEADER is type 8 and GPADL_BODY type 9 (docs/hyperv-protocol.md §3.2).
 	if hdr, body := after.Received[8]-before.Received[8], after.Received[9]-before.Received[9]; hdr != 1 || body != 146 {
 		t.Errorf("host received %d headers and %d bodies for the GPADL, want 1 and 146", hdr, body)
 	}
@@ -295,7 +295,7 @@ func TestOpenTimesOutWhenHostIsSilent(t *testing.T) {
 	h := newHost(t, hvsim.Config{}, newEcho(1))
 	bus, _ := connect(t, h, vmbus.Config{CleanupTimeout: 100 * time.Millisecond})
 	ch := findChannel(t, bus, echoClass)
-	h.Faults().BlackHole(5, true) // OPENCHANNEL, reference §3.2
+	h.Faults().BlackHole(5, true) // OPENCHANNEL, docs/hyperv-protocol.md §3.2
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	err := ch.Open(ctx, vmbus.OpenConfig{OnInterrupt: func() {}})
@@ -373,7 +373,7 @@ func TestHotAddOffer(t *testing.T) {
 }
 
 // The host pauses draining; the guest fills its ring, Send blocks on the
-// pending-send-size protocol (reference §4.6), and completes once the host
+// pending-send-size protocol (docs/hyperv-protocol.md §4.6), and completes once the host
 // drains and signals.
 func TestFullRingBlocksThenDrains(t *testing.T) {
 	echo := newEcho(1)
@@ -579,7 +579,7 @@ func TestConnectRetryAfterFailureAfterHandshake(t *testing.T) {
 	exchange(t, ctx, ch, r, 2)
 }
 
-// Sub-channels (reference §3.6 @180, §3.11): offered after the primary is
+// Sub-channels (docs/hyperv-protocol.md §3.6 @180, §3.11): offered after the primary is
 // open, delivered through the offer handler, linked to the primary, opened
 // like primaries and carrying their own traffic.
 func TestSubChannels(t *testing.T) {

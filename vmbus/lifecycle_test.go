@@ -16,7 +16,7 @@ import (
 	"github.com/gohv/gohv/vmbus/ring"
 )
 
-// Lifecycle ordering (reference §3.10, §3.11): rescind → close → GPADL
+// Lifecycle ordering (docs/hyperv-protocol.md §3.10, §3.11): rescind → close → GPADL
 // teardown → RELID_RELEASED, UNLOAD last, nothing after UNLOAD.
 
 // afterUnload returns the guest message types posted after the first
@@ -242,7 +242,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 // Two Sends wait on a full ring with polling off. The host frees room for
 // the small one only and signals; the small one goes out, the big one
 // sleeps again. The pending send size must still be set for the big one:
-// it is the only way the host knows to signal it (reference §4.6).
+// it is the only way the host knows to signal it (docs/hyperv-protocol.md §4.6).
 func TestPendingSendKeptForOtherWaiter(t *testing.T) {
 	for run := range 10 {
 		h := newFakeHost(t)

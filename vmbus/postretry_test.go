@@ -13,7 +13,7 @@ import (
 )
 
 // HV_STATUS_INVALID_CONNECTION_ID is retried for every message but
-// INITIATE_CONTACT (reference §1.8; Linux vmbus_post_msg).
+// INITIATE_CONTACT (docs/hyperv-protocol.md §1.8; Linux vmbus_post_msg).
 func TestPostInvalidConnectionIDRetried(t *testing.T) {
 	h := newHost(t, hvsim.Config{}, sinkDevice{})
 	bus, ctx := connect(t, h, vmbus.Config{})

@@ -14,7 +14,7 @@ import (
 
 // msgQueueLen is the number of channel messages buffered between the SynIC
 // handler and the message goroutine. When it is full the handler leaves the
-// message in the slot, so the host holds further messages (reference
+// message in the slot, so the host holds further messages (docs/hyperv-protocol.md
 // §2.3), and the message goroutine rescans after draining.
 const msgQueueLen = 64
 
@@ -67,7 +67,7 @@ func (b *Bus) scan() {
 	}
 }
 
-// scanMessages implements the EOM rule of reference §2.3.
+// scanMessages implements the EOM rule of docs/hyperv-protocol.md §2.3.
 func (b *Bus) scanMessages() {
 	page := b.synic.MessagePage()
 	woke := false
@@ -117,7 +117,7 @@ func (b *Bus) otherHandler(s hv.SynIC) func() {
 	}
 }
 
-// scanEvents takes SINT 2's event flags of s (reference §2.2, §3.12) and
+// scanEvents takes SINT 2's event flags of s (docs/hyperv-protocol.md §2.2, §3.12) and
 // kicks the dispatch goroutine of each signalled channel. Only atomic
 // swaps and non-blocking channel sends touch shared state, so scans of
 // several SynICs may run concurrently and never wait.
@@ -176,7 +176,7 @@ func wake(c chan struct{}) {
 }
 
 // setSendBit sets relid's bit in the guest→host half of the interrupt page
-// (reference §3.12).
+// (docs/hyperv-protocol.md §3.12).
 func setSendBit(page []byte, relID uint32) {
 	off := 2048 + int(relID/32)*4
 	atomic.OrUint32((*uint32)(unsafe.Pointer(&page[off])), 1<<(relID%32))

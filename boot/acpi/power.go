@@ -46,7 +46,7 @@ const (
 // PowerOffWrites returns the writes that enter S5 (soft off): SLP_TYP|SLP_EN
 // to PM1a (and PM1b when present), or to the sleep control register on a
 // hardware-reduced platform. On Hyper-V Gen1 and Gen2 and under QEMU both
-// come from the FADT and the DSDT's \_S5 (reference §10).
+// come from the FADT and the DSDT's \_S5 (docs/hyperv-protocol.md §10).
 func PowerOffWrites(f *FADT, s5 SleepType) ([]Write, error) {
 	if f.HWReduced && f.SleepControl.Present {
 		return []Write{{Space: f.SleepControl.Space, Address: f.SleepControl.Address, Width: 8,

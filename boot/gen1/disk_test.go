@@ -14,7 +14,7 @@ type mbrPart struct {
 	sectors uint32
 }
 
-// rawDisk lays out a Gen1 disk as the boot contract describes: MBR with
+// rawDisk lays out a Gen1 disk as docs/boot.md ("Gen1 disk layout (MBR)") describes: MBR with
 // stage 1 and a partition table, stage 2 from LBA 1, and payload at LBA
 // 2048. size is the disk size in bytes (a whole number of MiB, as Azure
 // wants). It stands in for tools/image in these tests.

@@ -1,7 +1,7 @@
 // Package gen1 owns the Generation 1 (BIOS) boot loader of gohv: the MBR
 // boot code (stage 1) and the stage 2 loader that reads the gohv kernel
 // image (GKI) from the kernel partition and enters the kernel through the
-// PVH hand-off (boot contract, "Gen1 disk layout (MBR)").
+// PVH hand-off (docs/boot.md, "Gen1 disk layout (MBR)").
 //
 // The loader is written in assembly (src/stage1.asm, src/stage2.asm);
 // the assembled binaries are committed and embedded so that building an
@@ -29,7 +29,7 @@ var (
 	stage2 []byte
 )
 
-// Disk layout constants (boot contract, "Gen1 disk layout (MBR)").
+// Disk layout constants (docs/boot.md, "Gen1 disk layout (MBR)").
 const (
 	// KernelPartitionType is the MBR partition type of the partition
 	// holding the GKI; stage 2 boots the first active one.
@@ -38,8 +38,8 @@ const (
 	Stage1Size = 440
 	// Stage2LBA is the first sector of stage 2.
 	Stage2LBA = 1
-	// Stage2MaxSectors is the largest stage 2 that stage 1 reads; the
-	// contract allows up to 2046 sectors before LBA 2048.
+	// Stage2MaxSectors is the largest stage 2 that stage 1 reads;
+	// docs/boot.md ("Gen1 disk layout (MBR)") allows up to 2046 sectors before LBA 2048.
 	Stage2MaxSectors = 64
 	// KernelPartitionLBA is where image builders start the kernel
 	// partition (1 MiB aligned).

@@ -59,8 +59,8 @@ func TestReassemble(t *testing.T) {
 	}
 }
 
-// TestAsmConstants pins the numbers the assembly sources use to the boot
-// contract (GKI header table, hvm_start_info) and to this package's
+// TestAsmConstants pins the numbers the assembly sources use to
+// docs/boot.md (the GKI header table, hvm_start_info) and to this package's
 // constants, so a change on one side cannot go unnoticed.
 func TestAsmConstants(t *testing.T) {
 	defines := func(name string) map[string]string {
@@ -87,12 +87,12 @@ func TestAsmConstants(t *testing.T) {
 		{s1, "STAGE2_MAX", Stage2MaxSectors},
 		{s2, "PART_TYPE", KernelPartitionType},
 		{s2, "MBR_PARTS", 0x7c00 + 446},
-		// GKI header (boot contract table).
+		// GKI header (docs/boot.md, "The gohv kernel image (GKI)").
 		{s2, "GKI_VERSION", 8}, {s2, "GKI_HDRSIZE", 12}, {s2, "GKI_ENTRY", 16},
 		{s2, "GKI_COUNT", 20}, {s2, "GKI_TOTAL", 24}, {s2, "GKI_CRC", 28},
 		{s2, "GKI_SEGS", 32}, {s2, "SEG_PADDR", 0}, {s2, "SEG_FOFF", 8},
 		{s2, "SEG_FSIZE", 12}, {s2, "SEG_MSIZE", 16}, {s2, "SEG_SIZE", 24},
-		// hvm_start_info magic (boot contract, "One hand-off protocol").
+		// hvm_start_info magic (docs/boot.md, "One hand-off protocol").
 		{s2, "SI_MAGIC", 0x336ec578},
 	}
 	for _, w := range want {

@@ -1,14 +1,11 @@
 package gen1_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +19,7 @@ import (
 	"github.com/gohv/gohv/boot/gen1"
 	"github.com/gohv/gohv/boot/kimage"
 	"github.com/gohv/gohv/boot/testpayload"
+	"github.com/gohv/gohv/internal/qemutest"
 )
 
 const (
@@ -38,65 +36,21 @@ type qemuRun struct {
 }
 
 // runQEMU boots disk (format as qemu's -drive format=) with SeaBIOS on an
-// IDE disk, COM1 on stdout and isa-debug-exit. It stops QEMU once a line
+// IDE disk, COM1 on a pipe and isa-debug-exit. It stops QEMU once a line
 // containing stop appears (for loaders that halt), or when the guest exits.
 // ram, if not empty, backs guest RAM with that file (private mapping) so
 // the guest starts with non-zero memory.
 func runQEMU(t *testing.T, disk, format string, memMiB int, ram, stop string) qemuRun {
 	t.Helper()
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86 seabios)")
+	var until func(qemutest.Line) bool
+	if stop != "" {
+		until = qemutest.Until(stop)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), qemuTimeout)
-	defer cancel()
-	args := []string{"-accel", "tcg", "-m", strconv.Itoa(memMiB),
-		// No -nographic: with it SeaBIOS mirrors INT 10h text to COM1
-		// (sercon), doubling every loader message on the serial log.
-		"-monitor", "none", "-serial", "stdio", "-no-reboot", "-display", "none", "-nic", "none",
-		"-drive", "file=" + disk + ",format=" + format + ",if=ide",
-		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"}
-	if ram != "" {
-		args = append(args,
-			"-object", fmt.Sprintf("memory-backend-file,id=dirty,size=%dM,mem-path=%s,share=off", memMiB, ram),
-			"-machine", "memory-backend=dirty")
-	}
-	cmd := exec.CommandContext(ctx, qemu, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log strings.Builder
-	matched := false
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		line := sc.Text()
-		log.WriteString(line + "\n")
-		if stop != "" && strings.Contains(line, stop) {
-			matched = true
-			_ = cmd.Process.Kill()
-			break
-		}
-	}
-	_, _ = io.Copy(io.Discard, stdout)
-	err = cmd.Wait()
-	r := qemuRun{log: log.String(), exitCode: cmd.ProcessState.ExitCode(), matched: matched}
-	if ctx.Err() != nil {
-		t.Fatalf("qemu did not finish within %v; serial log:\n%s\nstderr:\n%s", qemuTimeout, r.log, stderr.Bytes())
-	}
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("qemu: %v", err)
-	}
-	if stderr.Len() > 0 {
-		t.Logf("qemu stderr: %s", stderr.Bytes())
-	}
-	return r
+	r := qemutest.Run(t, qemutest.Options{
+		Kind: qemutest.Gen1, Disk: disk, Format: format, MemMiB: memMiB,
+		DebugExit: true, RAMFile: ram, Timeout: qemuTimeout,
+	}, until)
+	return qemuRun{log: r.Log(), exitCode: r.ExitCode, matched: r.Stopped}
 }
 
 // buildGKI assembles the test payload and flattens it.
@@ -179,9 +133,7 @@ func checkBooted(t *testing.T, r qemuRun) {
 // SeaBIOS from raw, fixed VHD and VHDX disks, and checks the loader's
 // error paths. `make loader-test` runs it.
 func TestBootQEMU(t *testing.T) {
-	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86 seabios)")
-	}
+	qemutest.Need(t, qemutest.Gen1)
 	gki := buildGKI(t)
 	dir := t.TempDir()
 	good := rawDisk(diskSize, gki, kernelPart(diskSize), mbrPart{typ: 0x0c, lba: 4096, sectors: 2048})
@@ -277,7 +229,7 @@ func convertDisk(t *testing.T, raw, format string, opts ...string) string {
 }
 
 // withSegment returns gki with one more segment appended (header, data and
-// CRC rewritten by hand, following the contract table).
+// CRC rewritten by hand, following the table of docs/boot.md).
 func withSegment(t *testing.T, gki []byte, paddr uint64, data []byte, memSize uint64) []byte {
 	t.Helper()
 	le := binary.LittleEndian

@@ -1,8 +1,9 @@
 // Package gen2 owns gohv's Generation 2 (UEFI) boot path: a small EFI
 // application written in assembly (loader.asm, committed with its assembled
-// loader.efi) and BuildEFI, which appends a gohv kernel image (GKI, see the
-// boot contract) to that application as its last PE section. The result is
-// the \EFI\BOOT\BOOTX64.EFI of a GPT/ESP disk.
+// loader.efi) and BuildEFI, which appends a gohv kernel image (GKI,
+// docs/boot.md, "The gohv kernel image (GKI)") to that application as its
+// last PE section. The result is the \EFI\BOOT\BOOTX64.EFI of a GPT/ESP
+// disk.
 //
 // At boot the loader finds the ".gohvkrn" section through its own loaded
 // image, validates the GKI (magic, version, sizes, CRC-32), allocates and

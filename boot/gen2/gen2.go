@@ -13,7 +13,7 @@ import (
 //go:embed loader.efi
 var loaderEFI []byte
 
-// GKI header facts the host-side checks need (boot contract, "The gohv
+// GKI header facts the host-side checks need (docs/boot.md, "The gohv
 // kernel image"); the loader validates the rest at boot.
 const (
 	gkiMagic      = "GOHVKIMG"

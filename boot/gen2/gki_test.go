@@ -12,8 +12,8 @@ type testSeg struct {
 	memsz uint64
 }
 
-// makeGKI lays out a GKI by the boot contract's table, independently of
-// boot/kimage, so the loader is tested against the contract itself.
+// makeGKI lays out a GKI by the table of docs/boot.md, "The gohv kernel image (GKI)", independently of
+// boot/kimage, so the loader is tested against docs/boot.md itself.
 func makeGKI(entry uint32, segs ...testSeg) []byte {
 	le := binary.LittleEndian
 	hdr := alignUp(uint64(32+24*len(segs)), 512)

@@ -2,7 +2,7 @@
 ;
 ; Assemble: nasm -f bin -o loader.efi loader.asm
 ;
-; The image carries the gohv kernel image (GKI, /work/boot-contract.md) as
+; The image carries the gohv kernel image (GKI, docs/boot.md) as
 ; its last PE section ".gohvkrn", appended on the host by gen2.BuildEFI. At
 ; run time the loader finds that section through its own loaded headers,
 ; validates the GKI, places its segments at their physical addresses,
@@ -58,8 +58,11 @@ ALLOC_ADDRESS   equ 2
 MT_LOADERCODE   equ 1
 MT_LOADERDATA   equ 2
 MT_RTCODE       equ 5
+; STACK_GUARD is how far below the current stack pointer the loader and
+; the firmware calls it makes may reach.
+STACK_GUARD     equ 0x10000
 
-; GKI header (boot contract).
+; GKI header (docs/boot.md, "The gohv kernel image (GKI)").
 GKI_MAGIC       equ 0
 GKI_VERSION     equ 8
 GKI_HDRSIZE     equ 12
@@ -390,6 +393,30 @@ efi_main:
     call [rax + BS_ALLOCATEPAGES]
     test rax, rax
     jz .copy
+    ; The firmware holds part of [r13, rbx) (boot-services data such as
+    ; OVMF's decompressed DXE volume at 9-23 MiB): that memory is free once
+    ; boot services end, so copy the segment after ExitBootServices. Only
+    ; the loader itself (which holds the GKI) and the stack must stay clear
+    ; of it, since both are still in use then.
+    mov rax, [g_li]
+    mov rcx, [rax + LI_IMAGEBASE]
+    mov rdx, [rax + LI_IMAGESIZE]
+    add rdx, rcx                    ; [rcx, rdx) = this loader's image
+    cmp r13, rdx
+    jae .notimage
+    cmp rcx, rbx
+    jb .clash
+.notimage:
+    lea rcx, [rsp - STACK_GUARD]
+    lea rdx, [rsp + 4096]           ; [rcx, rdx) = the stack in use
+    cmp r13, rdx
+    jae .notstack
+    cmp rcx, rbx
+    jb .clash
+.notstack:
+    mov byte [g_defer], 1
+    jmp .segnext
+.clash:
     lea rcx, [msg_noalloc]
     call puts
     mov rcx, r13
@@ -397,18 +424,9 @@ efi_main:
     lea rcx, [msg_crlf]
     jmp fail
 .copy:
-    imul esi, r12d, SEG_SIZE
-    lea rax, [r14 + GKI_SEGS + rsi]
-    mov rdi, [rax + SEG_PADDR]
-    mov esi, [rax + SEG_OFF]
-    add rsi, r14
-    mov ecx, [rax + SEG_FILESZ]
-    rep movsb
-    mov rcx, [rax + SEG_MEMSZ]
-    mov edx, [rax + SEG_FILESZ]
-    sub rcx, rdx
-    xor eax, eax
-    rep stosb
+    mov ecx, r12d
+    call copyseg
+.segnext:
     inc r12d
     cmp r12d, [r14 + GKI_NSEG]
     jb .segload
@@ -450,6 +468,76 @@ efi_main:
     lea rcx, [msg_nomap]
     test rax, rax
     jnz fail
+
+    ; --- a deferred segment must land in memory that is RAM once boot
+    ; services end (conventional, loader or boot-services code and data),
+    ; never in MMIO or firmware-reserved ranges: check every segment now,
+    ; while the console still works
+    cmp byte [g_defer], 0
+    je .ramok
+    mov rax, [g_mmcap]
+    mov [g_mmsize], rax
+    lea rcx, [g_mmsize]
+    mov rdx, [g_mmbuf]
+    lea r8, [g_mmkey]
+    lea r9, [g_dsize]
+    lea rax, [g_dver]
+    mov [rsp + 32], rax
+    mov rax, [g_bs]
+    call [rax + BS_GETMEMORYMAP]
+    lea rcx, [msg_nomap]
+    test rax, rax
+    jnz fail
+    xor r12d, r12d
+.ramseg:
+    imul esi, r12d, SEG_SIZE
+    lea rsi, [r14 + GKI_SEGS + rsi]
+    mov r13, [rsi + SEG_PADDR]
+    and r13, -4096                  ; r13 = first page
+    mov rbx, [rsi + SEG_PADDR]
+    add rbx, [rsi + SEG_MEMSZ]      ; rbx = end
+.ramnext:
+    cmp r13, rbx
+    jae .ramsegok
+    mov rsi, [g_mmbuf]
+    mov rcx, [g_mmsize]
+    add rcx, rsi                    ; rcx = end of the descriptors
+.ramdesc:
+    cmp rsi, rcx
+    jae .notram
+    mov eax, [rsi + MD_TYPE]
+    cmp eax, 7                      ; EfiConventionalMemory
+    je .ramtype
+    cmp eax, 1                      ; loader code, loader data, BS code, BS data
+    jb .ramskip
+    cmp eax, 4
+    ja .ramskip
+.ramtype:
+    mov rdx, [rsi + MD_PHYSSTART]
+    cmp r13, rdx
+    jb .ramskip
+    mov rax, [rsi + MD_NPAGES]
+    shl rax, 12
+    add rax, rdx                    ; descriptor end
+    cmp r13, rax
+    jae .ramskip
+    mov r13, rax                    ; covered up to here
+    jmp .ramnext
+.ramskip:
+    add rsi, [g_dsize]
+    jmp .ramdesc
+.notram:
+    lea rcx, [msg_noalloc]
+    call puts
+    mov rcx, r13
+    call puthex
+    lea rcx, [msg_crlf]
+    jmp fail
+.ramsegok:
+    inc r12d
+    cmp r12d, [r14 + GKI_NSEG]
+    jb .ramseg
+.ramok:
 
     ; low block: start_info, GDT, trampoline, memmap, then one page of stack
     mov rax, [g_mmcap]
@@ -530,21 +618,27 @@ efi_main:
     mov [rsp + 32], rax
     mov rax, [g_bs]
     call [rax + BS_GETMEMORYMAP]
-    lea rcx, [msg_nomap]
     test rax, rax
-    jnz fail
+    jz .mapped
+    test r13d, r13d
+    jnz ebs_failed                  ; after a failed ExitBootServices
+    lea rcx, [msg_nomap]
+    jmp fail
+.mapped:
     mov rcx, [g_image]
     mov rdx, [g_mmkey]
     mov rax, [g_bs]
     call [rax + BS_EXITBOOTSERVICES]
     test rax, rax
     jz .exited
-    lea rcx, [msg_noexit]
+    ; Once ExitBootServices has been called, even unsuccessfully, only
+    ; GetMemoryMap and ExitBootServices may be called (UEFI 2.10 §7.4):
+    ; no ConOut, no Stall, no return to the firmware.
     test r13d, r13d
-    jnz fail
+    jnz ebs_failed
     mov rdx, EFI_INVALID_PARAMETER
     cmp rax, rdx
-    jne fail
+    jne ebs_failed
     inc r13d
     jmp .getmap
 
@@ -658,6 +752,18 @@ efi_main:
 .merged:
     mov [rbx + SI_MEMMAP_N], r8d
 
+    ; --- segments the firmware's memory kept us from placing before
+    cmp byte [g_defer], 0
+    je .placed
+    xor r12d, r12d
+.deferred:
+    mov ecx, r12d
+    call copyseg
+    inc r12d
+    cmp r12d, [r14 + GKI_NSEG]
+    jb .deferred
+.placed:
+
     ; --- leave long mode through the 32-bit trampoline in the low block
     lgdt [rbx + LOW_GDTR]
     mov rdi, [g_lowpages]
@@ -696,6 +802,33 @@ tramp32:
     jmp esi
 tramp32_end:
 BITS 64
+
+; ebs_failed: ExitBootServices failed; boot services may be half gone, so
+; report on COM1 directly and halt.
+ebs_failed:
+    cli
+    lea rcx, [msg_noexit]
+    call com1_puts
+.halt:
+    hlt
+    jmp .halt
+
+; copyseg(index ecx): copy segment ecx of the GKI at r14 to its load
+; address and zero its tail. Clobbers rax, rcx, rdx, rsi, rdi.
+copyseg:
+    imul esi, ecx, SEG_SIZE
+    lea rax, [r14 + GKI_SEGS + rsi]
+    mov rdi, [rax + SEG_PADDR]
+    mov esi, [rax + SEG_OFF]
+    add rsi, r14
+    mov ecx, [rax + SEG_FILESZ]
+    rep movsb
+    mov rcx, [rax + SEG_MEMSZ]
+    mov edx, [rax + SEG_FILESZ]
+    sub rcx, rdx
+    xor eax, eax
+    rep stosb
+    ret
 
 ; fail: print the message at rcx, give a reader time, return EFI_LOAD_ERROR.
 fail:
@@ -881,7 +1014,7 @@ guid_acpi10:                        ; eb9d2d30-2d88-11d3-9a16-0090273fc14d
 secname:
     db '.gohvkrn'
 
-; E820 type for each EFI memory type 0..15 (boot contract, Gen2).
+; E820 type for each EFI memory type 0..15 (docs/boot.md, "One hand-off protocol: PVH").
 e820_of_efi:
     db 2                            ; reserved
     db 1, 1                         ; loader code, data
@@ -922,6 +1055,7 @@ g_dsize:    dq 0
 g_dver:     dq 0
 g_low:      dq 0
 g_lowpages: dq 0
+g_defer:    dq 0
 g_wbuf:     times 256 dw 0
 g_crctab:   times 256 dd 0
 

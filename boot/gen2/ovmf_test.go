@@ -20,6 +20,7 @@ var testPayload []byte
 
 const (
 	payloadBase  = 0x10010000 // testdata/payload.asm: org
+	ovmfDXEData  = 0x01000000 // inside OVMF's boot-services data at 9-23 MiB
 	payloadBSS   = 0x10000    // testdata/payload.asm: BSS_SIZE
 	payloadStack = 0x1000     // testdata/payload.asm: STACK_SIZE
 	exitPass     = 33         // isa-debug-exit: (0x10 << 1) | 1
@@ -151,6 +152,23 @@ func TestBootOVMF(t *testing.T) {
 		if _, mm, _ := parsePayloadLog(t, log); len(mm) == 0 || mm[len(mm)-1].addr+mm[len(mm)-1].size <= 1<<32 || mm[len(mm)-1].typ != 1 {
 			t.Errorf("no RAM above 4 GiB in the memmap; last entry %+v", mm[len(mm)-1:])
 		}
+	})
+	// A segment inside memory the firmware holds until ExitBootServices
+	// (OVMF decompresses its DXE volume to 9-23 MiB, boot-services data):
+	// AllocatePages fails there, so the loader must place it after
+	// ExitBootServices, as it does for a kernel's large BSS.
+	t.Run("deferred", func(t *testing.T) {
+		t.Parallel()
+		memsz := uint64(len(testPayload)) + payloadBSS + payloadStack
+		gki := makeGKI(payloadBase,
+			testSeg{paddr: payloadBase, data: testPayload, memsz: memsz},
+			testSeg{paddr: ovmfDXEData, data: bytes.Repeat([]byte{0xa5}, 64), memsz: 0x200000})
+		efi, err := BuildEFI(gki)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log, code := ovmftest.Boot(t, ovmftest.VM{Disk: ovmftest.ESPDisk(t, t.TempDir(), efi), Format: "raw"})
+		checkBoot(t, log, code, ovmftest.GuestMiB)
 	})
 	for _, c := range []struct {
 		name, format string

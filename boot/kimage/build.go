@@ -10,7 +10,7 @@ import (
 )
 
 // Xen ELF note identifying the PVH 32-bit entry point (Xen public
-// elfnote.h, XEN_ELFNOTE_PHYS32_ENTRY; boot contract, "One hand-off
+// elfnote.h, XEN_ELFNOTE_PHYS32_ENTRY; docs/boot.md, "One hand-off
 // protocol: PVH").
 const (
 	xenNoteName      = "Xen"

@@ -1,6 +1,6 @@
 // Package kimage owns the gohv kernel image (GKI): a flat, loader-friendly
 // form of the kernel ELF that the Gen1 (BIOS) and Gen2 (UEFI) loaders read
-// with nothing but sector reads and copies (boot contract, "The gohv kernel
+// with nothing but sector reads and copies (docs/boot.md, "The gohv kernel
 // image (GKI)").
 //
 // Build flattens an ELF into a GKI; Parse validates one. The package is pure

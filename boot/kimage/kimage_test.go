@@ -33,8 +33,9 @@ func twoSegELF(class elf.Class, width int) testELF {
 	}
 }
 
-// TestHeaderLayout checks every header byte against the contract table,
-// not against this package's own constants.
+// TestHeaderLayout checks every header byte against the table of
+// docs/boot.md ("The gohv kernel image (GKI)"), not against this package's
+// own constants.
 func TestHeaderLayout(t *testing.T) {
 	gki, err := Build(twoSegELF(elf.ELFCLASS64, 8).bytes())
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 	"hash/crc32"
 )
 
-// GKI header layout (boot contract, "The gohv kernel image (GKI)").
+// GKI header layout (docs/boot.md, "The gohv kernel image (GKI)").
 // All fields are little-endian.
 const (
 	offMagic      = 0  // [8]byte "GOHVKIMG"

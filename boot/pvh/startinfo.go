@@ -7,8 +7,8 @@ import (
 	"sort"
 )
 
-// hvm_start_info layout (Xen public/arch-x86/hvm/start_info.h; gohv boot
-// contract).
+// hvm_start_info layout (Xen public/arch-x86/hvm/start_info.h; docs/boot.md,
+// "One hand-off protocol: PVH").
 const (
 	StartInfoMagic     = 0x336ec578
 	StartInfoSize      = 56

@@ -1,5 +1,5 @@
 ; gohv test payload: a tiny PVH kernel that checks what a gohv loader hands
-; over (boot contract, "One hand-off protocol: PVH") and reports on COM1.
+; over (docs/boot.md, "One hand-off protocol: PVH") and reports on COM1.
 ;
 ; It is linked at 0x10010000 like a TamaGo kernel so loaders must place
 ; segments above 256 MiB. The PVH entry (Xen note type 18) differs from the

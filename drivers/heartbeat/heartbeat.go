@@ -1,4 +1,4 @@
-// Package heartbeat is the heartbeat integration service (reference §8.3):
+// Package heartbeat is the heartbeat integration service (docs/hyperv-protocol.md §8.3):
 // it answers the host's periodic heartbeat so that Hyper-V shows the VM as
 // responsive, and records how many heartbeats arrived and the last sequence
 // number.
@@ -15,14 +15,14 @@ import (
 	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
-// Class is the heartbeat IC's device class GUID (reference §5).
+// Class is the heartbeat IC's device class GUID (docs/hyperv-protocol.md §5).
 var Class = chanmsg.ClassHeartbeat
 
-// Versions are the heartbeat message versions gohv implements (reference
+// Versions are the heartbeat message versions gohv implements (docs/hyperv-protocol.md
 // §8.2).
 var Versions = []ic.Version{{Major: 3, Minor: 0}, {Major: 1, Minor: 0}}
 
-// Body offsets from the start of the IC message (reference §8.3, §11 row
+// Body offsets from the start of the IC message (docs/hyperv-protocol.md §8.3, §11 row
 // 16).
 const (
 	offSequence = ic.HeaderSize     // u64
@@ -32,10 +32,10 @@ const (
 )
 
 // AppState is the application state OpenVMM defines at offset 36 of a
-// heartbeat reply (reference §8.3); Linux leaves it reserved (§11 row 16).
+// heartbeat reply (docs/hyperv-protocol.md §8.3); Linux leaves it reserved (§11 row 16).
 type AppState uint32
 
-// Application states (reference §8.3).
+// Application states (docs/hyperv-protocol.md §8.3).
 const (
 	StateUnknown  AppState = 0
 	StateHealthy  AppState = 1
@@ -83,7 +83,7 @@ func (d *Driver) config() ic.Config {
 	return ic.Config{Name: d.Name(), Type: ic.TypeHeartbeat, Versions: Versions, Handle: d.handle}
 }
 
-// handle answers one heartbeat in place: sequence + 1 (reference §8.3).
+// handle answers one heartbeat in place: sequence + 1 (docs/hyperv-protocol.md §8.3).
 func (d *Driver) handle(msg []byte, _ ic.Version) ic.Status {
 	if len(msg) < minMessage {
 		return ic.StatusInvalidArg

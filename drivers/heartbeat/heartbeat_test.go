@@ -9,7 +9,7 @@ import (
 	"github.com/gohv/gohv/drivers/ic/ictest"
 )
 
-// beat is a heartbeat request laid out by hand from reference §8.1/§8.3:
+// beat is a heartbeat request laid out by hand from docs/hyperv-protocol.md §8.1/§8.3:
 // message version 3.0, sequence 0x0102030405060708, 32 reserved bytes.
 var beat = []byte{
 	0x01, 0x00, 0x00, 0x00, 0x3c, 0x00, 0x00, 0x00, // pipe header

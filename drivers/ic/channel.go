@@ -65,7 +65,10 @@ func (s *Service) watchRescind() {
 // rescinded or Close was called.
 func (s *Service) Done() <-chan struct{} { return s.done }
 
-// Close stops the service and closes its channel.
+// Close stops the service and closes its channel. A message being
+// answered on the dispatch goroutine is answered first (a shutdown request
+// the kernel acts on at once still gets its S_OK); later ones are not.
+// Close must not be called from a Handler.
 func (s *Service) Close(ctx context.Context) error {
 	if s.ch == nil {
 		return nil
@@ -75,6 +78,11 @@ func (s *Service) Close(ctx context.Context) error {
 		return nil
 	default:
 		close(s.closed)
+	}
+	select {
+	case s.running <- struct{}{}: // OnInterrupt is not running, and now returns at once
+		<-s.running
+	case <-ctx.Done(): // give up waiting; closing drops that answer
 	}
 	s.negotiated.Store(false)
 	if err := s.ch.Close(ctx); err != nil {
@@ -87,7 +95,14 @@ func (s *Service) Close(ctx context.Context) error {
 // goroutine, never concurrently with itself, and must not block: a
 // response that does not fit the send ring is counted and dropped.
 func (s *Service) onInterrupt() {
+	s.running <- struct{}{} // waits only while Close checks that no answer is in flight
+	defer func() { <-s.running }()
 	for {
+		select {
+		case <-s.closed:
+			return // closing: answer nothing more
+		default:
+		}
 		pkt, err := s.ch.ReadPacket(s.buf)
 		if errors.Is(err, vmbus.ErrEmpty) {
 			return

@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"sync"
 	"testing"
+	"testing/synctest"
 
 	"github.com/gohv/gohv/drivers/ic"
 	"github.com/gohv/gohv/drivers/ic/ictest"
@@ -172,4 +174,60 @@ func TestServiceInterruptAllocatesNothing(t *testing.T) {
 	if ch.sent < 1000 {
 		t.Fatalf("sent %d responses", ch.sent)
 	}
+}
+
+// TestServiceCloseLetsAnswerOut: Close while the handler is answering a
+// message (a shutdown request the kernel acts on at once) waits for that
+// answer to be sent before it closes the channel, and answers nothing
+// after.
+func TestServiceCloseLetsAnswerOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		entered, release := make(chan struct{}), make(chan struct{})
+		let := sync.OnceFunc(func() { close(release) })
+		defer let() // on failure too, so that no goroutine stays blocked
+		s, err := ic.NewService(ic.Config{
+			Name: "slow", Type: ic.TypeShutdown, Versions: []ic.Version{v3},
+			Handle: func([]byte, ic.Version) ic.Status {
+				close(entered)
+				<-release
+				return ic.StatusOK
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch := ictest.New(chanmsg.ClassShutdown)
+		if err := s.Start(context.Background(), ch); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ch.Call(1, ictest.Negotiation(ictest.WindowsFrameworks, []ic.Version{v3})); err != nil {
+			t.Fatal(err)
+		}
+		ch.Queue(ring.TypeDataInband, 2, ictest.Message(ic.TypeShutdown, v3, make([]byte, 8)))
+		go ch.Interrupt() // the dispatch goroutine
+		<-entered
+		closed := make(chan error, 1)
+		go func() { closed <- s.Close(context.Background()) }()
+		synctest.Wait() // Close has gone as far as it goes while the handler runs
+		if ch.Closed() {
+			t.Fatal("Close closed the channel while the handler was still answering")
+		}
+		let()
+		if err := <-closed; err != nil {
+			t.Fatal(err)
+		}
+		sent := ch.Sent()
+		if !ch.Closed() || len(sent) != 2 || sent[1].TransactionID != 2 {
+			t.Fatalf("closed %v, sent %+v: want the answer to txid 2, then the close", ch.Closed(), sent)
+		}
+		if st := s.Stats(); st.Dropped != 0 {
+			t.Fatalf("Stats %+v", st)
+		}
+		// A message arriving after Close is not answered.
+		ch.Queue(ring.TypeDataInband, 3, ictest.Message(ic.TypeShutdown, v3, make([]byte, 8)))
+		ch.Interrupt()
+		if n := len(ch.Sent()); n != 2 {
+			t.Fatalf("%d packets sent after Close", n-2)
+		}
+	})
 }

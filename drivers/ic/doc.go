@@ -1,6 +1,6 @@
 // Package ic is gohv's integration-service (IC) framework: the framing every
-// util IC shares (pipe header and ICMSG header, reference §8.1), framework
-// and message version negotiation (reference §8.2), and Service, the runner
+// util IC shares (pipe header and ICMSG header, docs/hyperv-protocol.md §8.1), framework
+// and message version negotiation (docs/hyperv-protocol.md §8.2), and Service, the runner
 // that opens an IC channel, drains it from the channel interrupt, answers
 // negotiation itself and hands every other message to one service's handler
 // before sending the response back in place.

@@ -9,7 +9,7 @@ import (
 // message (header included; the body starts at HeaderSize) in the
 // service's private buffer, already copied out of the ring; the handler
 // reads the body and writes its reply into msg in place. msg may end with
-// up to 7 bytes of ring padding after the host's message (reference §4.3).
+// up to 7 bytes of ring padding after the host's message (docs/hyperv-protocol.md §4.3).
 // version is the negotiated message version. The returned status goes to
 // the host.
 //
@@ -21,10 +21,10 @@ type Handler func(msg []byte, version Version) Status
 type Config struct {
 	// Name identifies the service in logs and errors, e.g. "heartbeat".
 	Name string
-	// Type is the IC message type the handler serves (reference §8.1).
+	// Type is the IC message type the handler serves (docs/hyperv-protocol.md §8.1).
 	Type MessageType
 	// Versions are the message versions the service implements, in any
-	// order (reference §8.2).
+	// order (docs/hyperv-protocol.md §8.2).
 	Versions []Version
 	// Handle answers messages of Type once negotiation succeeded.
 	Handle Handler
@@ -35,10 +35,10 @@ type Config struct {
 }
 
 // DefaultRingSize is the per-direction ring size of an IC channel: util ICs
-// use 3–4 pages (reference §4.6) and exchange one message at a time.
+// use 3–4 pages (docs/hyperv-protocol.md §4.6) and exchange one message at a time.
 const DefaultRingSize = 4 * 4096
 
-// ringHeaderSize is the header page at the start of each ring (reference
+// ringHeaderSize is the header page at the start of each ring (docs/hyperv-protocol.md
 // §4.2).
 const ringHeaderSize = 4096
 
@@ -86,6 +86,9 @@ type Service struct {
 	ch     Channel
 	closed chan struct{} // closed by Close
 	done   chan struct{} // closed when the service stopped
+	// running holds a token while OnInterrupt runs, so that Close lets a
+	// response being sent go out before it closes the channel.
+	running chan struct{}
 }
 
 // NewService checks cfg and returns a stopped Service.
@@ -102,7 +105,7 @@ func NewService(cfg Config) (*Service, error) {
 	// The buffer holds the whole receive data area, so every packet the
 	// host can write fits: a packet that did not fit would stay at the
 	// head of the ring and wedge the service.
-	return &Service{cfg: cfg, buf: make([]byte, cfg.RingSize-ringHeaderSize), closed: make(chan struct{}), done: make(chan struct{})}, nil
+	return &Service{cfg: cfg, buf: make([]byte, cfg.RingSize-ringHeaderSize), closed: make(chan struct{}), done: make(chan struct{}), running: make(chan struct{}, 1)}, nil
 }
 
 // Name returns the configured service name.

@@ -8,7 +8,7 @@ import (
 )
 
 // Offsets of the framing every integration-service message carries inside
-// the payload of an in-band ring packet (reference §8.1).
+// the payload of an in-band ring packet (docs/hyperv-protocol.md §8.1).
 const (
 	offPipeFlags      = 0  // u32 pipe header: flags / packet type (1 = data)
 	offPipeSize       = 4  // u32 pipe header: message size
@@ -24,11 +24,11 @@ const (
 	offReserved       = 26 // u16
 
 	// HeaderSize is the length of pipe header plus ICMSG header; the
-	// message body starts at this offset (reference §8.1).
+	// message body starts at this offset (docs/hyperv-protocol.md §8.1).
 	HeaderSize = 28
 )
 
-// Offsets of the negotiation body (reference §8.2).
+// Offsets of the negotiation body (docs/hyperv-protocol.md §8.2).
 const (
 	offNegFrameworkCount = 28 // u16
 	offNegMessageCount   = 30 // u16
@@ -38,18 +38,18 @@ const (
 	versionSize = 4
 
 	// NegotiateReplySize is the IC message size (@18) of a negotiation
-	// reply: counts, reserved and two versions (reference §8.2).
+	// reply: counts, reserved and two versions (docs/hyperv-protocol.md §8.2).
 	NegotiateReplySize = 16
 )
 
-// PipeFlagData is the pipe-header packet type of a data message (reference
+// PipeFlagData is the pipe-header packet type of a data message (docs/hyperv-protocol.md
 // §8.1).
 const PipeFlagData = 1
 
-// MessageType is the IC message type at offset 12 (reference §8.1).
+// MessageType is the IC message type at offset 12 (docs/hyperv-protocol.md §8.1).
 type MessageType uint16
 
-// IC message types (reference §8.1).
+// IC message types (docs/hyperv-protocol.md §8.1).
 const (
 	TypeNegotiate MessageType = 0
 	TypeHeartbeat MessageType = 1
@@ -72,20 +72,20 @@ func (t MessageType) String() string {
 	return "type " + strconv.Itoa(int(t))
 }
 
-// Flags is the ICMSG flags byte at offset 25 (reference §8.1).
+// Flags is the ICMSG flags byte at offset 25 (docs/hyperv-protocol.md §8.1).
 type Flags uint8
 
-// Flag bits (reference §8.1).
+// Flag bits (docs/hyperv-protocol.md §8.1).
 const (
 	FlagTransaction Flags = 1 << 0
 	FlagRequest     Flags = 1 << 1
 	FlagResponse    Flags = 1 << 2
 )
 
-// Status is an HRESULT as carried at offset 20 (reference §8.1).
+// Status is an HRESULT as carried at offset 20 (docs/hyperv-protocol.md §8.1).
 type Status uint32
 
-// HRESULTs used by the integration services (reference §8.1).
+// HRESULTs used by the integration services (docs/hyperv-protocol.md §8.1).
 const (
 	StatusOK                 Status = 0x00000000 // S_OK
 	StatusFail               Status = 0x80004005 // E_FAIL
@@ -101,7 +101,7 @@ const (
 // String returns the status in hexadecimal, e.g. "0x80004005".
 func (s Status) String() string { return fmt.Sprintf("%#08x", uint32(s)) }
 
-// Version is an IC framework or message version (reference §8.2).
+// Version is an IC framework or message version (docs/hyperv-protocol.md §8.2).
 type Version struct{ Major, Minor uint16 }
 
 // String returns "major.minor".
@@ -114,7 +114,7 @@ func (v Version) Less(w Version) bool {
 	return v.Major < w.Major || v.Major == w.Major && v.Minor < w.Minor
 }
 
-// FrameworkVersions are the IC framework versions gohv speaks (reference
+// FrameworkVersions are the IC framework versions gohv speaks (docs/hyperv-protocol.md
 // §8.2).
 var FrameworkVersions = []Version{{3, 0}, {1, 0}}
 
@@ -129,7 +129,7 @@ var (
 	ErrNoCommonVersion = errors.New("ic: no common version")
 )
 
-// Header is the decoded pipe header and ICMSG header (reference §8.1).
+// Header is the decoded pipe header and ICMSG header (docs/hyperv-protocol.md §8.1).
 type Header struct {
 	PipeFlags      uint32
 	PipeSize       uint32
@@ -182,7 +182,7 @@ func (h *Header) Encode(msg []byte) {
 }
 
 // SetResponse turns the received message msg into its response in place
-// (reference §8.1 response rule): flags = transaction | response, status
+// (docs/hyperv-protocol.md §8.1 response rule): flags = transaction | response, status
 // set, everything else as the host sent it. msg must hold a whole header.
 func SetResponse(msg []byte, status Status) {
 	_ = msg[HeaderSize-1]
@@ -197,7 +197,7 @@ func SetSize(msg []byte, size uint16) {
 }
 
 // Negotiation is a validated view of a host's negotiation message
-// (reference §8.2). It aliases the message it was parsed from.
+// (docs/hyperv-protocol.md §8.2). It aliases the message it was parsed from.
 type Negotiation struct {
 	msg                      []byte
 	frameworkCount, msgCount int
@@ -237,7 +237,7 @@ func (n Negotiation) version(i int) Version {
 
 // Choose picks the newest framework and message versions that the guest
 // supports and the host lists anywhere (hosts may list oldest first,
-// reference §8.2). ok is false if either has no common version.
+// docs/hyperv-protocol.md §8.2). ok is false if either has no common version.
 func (n Negotiation) Choose(frameworks, messages []Version) (fw, msg Version, ok bool) {
 	fw, okF := newestCommon(frameworks, n.frameworkCount, n.Framework)
 	msg, okM := newestCommon(messages, n.msgCount, n.Message)
@@ -263,7 +263,7 @@ func contains(vs []Version, v Version) bool {
 	return false
 }
 
-// Negotiate answers the host's negotiation message msg in place (reference
+// Negotiate answers the host's negotiation message msg in place (docs/hyperv-protocol.md
 // §8.2): it picks the newest framework and message versions that the guest
 // supports and the host lists anywhere, and rewrites the body to counts 1/1
 // with those two versions and the IC message size to 16. If either list has

@@ -8,7 +8,7 @@ import (
 )
 
 // windowsNegotiate is a negotiation message as a Windows host sends it for
-// heartbeat, laid out by hand from reference §8.1/§8.2: frameworks 1.0,
+// heartbeat, laid out by hand from docs/hyperv-protocol.md §8.1/§8.2: frameworks 1.0,
 // 3.0 and messages 1.0, 3.0, oldest first.
 var windowsNegotiate = []byte{
 	0x01, 0x00, 0x00, 0x00, // @0 pipe flags: data
@@ -31,7 +31,7 @@ var windowsNegotiate = []byte{
 }
 
 // windowsNegotiateReply is the exact reply to windowsNegotiate choosing
-// framework 3.0 and message 3.0 (reference §8.2).
+// framework 3.0 and message 3.0 (docs/hyperv-protocol.md §8.2).
 var windowsNegotiateReply = []byte{
 	0x01, 0x00, 0x00, 0x00,
 	0x2c, 0x00, 0x00, 0x00,

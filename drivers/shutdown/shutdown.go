@@ -1,4 +1,4 @@
-// Package shutdown is the shutdown integration service (reference §8.4): it
+// Package shutdown is the shutdown integration service (docs/hyperv-protocol.md §8.4): it
 // turns the host's power-off, restart and hibernate requests into Request
 // values for the kernel and tells the host whether the guest will comply.
 //
@@ -15,10 +15,10 @@ import (
 	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
-// Class is the shutdown IC's device class GUID (reference §5).
+// Class is the shutdown IC's device class GUID (docs/hyperv-protocol.md §5).
 var Class = chanmsg.ClassShutdown
 
-// Versions are the shutdown message versions gohv implements (reference
+// Versions are the shutdown message versions gohv implements (docs/hyperv-protocol.md
 // §8.2).
 var Versions = []ic.Version{{Major: 3, Minor: 2}, {Major: 3, Minor: 1}, {Major: 3, Minor: 0}, {Major: 1, Minor: 0}}
 
@@ -45,7 +45,7 @@ type Driver struct {
 
 // New returns a shutdown driver that hands each well-formed request to
 // deliver. deliver reports whether the guest will act on the request: the
-// host is told S_OK only then, E_FAIL otherwise (reference §8.4). deliver
+// host is told S_OK only then, E_FAIL otherwise (docs/hyperv-protocol.md §8.4). deliver
 // runs on the channel's dispatch goroutine and must not block; the kernel queues
 // the request and acts on it elsewhere (see kernel.PowerRequests).
 func New(deliver func(Request) bool) *Driver { return &Driver{deliver: deliver} }

@@ -15,7 +15,7 @@ import (
 	"github.com/gohv/gohv/drivers/ic/ictest"
 )
 
-// body builds a shutdown body (reference §8.4): reason, timeout, flags,
+// body builds a shutdown body (docs/hyperv-protocol.md §8.4): reason, timeout, flags,
 // then the display message bytes.
 func body(reason, timeout, flags uint32, message []byte) []byte {
 	b := make([]byte, 12+len(message))
@@ -41,7 +41,7 @@ func attached(t *testing.T, deliver func(Request) bool) (*Driver, *ictest.Channe
 	if err := d.attach(context.Background(), ch); err != nil {
 		t.Fatal(err)
 	}
-	// OpenVMM lists message versions oldest first (reference §8.2).
+	// OpenVMM lists message versions oldest first (docs/hyperv-protocol.md §8.2).
 	reply, err := ch.Call(1, ictest.Negotiation(ictest.WindowsFrameworks, []ic.Version{{Major: 1}, {Major: 3}, {Major: 3, Minor: 1}, {Major: 3, Minor: 2}}))
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 	"github.com/gohv/gohv/drivers/ic"
 )
 
-// Body offsets from the start of the IC message (reference §8.4).
+// Body offsets from the start of the IC message (docs/hyperv-protocol.md §8.4).
 const (
 	offReason  = ic.HeaderSize      // u32 reason code
 	offTimeout = ic.HeaderSize + 4  // u32 timeout in seconds
@@ -24,21 +24,21 @@ const (
 	minMessage = offMessage
 )
 
-// Flag bits at offset 36 (reference §8.4).
+// Flag bits at offset 36 (docs/hyperv-protocol.md §8.4).
 const (
 	flagForce     = 1 << 0
 	flagRestart   = 1 << 1
 	flagHibernate = 1 << 2
 )
 
-// ReasonPlanned is the planned-shutdown bit of the reason code (reference
+// ReasonPlanned is the planned-shutdown bit of the reason code (docs/hyperv-protocol.md
 // §8.4, from OpenVMM).
 const ReasonPlanned = 0x80000000
 
 // Kind is what the host asks the guest to do.
 type Kind uint8
 
-// Kinds of power request (reference §8.4).
+// Kinds of power request (docs/hyperv-protocol.md §8.4).
 const (
 	PowerOff Kind = iota
 	Reboot
@@ -135,7 +135,7 @@ var ErrFlags = errors.New("shutdown: unknown flags")
 // errShort is ic.ErrShort for the handler's allocation-free parse.
 var errShort = fmt.Errorf("%w: shutdown message shorter than %d bytes", ic.ErrShort, minMessage)
 
-// ParseRequest decodes the body of a shutdown message (reference §8.4). msg
+// ParseRequest decodes the body of a shutdown message (docs/hyperv-protocol.md §8.4). msg
 // is the whole IC message, already copied out of the ring. Like Linux, it
 // accepts exactly the flag values 0–5; anything else is ErrFlags.
 func ParseRequest(msg []byte) (Request, error) {

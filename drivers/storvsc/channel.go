@@ -1,46 +1,10 @@
 package storvsc
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/gohv/gohv/hv"
-	"github.com/gohv/gohv/vmbus"
-	"github.com/gohv/gohv/vmbus/ring"
 )
-
-// Channel is the driver-model channel (BRIEF, "Driver-model contract":
-// vmbus.DriverChannel). It is declared here, with exactly the contract's
-// methods, until vmbus.DriverChannel is merged; then this declaration
-// becomes `type Channel = vmbus.DriverChannel` and *vmbus.Channel
-// satisfies it. WaitSubChannels returns []Channel, which is
-// []vmbus.DriverChannel after that rename.
-type Channel interface {
-	Offer() vmbus.Offer
-	Open(ctx context.Context, cfg vmbus.OpenConfig) error
-	Close(ctx context.Context) error
-	Rescinded() <-chan struct{}
-	CreateGPADL(ctx context.Context, p hv.Pages) (vmbus.GPADL, error)
-	TeardownGPADL(ctx context.Context, g vmbus.GPADL) error
-	TrySend(typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error
-	Send(ctx context.Context, typ ring.PacketType, flags uint16, txid uint64, parts ...[]byte) error
-	SendWithHeader(ctx context.Context, typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts ...[]byte) error
-	TrySendWithHeader(typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts ...[]byte) error
-	ReadPacket(buf []byte) (ring.Packet, error)
-	ModifyTargetVP(ctx context.Context, vp uint32) error
-	Stats() vmbus.ChannelStats
-	MaskInterrupt()
-	UnmaskInterrupt() bool
-	WaitSubChannels(ctx context.Context, n int) ([]Channel, error)
-}
-
-// PhysTranslator mirrors hv.PhysTranslator (BRIEF: NEW in hv): PhysAddr
-// reports the guest physical address of b when b is host-visible and
-// physically contiguous. When Config.Memory implements it, I/O goes
-// GPA-direct from the caller's buffer.
-type PhysTranslator interface {
-	PhysAddr(b []byte) (uint64, bool)
-}
 
 // bounceBuffer is one page-aligned, physically contiguous I/O buffer the
 // host may see. It mirrors dma.Buffer (BRIEF, package hv/dma).

@@ -77,7 +77,7 @@ func benchSim(b *testing.B, store *storvsp.MemStore, qd int, write bool) {
 			ch = c
 		}
 	}
-	ctrl, err := storvsc.Attach(ctx, vmbusChan{ch}, storvsc.Config{Memory: h.Platform(), QueueDepth: 128, BounceSize: 4096})
+	ctrl, err := storvsc.Attach(ctx, ch, storvsc.Config{Memory: h.Platform(), QueueDepth: 128, BounceSize: 4096})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,45 +17,7 @@ import (
 	"github.com/gohv/gohv/tools/hvsim/storvsp"
 	"github.com/gohv/gohv/vmbus"
 	"github.com/gohv/gohv/vmbus/chanmsg"
-	"github.com/gohv/gohv/vmbus/ring"
 )
-
-// vmbusChan adapts *vmbus.Channel as it is on main to storvsc.Channel.
-// Once vmbus.DriverChannel is merged (it has TrySendWithHeader, the
-// interrupt mask and WaitSubChannels), delete this adapter and pass the
-// *vmbus.Channel itself.
-type vmbusChan struct{ *vmbus.Channel }
-
-func (c vmbusChan) TrySendWithHeader(typ ring.PacketType, flags uint16, txid uint64, hdr []byte, parts ...[]byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return c.SendWithHeader(ctx, typ, flags, txid, hdr, parts...)
-}
-
-func (c vmbusChan) MaskInterrupt()        {}
-func (c vmbusChan) UnmaskInterrupt() bool { return false }
-
-func (c vmbusChan) WaitSubChannels(ctx context.Context, n int) ([]storvsc.Channel, error) {
-	for {
-		subs := c.SubChannels()
-		if len(subs) >= n {
-			out := make([]storvsc.Channel, n)
-			for i := range out {
-				out[i] = vmbusChan{subs[i]}
-			}
-			return out, nil
-		}
-		select {
-		case <-ctx.Done():
-			out := make([]storvsc.Channel, len(subs))
-			for i := range out {
-				out[i] = vmbusChan{subs[i]}
-			}
-			return out, ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
-	}
-}
 
 type simRig struct {
 	h    *hvsim.Host
@@ -110,7 +72,7 @@ func newSimRig(t *testing.T, cfg storvsp.Config, luns map[uint8]storvsp.LUNConfi
 	}
 	scfg.Memory = h.Platform()
 	scfg.OnEvent = func(e storvsc.Event) { r.evs <- e }
-	r.ctrl, err = storvsc.Attach(ctx, vmbusChan{r.ch}, scfg)
+	r.ctrl, err = storvsc.Attach(ctx, r.ch, scfg)
 	if err != nil {
 		t.Fatalf("Attach: %v", err)
 	}

@@ -27,6 +27,11 @@ var debianPackage = map[string]string{
 	"nasm":               "nasm",
 	"ld":                 "binutils",
 	"objcopy":            "binutils",
+	"mke2fs":             "e2fsprogs",
+	"mkfs.ext4":          "e2fsprogs",
+	"e2fsck":             "e2fsprogs",
+	"debugfs":            "e2fsprogs",
+	"dnsmasq":            "dnsmasq",
 }
 
 // Need skips the test unless every program is on PATH.

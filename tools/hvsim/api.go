@@ -12,7 +12,7 @@ func (h *Host) AddDevice(dev Device) (uint32, error) {
 }
 
 // AddSubChannels offers n sub-channels (sub_channel_index 1..n, same GUIDs,
-// reference §3.11) of the primary channel relid, served by the same device.
+// docs/hyperv-protocol.md §3.11) of the primary channel relid, served by the same device.
 func (h *Host) AddSubChannels(primary uint32, n int) ([]uint32, error) {
 	h.srv.mu.Lock()
 	defer h.srv.mu.Unlock()

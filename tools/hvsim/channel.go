@@ -17,11 +17,11 @@ var ErrClosed = errors.New("hvsim: channel closed")
 // the packet stays in the ring.
 var ErrBufferTooSmall = errors.New("hvsim: receive buffer too small")
 
-// OfferSpec is what the host offers for a device (reference §3.6).
+// OfferSpec is what the host offers for a device (docs/hyperv-protocol.md §3.6).
 type OfferSpec struct {
 	Class    GUID
 	Instance GUID
-	// Flags is the offer's channel flags (reference §3.7).
+	// Flags is the offer's channel flags (docs/hyperv-protocol.md §3.7).
 	Flags   uint16
 	MMIOMiB uint16
 	// UserDefined is the 120-byte user-defined area (pipe offers: @0 u32
@@ -73,7 +73,7 @@ type Channel struct {
 
 	targetVP atomic.Uint32
 	version  uint32
-	intPage  []byte // < 2.4 only (reference §3.12)
+	intPage  []byte // < 2.4 only (docs/hyperv-protocol.md §3.12)
 
 	inMu  sync.Mutex
 	outMu sync.Mutex
@@ -134,7 +134,7 @@ func (c *Channel) guestSignaled() {
 	}
 }
 
-// signalGuest raises the channel's interrupt in the guest (reference §2.2,
+// signalGuest raises the channel's interrupt in the guest (docs/hyperv-protocol.md §2.2,
 // §3.12).
 func (c *Channel) signalGuest() {
 	vp := c.targetVP.Load()

@@ -9,7 +9,7 @@ import (
 
 // Clock is the host's sense of time: its UTC wall clock, which the time
 // sync IC sends as "parent time", and the partition reference counter
-// (TIME_REF_COUNT, 100 ns units since the partition started, reference
+// (TIME_REF_COUNT, 100 ns units since the partition started, docs/hyperv-protocol.md
 // §1.9), which it sends as "VM reference time" and which the guest reads
 // through the platform (see TimeRefCount). Implementations are safe for
 // concurrent use.
@@ -81,12 +81,12 @@ func (c *ManualClock) SetWall(t time.Time) {
 func (h *Host) Clock() Clock { return h.cfg.Clock }
 
 // ReferenceTime returns the partition reference counter now: 100 ns units
-// since the partition started (TIME_REF_COUNT, reference §1.9), from
+// since the partition started (TIME_REF_COUNT, docs/hyperv-protocol.md §1.9), from
 // Config.Clock.
 func (h *Host) ReferenceTime() uint64 { return hv.DurationToRefTime(h.cfg.Clock.Uptime()) }
 
 // TimeRefCount is the guest's read of the TIME_REF_COUNT MSR
-// (hv.MSRTimeRefCount, reference §1.9) on the simulated platform. It is not
+// (hv.MSRTimeRefCount, docs/hyperv-protocol.md §1.9) on the simulated platform. It is not
 // part of hv.Platform: a guest driver that needs the reference counter
 // asserts the platform to interface{ TimeRefCount() uint64 }. It reads the
 // same counter the time sync IC samples as "VM reference time".

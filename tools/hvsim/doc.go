@@ -1,11 +1,11 @@
 // Package hvsim is a simulated Hyper-V host partition: it owns a
 // guest-physical memory arena, implements the hv.Platform seam for a guest
 // driver stack running as an ordinary Linux process, and serves the host side
-// of VMBus (reference §2, §3, §4) and of the integration components
-// (reference §8) from goroutines that behave like the real host.
+// of VMBus (docs/hyperv-protocol.md §2, §3, §4) and of the integration components
+// (docs/hyperv-protocol.md §8) from goroutines that behave like the real host.
 //
 // hvsim is an independent implementation written from
-// shared/reference/hyperv-protocol.md. It must not import or share code with
+// docs/hyperv-protocol.md. It must not import or share code with
 // gohv's guest side (vmbus, drivers, kernel): the only gohv package it uses is
 // hv, for the seam interfaces and hypercall status codes. That way a
 // misunderstanding of the protocol cannot hide in both ends.
@@ -15,7 +15,7 @@
 // a guest broke no rule; among them RELID_RELEASED while a GPADL of the
 // channel still exists. Where a real host simply does not act, neither does
 // hvsim: it signals a blocked guest producer only when the free space comes
-// to exceed the guest's pending send size (reference §4.6), so a guest that
+// to exceed the guest's pending send size (docs/hyperv-protocol.md §4.6), so a guest that
 // asks for more than it needs is never woken; and like a real host it
 // answers a GPADL of a channel it has rescinded with success, which the
 // guest must tear down. Faults (lost interrupts, delays, busy message
@@ -28,7 +28,7 @@
 // net/http/httptest does for HTTP.
 //
 // Integration components: Heartbeat, Shutdown, TimeSync, KVP and VSS each
-// serve one util IC channel (reference §8, §9.1) and offer the versions
+// serve one util IC channel (docs/hyperv-protocol.md §8, §9.1) and offer the versions
 // of the host's Profile. Time comes from Config.Clock: its wall clock is
 // the time sync "parent time", its uptime the partition reference counter
 // (Host.ReferenceTime), which the guest reads through the platform's

@@ -5,7 +5,7 @@ import "context"
 // Echo is a loopback device for testing a guest's channel layer: every
 // packet the guest sends comes back with the same transaction id and
 // payload, as a completion (type 0xB) when the guest asked for one
-// (descriptor flag bit 0, reference §4.3) and as an in-band packet
+// (descriptor flag bit 0, docs/hyperv-protocol.md §4.3) and as an in-band packet
 // otherwise.
 type Echo struct {
 	Spec OfferSpec

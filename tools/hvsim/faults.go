@@ -77,7 +77,7 @@ func (f *Faults) FailPostMessage(n int) {
 // FailPostMessageWith makes the next n HvPostMessage calls, whatever their
 // message, return st without delivering anything (e.g.
 // HV_STATUS_INVALID_CONNECTION_ID, which a busy host returns too,
-// reference §1.8).
+// docs/hyperv-protocol.md §1.8).
 func (f *Faults) FailPostMessageWith(n int, st hv.Status) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -85,7 +85,7 @@ func (f *Faults) FailPostMessageWith(n int, st hv.Status) {
 }
 
 // BlackHole makes the host silently ignore guest channel messages of
-// msgType (reference §3.2), to exercise guest timeouts.
+// msgType (docs/hyperv-protocol.md §3.2), to exercise guest timeouts.
 func (f *Faults) BlackHole(msgType uint32, on bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

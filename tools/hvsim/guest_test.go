@@ -1,7 +1,7 @@
 package hvsim
 
 // A deliberately small, test-only guest that speaks VMBus byte for byte from
-// the literal offsets of shared/reference/hyperv-protocol.md. It shares no
+// the literal offsets of docs/hyperv-protocol.md. It shares no
 // code with the server (only the seam), so an offset the server got wrong
 // shows up here.
 
@@ -40,7 +40,7 @@ func a32(b []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&b[off])) 
 func a64(b []byte, off int) *uint64 { return (*uint64)(unsafe.Pointer(&b[off])) }
 
 // newGuest builds a host and a guest whose SINT2 handler drains the slot
-// (reference §2.3) and the event flags (§2.2).
+// (docs/hyperv-protocol.md §2.3) and the event flags (§2.2).
 func newGuest(t testing.TB, cfg Config, devs ...Device) *tguest {
 	t.Helper()
 	if cfg.OnViolation == nil {
@@ -200,7 +200,7 @@ func put64(b []byte, off int, v uint64) { binary.LittleEndian.PutUint64(b[off:],
 func get32(b []byte, off int) uint32    { return binary.LittleEndian.Uint32(b[off:]) }
 func get16(b []byte, off int) uint16    { return binary.LittleEndian.Uint16(b[off:]) }
 
-// initiateContact builds INITIATE_CONTACT (reference §3.4, 40 bytes).
+// initiateContact builds INITIATE_CONTACT (docs/hyperv-protocol.md §3.4, 40 bytes).
 func initiateContact(version, vp uint32, intPage, mon1, mon2 uint64) []byte {
 	m := make([]byte, 40)
 	put32(m, 0, 14)
@@ -217,7 +217,7 @@ func initiateContact(version, vp uint32, intPage, mon1, mon2 uint64) []byte {
 	return m
 }
 
-// connect negotiates like Linux (newest first, reference §3.3/§3.11) and
+// connect negotiates like Linux (newest first, docs/hyperv-protocol.md §3.3/§3.11) and
 // returns the version.
 func (g *tguest) connect() uint32 {
 	g.t.Helper()
@@ -247,7 +247,7 @@ func (g *tguest) connect() uint32 {
 		} else {
 			g.conn = 1
 			if get32(r, 12) != v {
-				g.t.Fatalf("VERSION_RESPONSE @12 = %#x, want the version %#x (reference §3.5)", get32(r, 12), v)
+				g.t.Fatalf("VERSION_RESPONSE @12 = %#x, want the version %#x (docs/hyperv-protocol.md §3.5)", get32(r, 12), v)
 			}
 		}
 		return v
@@ -294,7 +294,7 @@ func (g *tguest) requestOffers() []gotOffer {
 }
 
 // createGPADL sends GPADL_HEADER + GPADL_BODY messages for pages
-// (reference §3.9) and returns the GPADL_CREATED status.
+// (docs/hyperv-protocol.md §3.9) and returns the GPADL_CREATED status.
 func (g *tguest) createGPADL(relid, id uint32, pfns []uint64) uint32 {
 	g.t.Helper()
 	n := len(pfns)
@@ -359,7 +359,7 @@ func pfnList(p hv.Pages) []uint64 {
 	return out
 }
 
-// gring is the guest's view of one ring (reference §4.2, §4.3).
+// gring is the guest's view of one ring (docs/hyperv-protocol.md §4.2, §4.3).
 type gring struct{ mem []byte }
 
 func (r gring) hdr() []byte  { return r.mem[:4096] }

@@ -10,8 +10,8 @@ import (
 
 // This file gives host-side device models (tools/hvsim/storvsp and the
 // like) access to guest memory the way a real host reaches it: through
-// GPADLs the guest created (reference §3.9), through GPA-direct page lists
-// carried in packets (reference §4.5), or by guest-physical address. Every
+// GPADLs the guest created (docs/hyperv-protocol.md §3.9), through GPA-direct page lists
+// carried in packets (docs/hyperv-protocol.md §4.5), or by guest-physical address. Every
 // access is bounds-checked against the arena; nothing here panics on a
 // guest-supplied value.
 
@@ -154,7 +154,7 @@ func (h *Host) guestCopy(gpa uint64, b []byte, write bool) error {
 	return nil
 }
 
-// PageRange is one range of a GPA-direct packet (reference §4.5):
+// PageRange is one range of a GPA-direct packet (docs/hyperv-protocol.md §4.5):
 // ByteCount bytes starting ByteOffset bytes into the first of PFNs.
 type PageRange struct {
 	ByteCount  uint32
@@ -163,7 +163,7 @@ type PageRange struct {
 }
 
 // GPA-direct type-specific header, offsets from the start of that header
-// (packet offset 16, reference §4.5). Bytes 0–3 are reserved.
+// (packet offset 16, docs/hyperv-protocol.md §4.5). Bytes 0–3 are reserved.
 const (
 	gpaDirectOffRangeCount = 4 // u32
 	gpaDirectOffRanges     = 8 // first range
@@ -175,7 +175,7 @@ const (
 )
 
 // ParseGPADirect decodes the type-specific header of a GPA-direct packet
-// (type 9, reference §4.5): the header as Packet.Header holds it, from the
+// (type 9, docs/hyperv-protocol.md §4.5): the header as Packet.Header holds it, from the
 // reserved word to the end of the last PFN. It checks that the range count
 // is at least 1 (OpenVMM rejects 0), that each range has a non-zero byte
 // count, a byte offset below 4096 and exactly the PFNs it needs inside the

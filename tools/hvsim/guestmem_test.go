@@ -9,7 +9,7 @@ import (
 )
 
 // gpaHeader builds a GPA-direct type-specific header from the offsets of
-// reference §4.5 (relative to packet byte 16): @0 reserved, @4 range count,
+// docs/hyperv-protocol.md §4.5 (relative to packet byte 16): @0 reserved, @4 range count,
 // then per range byte_count, byte_offset, PFNs.
 func gpaHeader(count uint32, ranges ...[]uint64) []byte {
 	b := make([]byte, 8)
@@ -222,7 +222,7 @@ func TestChannelGPADLView(t *testing.T) {
 		mems = append([][]byte{p.Mem}, mems...)
 	}
 	// GPADL_HEADER with byte offset 100 and byte count 9000 (three pages),
-	// reference §3.9.
+	// docs/hyperv-protocol.md §3.9.
 	m := make([]byte, 28+8*3)
 	put32(m, 0, 8)
 	put32(m, 8, oc.relid)

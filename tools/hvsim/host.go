@@ -10,7 +10,7 @@ import (
 )
 
 // Profile is the Hyper-V release the host pretends to be: it fixes the
-// VMBus versions it accepts (reference §3.3).
+// VMBus versions it accepts (docs/hyperv-protocol.md §3.3).
 type Profile int
 
 // Profiles. The zero value is WS2022.
@@ -38,7 +38,7 @@ func (p Profile) String() string {
 
 // Versions returns the exact VMBus versions the profile accepts, newest
 // first. A host accepts only exact versions it knows, up to its maximum
-// (reference §3.3).
+// (docs/hyperv-protocol.md §3.3).
 func (p Profile) Versions() []uint32 {
 	all := []uint32{Version5_3, Version5_2, Version5_1, Version5_0, Version4_1,
 		Version4_0, Version3_0, Version2_4, Version1_1, Version0_13}
@@ -93,7 +93,7 @@ type Config struct {
 	// VPs is the number of virtual processors (default 1).
 	VPs int
 	// MessageConnectionID is what VERSION_RESPONSE returns for ≥ 5.0
-	// (default 1, like OpenVMM; reference §3.5).
+	// (default 1, like OpenVMM; docs/hyperv-protocol.md §3.5).
 	MessageConnectionID uint32
 	// Logf receives diagnostics (default: discarded).
 	Logf func(format string, args ...any)
@@ -252,7 +252,7 @@ func (p *platform) SynICs() []hv.SynIC                 { return p.hvSyn }
 // PhysAddr implements hv.PhysTranslator for memory inside the arena.
 func (p *platform) PhysAddr(b []byte) (uint64, bool) { return p.arena.PhysAddr(b) }
 
-// PostMessage implements HvPostMessage (reference §1.8) in front of the
+// PostMessage implements HvPostMessage (docs/hyperv-protocol.md §1.8) in front of the
 // VMBus message port.
 func (p *platform) PostMessage(connectionID uint32, messageType uint32, payload []byte) error {
 	h := (*Host)(p)
@@ -276,13 +276,13 @@ func (p *platform) PostMessage(connectionID uint32, messageType uint32, payload 
 	var m queuedMsg
 	m.n = copy(m.data[:], payload)
 	if !h.srv.enqueue(connectionID&0xFFFFFF, m) {
-		// The port's queue is full: the guest retries (reference §1.8).
+		// The port's queue is full: the guest retries (docs/hyperv-protocol.md §1.8).
 		return hv.StatusInsufficientBuffers
 	}
 	return nil
 }
 
-// SignalEvent implements HvSignalEvent (reference §1.8).
+// SignalEvent implements HvSignalEvent (docs/hyperv-protocol.md §1.8).
 func (p *platform) SignalEvent(connectionID uint32, flag uint16) error {
 	h := (*Host)(p)
 	h.stats.signals.Add(1)

@@ -11,7 +11,7 @@ import (
 	"unicode/utf16"
 )
 
-// Device class GUIDs (reference §5).
+// Device class GUIDs (docs/hyperv-protocol.md §5).
 var (
 	ClassNetVSC    = MustParseGUID("f8615163-df3e-46c5-913f-f2d2f965ed0e")
 	ClassStorVSC   = MustParseGUID("ba6163d9-04a1-4d29-b605-72e2ffb1dc7f")
@@ -27,7 +27,7 @@ var (
 )
 
 // ErrICUnusable is returned when the guest answered the version
-// negotiation with no common version (reference §8.2).
+// negotiation with no common version (docs/hyperv-protocol.md §8.2).
 var ErrICUnusable = errors.New("hvsim: integration component negotiated no version")
 
 type icReply struct {
@@ -37,7 +37,7 @@ type icReply struct {
 
 // icService is the host end of one util IC: it speaks first with the
 // version negotiation and then matches responses to requests by the VMBus
-// transaction id (reference §8.1, §8.2).
+// transaction id (docs/hyperv-protocol.md §8.1, §8.2).
 type icService struct {
 	name        string
 	class, inst GUID
@@ -55,8 +55,13 @@ type icService struct {
 	fw, msg uint32
 	usable  bool
 	waiters map[uint64]chan icReply
-	nextTx  uint64
-	cancel  context.CancelFunc
+	// abandoned holds transactions the host stopped waiting for (its
+	// timeout): a late answer to one is counted, not a violation, since a
+	// slow guest breaks no rule. Bounded by maxAbandoned.
+	abandoned map[uint64]bool
+	late      uint64
+	nextTx    uint64
+	cancel    context.CancelFunc
 }
 
 func (s *icService) Offer() OfferSpec { return OfferSpec{Class: s.class, Instance: s.inst} }
@@ -195,11 +200,20 @@ func (s *icService) transact(ctx context.Context, ch *Channel, fw, msg uint32, t
 	case r := <-wait:
 		return r, nil
 	case <-ctx.Done():
+		s.mu.Lock()
+		if s.abandoned == nil || len(s.abandoned) >= maxAbandoned {
+			s.abandoned = map[uint64]bool{}
+		}
+		s.abandoned[txid] = true
+		s.mu.Unlock()
 		return icReply{}, ctx.Err()
 	case <-ch.Done():
 		return icReply{}, ErrClosed
 	}
 }
+
+// maxAbandoned bounds icService.abandoned.
+const maxAbandoned = 64
 
 // serve receives the guest's responses.
 func (s *icService) serve(ctx context.Context, ch *Channel) {
@@ -245,7 +259,15 @@ func (s *icService) response(ch *Channel, p Packet) {
 	}
 	s.mu.Lock()
 	w := s.waiters[p.TransactionID]
+	late := w == nil && s.abandoned[p.TransactionID]
+	if late {
+		delete(s.abandoned, p.TransactionID)
+		s.late++
+	}
 	s.mu.Unlock()
+	if late {
+		return
+	}
 	if w == nil {
 		bad("response to unknown transaction %d", p.TransactionID)
 		return
@@ -267,7 +289,7 @@ func (s *icService) Negotiated() (fw, msg uint32, ok bool) {
 	return s.fw, s.msg, s.usable
 }
 
-// Heartbeat is the host of the heartbeat IC (reference §8.3): once the
+// Heartbeat is the host of the heartbeat IC (docs/hyperv-protocol.md §8.3): once the
 // version is negotiated it sends a request every Interval with an
 // increasing sequence number and counts the guest's answers.
 type Heartbeat struct {
@@ -335,7 +357,7 @@ func (hb *Heartbeat) loop(ctx context.Context, ch *Channel) {
 	}
 }
 
-// Shutdown is the host of the shutdown IC (reference §8.4).
+// Shutdown is the host of the shutdown IC (docs/hyperv-protocol.md §8.4).
 type Shutdown struct {
 	icService
 }
@@ -350,7 +372,7 @@ func NewShutdown() *Shutdown {
 	return s
 }
 
-// Shutdown flags (reference §8.4).
+// Shutdown flags (docs/hyperv-protocol.md §8.4).
 const (
 	ShutdownForce     uint32 = 1
 	ShutdownRestart   uint32 = 2

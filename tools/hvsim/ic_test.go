@@ -26,7 +26,7 @@ func (oc *openedChannel) nextPacket(t testing.TB) []byte {
 	}
 }
 
-// reply sends an IC response (reference §8.1: same buffer, flags 0x05,
+// reply sends an IC response (docs/hyperv-protocol.md §8.1: same buffer, flags 0x05,
 // in-band, same VMBus transaction id).
 func (oc *openedChannel) reply(t testing.TB, txid uint64, payload []byte) {
 	t.Helper()

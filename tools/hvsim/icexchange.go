@@ -65,7 +65,7 @@ func (e *HResultError) Error() string {
 }
 
 // icRequests serialises a service's requests (one transaction
-// outstanding, reference §8.6) and holds the armed faults.
+// outstanding, docs/hyperv-protocol.md §8.6) and holds the armed faults.
 type icRequests struct {
 	sem chan struct{} // capacity 1: the outstanding transaction
 

@@ -15,14 +15,14 @@ import (
 // payload, i.e. the pipe header is @0 and the IC body starts at icOffBody
 // (@28). The state machines live in timesync.go, kvp.go and vss.go.
 
-// IC message types (reference §8.1).
+// IC message types (docs/hyperv-protocol.md §8.1).
 const (
 	icTypeKVP      = 2
 	icTypeTimeSync = 4
 	icTypeVSS      = 5
 )
 
-// More HRESULTs of IC replies (reference §8.1).
+// More HRESULTs of IC replies (docs/hyperv-protocol.md §8.1).
 const (
 	HResultNoMoreItems        uint32 = 0x80070103 // KVP enumerate past the end
 	HResultNotSupported       uint32 = 0x80070032
@@ -33,7 +33,7 @@ const (
 	HResultDeviceNotConnected uint32 = 0x8007048F
 )
 
-// Time sync (reference §8.5).
+// Time sync (docs/hyperv-protocol.md §8.5).
 const (
 	tsOffParentTime = 28 // u64, 100 ns since 1601-01-01 UTC (all versions)
 	// Before 4.0.
@@ -42,7 +42,7 @@ const (
 	tsOffFlagsV3   = 52 // u8
 	// OpenVMM's (naturally padded) body lengths; Linux declares the
 	// structs packed (25 and 22 bytes) and echoes whatever length it got
-	// (reference §11 #17). The host sends the padded ones.
+	// (docs/hyperv-protocol.md §11 #17). The host sends the padded ones.
 	tsBodyV3 = 28
 	// 4.0.
 	tsOffRefTime = 36 // u64, partition reference counter at sampling
@@ -55,7 +55,7 @@ const (
 	fileTimeUnixEpoch = 116444736000000000
 )
 
-// Time sync flags (reference §8.5).
+// Time sync flags (docs/hyperv-protocol.md §8.5).
 const (
 	TimeSyncProbe  uint8 = 0 // no clock change
 	TimeSyncSync   uint8 = 1 // step the clock (first message after boot or restore)
@@ -66,7 +66,7 @@ const (
 var timeSyncVersion4 = icVersion(4, 0)
 
 // FileTime converts t to Windows file time: 100 ns units since
-// 1601-01-01 UTC, the unit of the time sync "parent time" (reference §8.5).
+// 1601-01-01 UTC, the unit of the time sync "parent time" (docs/hyperv-protocol.md §8.5).
 func FileTime(t time.Time) uint64 {
 	return uint64(t.Unix())*10_000_000 + uint64(t.Nanosecond()/100) + fileTimeUnixEpoch
 }
@@ -93,7 +93,7 @@ func encodeTimeSyncBody(msg uint32, parent, ref uint64, flags uint8) []byte {
 	return b
 }
 
-// KVP (reference §8.6).
+// KVP (docs/hyperv-protocol.md §8.6).
 const (
 	kvpOffOp   = 28 // u8 operation
 	kvpOffPool = 29 // u8 pool
@@ -142,7 +142,7 @@ const (
 	kvpIPGatewayLen = 1024
 )
 
-// KVP operations (reference §8.6).
+// KVP operations (docs/hyperv-protocol.md §8.6).
 const (
 	kvpOpGet       = 0
 	kvpOpSet       = 1
@@ -161,7 +161,7 @@ func kvpOpName(op uint8) string {
 	return fmt.Sprintf("op %d", op)
 }
 
-// KVPPool is a KVP pool (reference §8.6).
+// KVPPool is a KVP pool (docs/hyperv-protocol.md §8.6).
 type KVPPool uint8
 
 // KVP pools.
@@ -173,7 +173,7 @@ const (
 	KVPPoolAutoInternal KVPPool = 4 // never exchanged
 )
 
-// KVP value types (reference §8.6, §11 #18).
+// KVP value types (docs/hyperv-protocol.md §8.6, §11 #18).
 const (
 	KVPTypeString       uint32 = 1  // REG_SZ, UTF-16LE
 	KVPTypeExpandString uint32 = 2  // REG_EXPAND_SZ
@@ -328,7 +328,7 @@ func encodeKVPDeleteMsg(pool KVPPool, key string) ([]byte, error) {
 	return b, nil
 }
 
-// IPInfo is the KVP IP record (reference §8.6, Linux struct
+// IPInfo is the KVP IP record (docs/hyperv-protocol.md §8.6, Linux struct
 // hv_kvp_ipaddr_value): the lists are semicolon-separated on the wire.
 type IPInfo struct {
 	// AdapterID names the adapter: Hyper-V sends the MAC address
@@ -409,7 +409,7 @@ func parseKVPIPRecord(r []byte) (IPInfo, error) {
 	}, nil
 }
 
-// VSS (reference §9.1; Linux struct hv_vss_msg: an 8-byte header, then a
+// VSS (docs/hyperv-protocol.md §9.1; Linux struct hv_vss_msg: an 8-byte header, then a
 // u32 of operation data).
 const (
 	vssOffOp    = 28 // u8 operation, then 7 reserved bytes

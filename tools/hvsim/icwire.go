@@ -1,6 +1,6 @@
 package hvsim
 
-// Integration-component framing (reference §8.1): every in-band packet
+// Integration-component framing (docs/hyperv-protocol.md §8.1): every in-band packet
 // payload starts with an 8-byte pipe header and a 20-byte ICMSG header.
 const (
 	icOffPipeFlags = 0  // u32, 1 = data
@@ -26,16 +26,16 @@ const (
 	icTypeHeartbeat = 1
 	icTypeShutdown  = 3
 
-	// Negotiate body (reference §8.2), offsets from the payload start.
+	// Negotiate body (docs/hyperv-protocol.md §8.2), offsets from the payload start.
 	icOffNegFwCount  = 28
 	icOffNegMsgCount = 30
 	icOffNegVersions = 36
 
-	// Heartbeat body (reference §8.3): sequence u64 + 32 reserved bytes.
+	// Heartbeat body (docs/hyperv-protocol.md §8.3): sequence u64 + 32 reserved bytes.
 	icOffHeartbeatSeq = 28
 	icHeartbeatBody   = 40
 
-	// Shutdown body (reference §8.4).
+	// Shutdown body (docs/hyperv-protocol.md §8.4).
 	icOffShutdownReason  = 28
 	icOffShutdownTimeout = 32
 	icOffShutdownFlags   = 36
@@ -44,7 +44,7 @@ const (
 	icShutdownBody       = 12 + icShutdownMessageLen
 )
 
-// HRESULTs the IC hosts see (reference §8.1).
+// HRESULTs the IC hosts see (docs/hyperv-protocol.md §8.1).
 const (
 	HResultOK   uint32 = 0
 	HResultFail uint32 = 0x80004005

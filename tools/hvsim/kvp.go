@@ -18,7 +18,7 @@ import (
 //
 // Every value operation is sent with the 2580-byte body of the largest
 // value message, every IP operation with the 7428-byte IP body
-// (reference §8.6), and the guest's reply must keep those sizes.
+// (docs/hyperv-protocol.md §8.6), and the guest's reply must keep those sizes.
 //
 // Offered versions: framework 3.0, 1.0; messages 5.0 (OpenVMM), 4.0, 3.0,
 // 1.0 on WS2016 and later, 4.0, 3.0, 1.0 on WS2012R2 (Linux: 4.0 is the

@@ -10,7 +10,7 @@ import (
 )
 
 // utf16le writes ASCII s as UTF-16LE with a NUL at b[off:] and returns the
-// byte count (reference §8.6: sizes include the NUL).
+// byte count (docs/hyperv-protocol.md §8.6: sizes include the NUL).
 func utf16le(b []byte, off int, s string) int {
 	for i := 0; i < len(s); i++ {
 		b[off+2*i] = s[i]
@@ -88,7 +88,7 @@ func TestKVPSetGetDeleteWire(t *testing.T) {
 	k, oc := setupKVP(t, nil)
 	ctx := ctxT(t)
 
-	// SET into the external pool (reference §8.6: record @32).
+	// SET into the external pool (docs/hyperv-protocol.md §8.6: record @32).
 	res := async(func() error { return k.SetExternal(ctx, "ab", "xyz") })
 	q := oc.nextIC(t)
 	want := append(kvpHeader(q, 4, 2580),
@@ -175,7 +175,7 @@ func TestKVPIPInfoWire(t *testing.T) {
 	res := make(chan ipRes, 1)
 	go func() { i, err := k.GetIPInfo(ctx, mac); res <- ipRes{i, err} }()
 	q := oc.nextIC(t)
-	// 7428-byte body, op @28, pool @29, adapter id @30 (reference §8.6).
+	// 7428-byte body, op @28, pool @29, adapter id @30 (docs/hyperv-protocol.md §8.6).
 	want := append(kvpHeader(q, 4, 7428), 4, 0)
 	for _, c := range mac {
 		want = append(want, byte(c), 0)

@@ -28,7 +28,7 @@ func TestGUIDWire(t *testing.T) {
 
 // TestInterruptPageEra runs protocol 0.13: no connection ids in offers,
 // host→guest events through the interrupt page's first half plus SIEFP bit
-// 0, guest→host through its second half and connection 2 (reference §3.12).
+// 0, guest→host through its second half and connection 2 (docs/hyperv-protocol.md §3.12).
 func TestInterruptPageEra(t *testing.T) {
 	dev := newRecDevice("57164f39-9115-4e78-ab55-382f3bd5422d")
 	g := newGuest(t, Config{Profile: WS2012R2}, dev)
@@ -67,7 +67,7 @@ func TestInterruptPageEra(t *testing.T) {
 	if v := atomic.LoadUint64(a64(ip.Mem, 2048)); v != 0 {
 		t.Errorf("host left guest→host bits %#x", v)
 	}
-	// 0.13 has no UNLOAD_RESPONSE (reference §3.2: since 1.1).
+	// 0.13 has no UNLOAD_RESPONSE (docs/hyperv-protocol.md §3.2: since 1.1).
 	m := make([]byte, 8)
 	put32(m, 0, 16)
 	g.mustPost(m)
@@ -76,7 +76,7 @@ func TestInterruptPageEra(t *testing.T) {
 }
 
 // TestTargetVPs: control messages go to INITIATE_CONTACT's VP (3.0+), channel
-// events to OPENCHANNEL's VP, and MODIFYCHANNEL moves them (reference §3.4,
+// events to OPENCHANNEL's VP, and MODIFYCHANNEL moves them (docs/hyperv-protocol.md §3.4,
 // §3.8, §3.10).
 func TestTargetVPs(t *testing.T) {
 	dev := newRecDevice("57164f39-9115-4e78-ab55-382f3bd5422d")
@@ -267,7 +267,7 @@ func TestRelIDLimit(t *testing.T) {
 	}
 }
 
-// TestOfferLayout pins every OFFERCHANNEL field to reference §3.6.
+// TestOfferLayout pins every OFFERCHANNEL field to docs/hyperv-protocol.md §3.6.
 func TestOfferLayout(t *testing.T) {
 	spec := OfferSpec{Class: ClassKVP, Instance: MustParseGUID("242ff919-07db-4180-9c2e-b86cb68c8c55"),
 		Flags: 0x0010, MMIOMiB: 3}

@@ -58,7 +58,7 @@ func (r *ring) copyIn(off uint32, src []byte) {
 
 func (r *ring) validIndex(i uint32) bool { return i%8 == 0 && i < r.size }
 
-// writable is free space by the arithmetic of reference §4.6.
+// writable is free space by the arithmetic of docs/hyperv-protocol.md §4.6.
 func (r *ring) writable(w, rd uint32) uint32 {
 	if w >= rd {
 		return r.size - (w - rd)
@@ -73,7 +73,7 @@ type Packet struct {
 	Flags         uint16
 	TransactionID uint64
 	// Header is the type-specific header between the 16-byte descriptor
-	// and offset8*8 (reference §4.5).
+	// and offset8*8 (docs/hyperv-protocol.md §4.5).
 	Header []byte
 	// Payload runs from offset8*8 to len8*8 (it includes the padding).
 	Payload []byte
@@ -83,7 +83,7 @@ type Packet struct {
 // returns (Packet{}, 0, nil) when the ring is empty, and the packet's
 // byte length (descriptor to padding) when buf is too small.
 // freedCrossed reports whether the guest's pending send size was crossed
-// (reference §4.6), i.e. the host must signal the guest.
+// (docs/hyperv-protocol.md §4.6), i.e. the host must signal the guest.
 func (r *ring) recv(buf []byte) (p Packet, n int, freedCrossed bool, err error) {
 	w := load32(r.hdr, ringOffWrite)
 	if !r.validIndex(w) {
@@ -107,7 +107,7 @@ func (r *ring) recv(buf []byte) (p Packet, n int, freedCrossed bool, err error) 
 	case total+trailerSize > avail:
 		return p, 0, false, fmt.Errorf("%w: packet of %d bytes, %d readable", ErrRing, total, avail)
 	case typ != pktDataInband && typ != pktTransferPgs && typ != pktGPADirect && typ != pktCompletion:
-		// OpenVMM accepts only these (reference §4.4).
+		// OpenVMM accepts only these (docs/hyperv-protocol.md §4.4).
 		return p, 0, false, fmt.Errorf("%w: packet type %#x", ErrRing, typ)
 	case flags&^pktFlagCompletionRequested != 0:
 		return p, 0, false, fmt.Errorf("%w: packet flags %#x", ErrRing, flags)
@@ -122,7 +122,7 @@ func (r *ring) recv(buf []byte) (p Packet, n int, freedCrossed bool, err error) 
 	after := r.writable(w, r.idx)
 	if load32(r.hdr, ringOffFeatures)&ringFeaturePSS != 0 {
 		// Signal when the free space comes to exceed the guest's pending
-		// send size P, and only then: before ≤ P < after (reference §4.6,
+		// send size P, and only then: before ≤ P < after (docs/hyperv-protocol.md §4.6,
 		// the Linux rule; OpenVMM's is the same with 8 bytes left out of
 		// its free-space figure). A guest that asks for more than the ring
 		// can ever have free is never signalled, as by a real host.
@@ -139,7 +139,7 @@ var zeroPad [8]byte
 
 // send writes one packet into the host→guest ring. It returns whether the
 // guest must be signalled (ring was empty and the guest's interrupt mask is
-// 0, reference §4.6), or errRingFull after storing the pending send size.
+// 0, docs/hyperv-protocol.md §4.6), or errRingFull after storing the pending send size.
 func (r *ring) send(typ, flags uint16, txid uint64, hdr, payload []byte) (signal bool, err error) {
 	if len(hdr)%8 != 0 {
 		return false, fmt.Errorf("hvsim: type-specific header of %d bytes is not a multiple of 8", len(hdr))
@@ -157,7 +157,7 @@ func (r *ring) send(typ, flags uint16, txid uint64, hdr, payload []byte) (signal
 	w := r.idx
 	if r.writable(w, rd) <= need {
 		// Ask the guest to signal once the free space exceeds the packet,
-		// trailer included (reference §4.6, producer blocked).
+		// trailer included (docs/hyperv-protocol.md §4.6, producer blocked).
 		store32(r.hdr, ringOffPending, need)
 		if r.writable(w, load32(r.hdr, ringOffRead)) <= need {
 			return false, errRingFull

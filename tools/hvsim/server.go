@@ -28,7 +28,7 @@ type offer struct {
 	ch        *Channel
 }
 
-// gpadl is a guest buffer description (reference §3.9).
+// gpadl is a guest buffer description (docs/hyperv-protocol.md §3.9).
 type gpadl struct {
 	id, relid  uint32
 	total      int
@@ -94,7 +94,7 @@ func (s *server) enqueue(conn uint32, m queuedMsg) bool {
 }
 
 // acceptsConnection says whether HvPostMessage to conn reaches the VMBus
-// message port (reference §2.5: id 4 exists only on hosts with 5.0).
+// message port (docs/hyperv-protocol.md §2.5: id 4 exists only on hosts with 5.0).
 func (s *server) acceptsConnection(conn uint32) bool {
 	if conn == connMessage {
 		return true
@@ -186,7 +186,7 @@ func (s *server) short(b []byte, min int) bool {
 	return false
 }
 
-// initiateContact handles INITIATE_CONTACT (reference §3.3–§3.5).
+// initiateContact handles INITIATE_CONTACT (docs/hyperv-protocol.md §3.3–§3.5).
 func (s *server) initiateContact(conn uint32, b []byte) {
 	if s.short(b, sizeInitiateContact) {
 		return
@@ -211,11 +211,11 @@ func (s *server) initiateContact(conn uint32, b []byte) {
 		return
 	}
 	if !s.h.cfg.Profile.accepts(v) {
-		reject() // ordinary step-down (reference §3.3)
+		reject() // ordinary step-down (docs/hyperv-protocol.md §3.3)
 		return
 	}
 	if v < Version3_0 {
-		vp = 0 // target VP is honoured from 3.0 on (reference §3.4)
+		vp = 0 // target VP is honoured from 3.0 on (docs/hyperv-protocol.md §3.4)
 	}
 	if int(vp) >= len(s.h.synics) {
 		s.violate("%w: target VP %d of %d", ErrBadVersion, vp, len(s.h.synics))
@@ -269,7 +269,7 @@ func (s *server) initiateContact(conn uint32, b []byte) {
 		s.msgConn = s.h.cfg.MessageConnectionID
 		m.put32(12, s.msgConn)
 	} else {
-		m.put32(12, v) // like OpenVMM (reference §3.5, §11 #3)
+		m.put32(12, v) // like OpenVMM (docs/hyperv-protocol.md §3.5, §11 #3)
 	}
 	s.h.logf("hvsim: VMBus %s connected, target VP %d", versionString(v), vp)
 	s.send(m)
@@ -318,7 +318,7 @@ func (s *server) gpadlCreated(relid, id, status uint32) {
 	s.send(m)
 }
 
-// gpadlHeader handles GPADL_HEADER (reference §3.9).
+// gpadlHeader handles GPADL_HEADER (docs/hyperv-protocol.md §3.9).
 func (s *server) gpadlHeader(b []byte) {
 	if s.short(b, gpadlHeaderFixed) {
 		return
@@ -375,7 +375,7 @@ func (s *server) gpadlHeader(b []byte) {
 	s.maybeCreated(g)
 }
 
-// gpadlBody handles GPADL_BODY (reference §3.9).
+// gpadlBody handles GPADL_BODY (docs/hyperv-protocol.md §3.9).
 func (s *server) gpadlBody(b []byte) {
 	if s.short(b, gpadlBodyFixed+8) {
 		return
@@ -427,7 +427,7 @@ func (s *server) openResult(relid, openID, status uint32) {
 	s.send(m)
 }
 
-// openChannel handles OPENCHANNEL (reference §3.8, §4.1).
+// openChannel handles OPENCHANNEL (docs/hyperv-protocol.md §3.8, §4.1).
 func (s *server) openChannel(b []byte) {
 	if s.short(b, sizeOpenChannel) {
 		return
@@ -489,7 +489,7 @@ func (s *server) openChannel(b []byte) {
 	in.idx = load32(in.hdr, ringOffRead)
 	out.idx = load32(out.hdr, ringOffWrite)
 	// The host produces into the host→guest ring and supports pending
-	// send size (reference §4.2).
+	// send size (docs/hyperv-protocol.md §4.2).
 	or32(out.hdr, ringOffFeatures, ringFeaturePSS)
 	ch := &Channel{h: s.h, relid: relid, subIndex: o.subIndex, gpadl: gid, in: in, out: out,
 		version: s.version, recvKick: make(chan struct{}, 1), spaceKick: make(chan struct{}, 1),
@@ -592,10 +592,10 @@ func (s *server) relidReleased(b []byte) {
 		s.violate("%w: RELID_RELEASED relid %d", ErrUnknownChannel, relid)
 		return
 	case o.guestOpen:
-		s.violate("%w: RELID_RELEASED of open relid %d (reference §3.10)", ErrChannelState, relid)
+		s.violate("%w: RELID_RELEASED of open relid %d (docs/hyperv-protocol.md §3.10)", ErrChannelState, relid)
 		return
 	}
-	// Every GPADL of the channel must be gone first (reference §3.11 step
+	// Every GPADL of the channel must be gone first (docs/hyperv-protocol.md §3.11 step
 	// 6): a GPADL created for a channel being rescinded, or one the guest
 	// forgot, still maps guest pages.
 	for id, g := range s.gpadls {
@@ -622,7 +622,7 @@ func (s *server) unload() {
 }
 
 // reset drops the connection: every channel closes and every GPADL is
-// silently invalidated (reference §3.9).
+// silently invalidated (docs/hyperv-protocol.md §3.9).
 func (s *server) reset() {
 	for _, o := range slices.Clone(s.offers) {
 		s.closeHost(o)
@@ -683,7 +683,7 @@ func (s *server) signal(conn uint32) bool {
 }
 
 // scanInterruptPage serves the 0.13 doorbell: relid bits in the second
-// half of the interrupt page (reference §3.4, §3.12).
+// half of the interrupt page (docs/hyperv-protocol.md §3.4, §3.12).
 func (s *server) scanInterruptPage() {
 	pg := s.h.arena.page(s.intPagePFN)
 	if pg == nil {
@@ -701,7 +701,7 @@ func (s *server) scanInterruptPage() {
 	}
 }
 
-// ErrTooManyChannels says all relids (1..2047, reference §2.5) are used.
+// ErrTooManyChannels says all relids (1..2047, docs/hyperv-protocol.md §2.5) are used.
 var ErrTooManyChannels = errors.New("hvsim: no relid left")
 
 func (s *server) addOffer(dev Device, spec OfferSpec, subIndex uint16) (uint32, error) {

@@ -17,7 +17,7 @@ type Stats struct {
 	MessagesDropped uint64 // host→guest messages lost to a full VP queue
 	BlackHoled      uint64 // guest messages ignored by the BlackHole fault
 	Violations      uint64
-	// Received and Sent count channel messages by type (reference §3.2).
+	// Received and Sent count channel messages by type (docs/hyperv-protocol.md §3.2).
 	Received, Sent map[uint32]uint64
 	// Per VP: messages placed in the slot, pending flags set, EOMs seen,
 	// handler calls.

@@ -77,7 +77,7 @@ func (s *synic) SIMPPFN() uint64  { return s.simp.PFN }
 func (s *synic) SIEFPPFN() uint64 { return s.siefp.PFN }
 
 // EndOfMessage implements hv.SynIC: it lets the delivery goroutine rescan
-// (reference §2.3).
+// (docs/hyperv-protocol.md §2.3).
 func (s *synic) EndOfMessage() {
 	s.eoms.Add(1)
 	select {
@@ -130,7 +130,7 @@ func (s *synic) post(payload []byte) bool {
 	}
 }
 
-// raiseEvent sets event flag bit in SINT2's area (reference §2.2) and, unless
+// raiseEvent sets event flag bit in SINT2's area (docs/hyperv-protocol.md §2.2) and, unless
 // a fault drops it, interrupts the VP.
 func (s *synic) raiseEvent(bit uint32, interrupt bool) {
 	area := vmbusSINT * flagAreaSize
@@ -144,7 +144,7 @@ func (s *synic) raiseEvent(bit uint32, interrupt bool) {
 	}
 }
 
-// run is the delivery goroutine (reference §2.3, host side): a message goes
+// run is the delivery goroutine (docs/hyperv-protocol.md §2.3, host side): a message goes
 // into slot 2 only when the slot is empty; otherwise the pending flag is set
 // and the next message waits for the guest's EOM.
 func (s *synic) run(stop <-chan struct{}) {
@@ -169,7 +169,7 @@ func (s *synic) run(stop <-chan struct{}) {
 			}
 		}
 		if s.masked() {
-			// A masked SINT receives no messages (reference §2.3, iPXE note).
+			// A masked SINT receives no messages (docs/hyperv-protocol.md §2.3, iPXE note).
 			select {
 			case <-s.unmask:
 			case <-s.kick:

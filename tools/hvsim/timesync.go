@@ -162,7 +162,7 @@ func (t *TimeSync) send(ctx context.Context, ch *Channel, flags uint8) (TimeSamp
 		return s, fmt.Errorf("hvsim: timesync: %w", err)
 	}
 	if h.msgSize != h.sentSize {
-		// The guest answers in the buffer it got (reference §8.1, §11 #17).
+		// The guest answers in the buffer it got (docs/hyperv-protocol.md §8.1, §11 #17).
 		return s, violation(ch, "timesync", fmt.Errorf("reply message size %d, sent %d", h.msgSize, h.sentSize))
 	}
 	s.HResult = h.status

@@ -28,7 +28,7 @@ func (oc *openedChannel) nextIC(t testing.TB) icPkt {
 	return icPkt{txid: binary64(pkt[8:]), p: pkt[16:]}
 }
 
-// answer replies with status (the same buffer, reference §8.1).
+// answer replies with status (the same buffer, docs/hyperv-protocol.md §8.1).
 func (oc *openedChannel) answer(t testing.TB, q icPkt, status uint32) {
 	t.Helper()
 	r := bytes.Clone(q.p[:28+int(get16(q.p, 18))])
@@ -137,7 +137,7 @@ func TestTimeSyncWire(t *testing.T) {
 		3, 0, 0, 0, // framework 3.0
 		4, 0, // type time sync
 		4, 0, 0, 0, // message 4.0
-		24, 0, // body size (padded v4 layout, reference §11 #17)
+		24, 0, // body size (padded v4 layout, docs/hyperv-protocol.md §11 #17)
 		0, 0, 0, 0, // status
 		q.p[24], 0x03, 0, 0,
 		byte(parent), byte(parent >> 8), byte(parent >> 16), byte(parent >> 24),

@@ -47,7 +47,7 @@ func TestNegotiateEachProfile(t *testing.T) {
 			if !ok || v != tc.want {
 				t.Errorf("host says %#x connected=%v", v, ok)
 			}
-			// Connection 4 exists only on hosts with 5.0 (reference §1.8).
+			// Connection 4 exists only on hosts with 5.0 (docs/hyperv-protocol.md §1.8).
 			noViolations(t, g.h)
 			if tc.want < 0x50000 {
 				err := g.p.PostMessage(4, 1, make([]byte, 8))
@@ -136,7 +136,7 @@ func TestOffers(t *testing.T) {
 	if len(offers) != len(std.All) {
 		t.Fatalf("%d offers, want %d", len(offers), len(std.All))
 	}
-	// netvsc class in wire layout (reference, Conventions).
+	// netvsc class in wire layout (docs/hyperv-protocol.md, Conventions).
 	netvsc := []byte{0x63, 0x51, 0x61, 0xf8, 0x3e, 0xdf, 0xc5, 0x46, 0x91, 0x3f, 0xf2, 0xd2, 0xf9, 0x65, 0xed, 0x0e}
 	found := false
 	seen := map[uint32]bool{}
@@ -227,7 +227,7 @@ func TestGPADLMultiBodyAndOpen(t *testing.T) {
 }
 
 // TestRingExchange sends packets both ways and checks the signalling rule
-// of reference §4.6 on each side.
+// of docs/hyperv-protocol.md §4.6 on each side.
 func TestRingExchange(t *testing.T) {
 	oc := setupChannel(t, Config{}, 8, 4)
 	g, ch := oc.g, oc.ch
@@ -263,7 +263,7 @@ func TestRingExchange(t *testing.T) {
 	if _, ok, _ := ch.Recv(buf); ok {
 		t.Fatal("ring not empty")
 	}
-	// Read index published (reference §4.2 @4) equals the write index.
+	// Read index published (docs/hyperv-protocol.md §4.2 @4) equals the write index.
 	if r, w := get32m(oc.out.hdr(), 4), get32m(oc.out.hdr(), 0); r != w {
 		t.Errorf("read %d write %d", r, w)
 	}
@@ -316,7 +316,7 @@ func waitEvent(t testing.TB, g *tguest, relid uint32, n int) {
 
 // TestHostBlockedOnFullRing fills the host→guest ring and checks that the
 // host publishes a pending send size and resumes after the guest frees
-// space and signals (reference §4.6).
+// space and signals (docs/hyperv-protocol.md §4.6).
 func TestHostBlockedOnFullRing(t *testing.T) {
 	oc := setupChannel(t, Config{}, 4, 2) // 4 KiB data per ring
 	g, ch := oc.g, oc.ch
@@ -383,7 +383,7 @@ func TestGuestPendingSendSize(t *testing.T) {
 
 // TestPendingSendSizeExactRule: the host signals a blocked guest producer
 // when, and only when, draining makes the free space exceed its pending
-// send size P (reference §4.6): before ≤ P < after. A P that the ring can
+// send size P (docs/hyperv-protocol.md §4.6): before ≤ P < after. A P that the ring can
 // never exceed (the data size) is never signalled, as on a real host; the
 // largest packet the ring takes (size − 8) is.
 func TestPendingSendSizeExactRule(t *testing.T) {
@@ -443,7 +443,7 @@ func TestRingAllocs(t *testing.T) {
 }
 
 // TestEOMPending: with two messages queued the second lands in the slot only
-// after the guest's EOM (reference §2.3).
+// after the guest's EOM (docs/hyperv-protocol.md §2.3).
 func TestEOMPending(t *testing.T) {
 	h, err := New(Config{MemoryBytes: 1 << 20})
 	if err != nil {
@@ -526,7 +526,7 @@ func TestUnloadAndReconnect(t *testing.T) {
 		t.Fatal("still connected")
 	}
 	// Everything is invalid now, also the GPADL: a new connection can reuse
-	// the id (reference §3.9).
+	// the id (docs/hyperv-protocol.md §3.9).
 	g.connect()
 	offers := g.requestOffers()
 	if st := g.createGPADL(offers[0].relid, 0xE1E10, pfnList(oc.pages)); st != 0 {
@@ -785,7 +785,7 @@ func TestMalformedInjection(t *testing.T) {
 }
 
 // TestReleaseWithGPADLLeftIsViolation: RELID_RELEASED while a GPADL of
-// the channel still exists is a recorded violation (reference §3.11
+// the channel still exists is a recorded violation (docs/hyperv-protocol.md §3.11
 // step 6); with every GPADL torn down it is not.
 func TestReleaseWithGPADLLeftIsViolation(t *testing.T) {
 	for _, teardown := range []bool{false, true} {

@@ -18,7 +18,7 @@ func setupVSS(t *testing.T) (*VSS, *openedChannel) {
 }
 
 // vssExpect reads the next VSS request and checks it byte for byte
-// (reference §9.1: operation @28, 7 reserved bytes, data u32 @36).
+// (docs/hyperv-protocol.md §9.1: operation @28, 7 reserved bytes, data u32 @36).
 func (oc *openedChannel) vssExpect(t testing.TB, op byte) icPkt {
 	t.Helper()
 	q := oc.nextIC(t)

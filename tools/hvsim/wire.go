@@ -6,10 +6,10 @@ import (
 )
 
 // This file holds the wire definitions of the VMBus channel messages the
-// host handles (reference §3). Offsets are byte offsets from the start of the
+// host handles (docs/hyperv-protocol.md §3). Offsets are byte offsets from the start of the
 // channel message (the SynIC payload).
 
-// Channel message types (reference §3.2).
+// Channel message types (docs/hyperv-protocol.md §3.2).
 const (
 	msgOfferChannel          = 1
 	msgRescindChannelOffer   = 2
@@ -32,7 +32,7 @@ const (
 	msgModifyChannelResponse = 24
 )
 
-// Message sizes including the 8-byte header (reference §3.2).
+// Message sizes including the 8-byte header (docs/hyperv-protocol.md §3.2).
 const (
 	sizeHeader               = 8
 	sizeOfferChannel         = 196
@@ -52,23 +52,23 @@ const (
 	sizeUnloadResponse       = 8
 	sizeModifyChannel        = 16
 	sizeModifyChannelResp    = 16
-	gpadlHeaderFixed         = 28 // PFNs start here (reference §3.9)
-	gpadlBodyFixed           = 16 // PFNs start here (reference §3.9)
+	gpadlHeaderFixed         = 28 // PFNs start here (docs/hyperv-protocol.md §3.9)
+	gpadlBodyFixed           = 16 // PFNs start here (docs/hyperv-protocol.md §3.9)
 	maxGPADLHeaderPFNs       = 26
 	maxGPADLBodyPFNs         = 28
-	maxMessagePayload        = 240  // reference §1.8, §2.1
-	maxRelID                 = 2047 // reference §2.5
-	vmbusMessageType         = 1    // SynIC message type for VMBus (reference §2.5)
-	vmbusSINT                = 2    // reference §2.5
-	connMessage              = 1    // message connection id (reference §2.5)
+	maxMessagePayload        = 240  // docs/hyperv-protocol.md §1.8, §2.1
+	maxRelID                 = 2047 // docs/hyperv-protocol.md §2.5
+	vmbusMessageType         = 1    // SynIC message type for VMBus (docs/hyperv-protocol.md §2.5)
+	vmbusSINT                = 2    // docs/hyperv-protocol.md §2.5
+	connMessage              = 1    // message connection id (docs/hyperv-protocol.md §2.5)
 	connEvent013             = 2    // event connection id, protocol 0.13 only
 	connInitiate50           = 4    // INITIATE_CONTACT connection for ≥ 5.0
 	defaultChannelConnBase   = 0x10000
-	offerFlagNamedPipe       = 0x0010 // reference §3.7
+	offerFlagNamedPipe       = 0x0010 // docs/hyperv-protocol.md §3.7
 	offerFlagEnumerateDevice = 0x0001
 )
 
-// OFFERCHANNEL offsets (reference §3.6).
+// OFFERCHANNEL offsets (docs/hyperv-protocol.md §3.6).
 const (
 	offOfferType         = 8
 	offOfferInstance     = 24
@@ -84,7 +84,7 @@ const (
 	offerUserDefinedLen  = 120
 )
 
-// Protocol versions, major<<16 | minor (reference §3.3).
+// Protocol versions, major<<16 | minor (docs/hyperv-protocol.md §3.3).
 const (
 	Version0_13 uint32 = 0x0000000D
 	Version1_1  uint32 = 0x00010001
@@ -100,7 +100,7 @@ const (
 )
 
 // knownVersions is every version value some Hyper-V host understands
-// (reference §3.3); a request outside it is a guest bug, not a step-down.
+// (docs/hyperv-protocol.md §3.3); a request outside it is a guest bug, not a step-down.
 var knownVersions = [...]uint32{Version0_13, Version1_1, Version2_4, Version3_0,
 	Version4_0, Version4_1, Version5_0, Version5_1, Version5_2, Version5_3, Version6_0}
 
@@ -116,7 +116,7 @@ func isKnownVersion(v uint32) bool {
 func versionString(v uint32) string { return fmt.Sprintf("%d.%d", v>>16, v&0xFFFF) }
 
 // GUID is a GUID in its textual order; Wire gives the Windows wire layout
-// (reference, Conventions: first three fields little-endian).
+// (docs/hyperv-protocol.md, Conventions: first three fields little-endian).
 type GUID [16]byte
 
 // MustParseGUID parses "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" and panics on
@@ -180,7 +180,7 @@ func (g GUID) Wire() [16]byte {
 	return w
 }
 
-// SynIC page layout (reference §2.1, §2.2).
+// SynIC page layout (docs/hyperv-protocol.md §2.1, §2.2).
 const (
 	slotSize        = 256
 	slotOffType     = 0
@@ -192,7 +192,7 @@ const (
 	msgQueueDepth   = 64 // per-VP host→guest message queue (bounded)
 )
 
-// Ring header page offsets and packet layout (reference §4.2, §4.3).
+// Ring header page offsets and packet layout (docs/hyperv-protocol.md §4.2, §4.3).
 const (
 	ringOffWrite    = 0
 	ringOffRead     = 4
@@ -232,7 +232,7 @@ func (m *msgBuf) put32(off int, v uint32) { le.PutUint32(m.b[off:], v) }
 func (m *msgBuf) put16(off int, v uint16) { le.PutUint16(m.b[off:], v) }
 func (m *msgBuf) bytes() []byte           { return m.b[:m.n] }
 
-// offerMsg encodes OFFERCHANNEL (reference §3.6).
+// offerMsg encodes OFFERCHANNEL (docs/hyperv-protocol.md §3.6).
 func offerMsg(o *offer, version uint32) msgBuf {
 	m := newMsg(msgOfferChannel, sizeOfferChannel)
 	t := o.spec.Class.Wire()

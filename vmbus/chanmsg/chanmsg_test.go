@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// Expected bytes below are written by hand from the offsets of reference
+// Expected bytes below are written by hand from the offsets of docs/hyperv-protocol.md
 // §3, not produced by this package.
 
 func TestGUIDConventionsExample(t *testing.T) {
@@ -44,7 +44,7 @@ func TestClassTable(t *testing.T) {
 		seen[name] = true
 	}
 	if len(classNames) != 20 {
-		t.Errorf("%d classes, want 20 (reference §5 without hv_sock)", len(classNames))
+		t.Errorf("%d classes, want 20 (docs/hyperv-protocol.md §5 without hv_sock)", len(classNames))
 	}
 	if ClassName(GUID{}) != "" {
 		t.Error("unknown class has a name")
@@ -167,7 +167,7 @@ func TestEncodeBytes(t *testing.T) {
 }
 
 func TestOfferChannelBytes(t *testing.T) {
-	// A 196-byte offer laid out by reference §3.6.
+	// A 196-byte offer laid out by docs/hyperv-protocol.md §3.6.
 	b := make([]byte, 196)
 	b[0] = 1
 	copy(b[8:], ClassHeartbeat[:])

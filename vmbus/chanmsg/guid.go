@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// GUID is a GUID in Windows wire order (reference, Conventions): the first
+// GUID is a GUID in Windows wire order (docs/hyperv-protocol.md, Conventions): the first
 // 32-bit field and the next two 16-bit fields little-endian, the last eight
 // bytes as written.
 type GUID [16]byte
@@ -85,7 +85,7 @@ func (g GUID) String() string {
 	return string(b[:])
 }
 
-// Device class (interface type) GUIDs, reference §5.
+// Device class (interface type) GUIDs, docs/hyperv-protocol.md §5.
 var (
 	ClassNetwork       = MustParseGUID("f8615163-df3e-46c5-913f-f2d2f965ed0e")
 	ClassSCSI          = MustParseGUID("ba6163d9-04a1-4d29-b605-72e2ffb1dc7f")
@@ -133,6 +133,6 @@ var classNames = map[GUID]string{
 	ClassVMBusFS:       "vmbfs",
 }
 
-// ClassName returns a short name for a device class GUID of reference §5,
+// ClassName returns a short name for a device class GUID of docs/hyperv-protocol.md §5,
 // or "" if the class is unknown (for example an hv_sock endpoint).
 func ClassName(g GUID) string { return classNames[g] }

@@ -2,10 +2,10 @@ package chanmsg
 
 import "strconv"
 
-// Version is a VMBus protocol version, major<<16 | minor (reference §3.3).
+// Version is a VMBus protocol version, major<<16 | minor (docs/hyperv-protocol.md §3.3).
 type Version uint32
 
-// Protocol versions of reference §3.3.
+// Protocol versions of docs/hyperv-protocol.md §3.3.
 const (
 	Version0_13 Version = 0x0000000D // WS2008
 	Version1_1  Version = 0x00010001 // Win7 / WS2008 R2

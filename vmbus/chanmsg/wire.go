@@ -2,13 +2,13 @@ package chanmsg
 
 import "strconv"
 
-// Wire constants of the channel messages (reference §3.1, §3.2). Offsets are
+// Wire constants of the channel messages (docs/hyperv-protocol.md §3.1, §3.2). Offsets are
 // from the start of the message, i.e. of the SynIC message payload.
 
-// Type is a channel message type (reference §3.2).
+// Type is a channel message type (docs/hyperv-protocol.md §3.2).
 type Type uint32
 
-// Channel message types (reference §3.2).
+// Channel message types (docs/hyperv-protocol.md §3.2).
 const (
 	TypeOfferChannel                 Type = 1
 	TypeRescindChannelOffer          Type = 2
@@ -70,7 +70,7 @@ func (t Type) String() string {
 	return "TYPE_" + strconv.FormatUint(uint64(t), 10)
 }
 
-// Limits (reference §2.5, §3.9).
+// Limits (docs/hyperv-protocol.md §2.5, §3.9).
 const (
 	// MaxSize is the largest channel message: the SynIC payload size.
 	MaxSize = 240
@@ -88,7 +88,7 @@ const (
 	UserDataSize = 120
 )
 
-// Message sizes including the common header (reference §3.2).
+// Message sizes including the common header (docs/hyperv-protocol.md §3.2).
 const (
 	SizeOfferChannel          = 196
 	SizeRescindChannelOffer   = 12
@@ -202,5 +202,5 @@ const (
 	OffModifyStatus   = 12
 )
 
-// SINT is the SynIC interrupt VMBus uses (reference §2.5).
+// SINT is the SynIC interrupt VMBus uses (docs/hyperv-protocol.md §2.5).
 const SINT = 2

@@ -1,5 +1,5 @@
 // Package ring is the guest side of the VMBus shared ring buffer
-// (reference §4): the producer (Writer) of a channel's outbound ring, the
+// (docs/hyperv-protocol.md §4): the producer (Writer) of a channel's outbound ring, the
 // consumer (Reader) of its inbound ring, packet framing (descriptor,
 // type-specific headers, padding, trailer) and the signalling decisions.
 //
@@ -11,7 +11,7 @@
 // # Layout
 //
 // A ring is one 4096-byte header page followed by a data area of
-// size = len(mem) − 4096 bytes (reference §4.1, §4.2). The header holds
+// size = len(mem) − 4096 bytes (docs/hyperv-protocol.md §4.1, §4.2). The header holds
 //
 //	@0  write index       written by the producer only
 //	@4  read index        written by the consumer only
@@ -21,7 +21,7 @@
 //
 // A packet is a 16-byte descriptor, a type-specific header, the payload,
 // zero padding to 8 bytes and an 8-byte trailer holding the packet's start
-// offset << 32 (reference §4.3). Packets wrap around the end of the data
+// offset << 32 (docs/hyperv-protocol.md §4.3). Packets wrap around the end of the data
 // area byte for byte, so every copy may be two copies.
 //
 // # Invariants
@@ -34,7 +34,7 @@
 //     load and validated before use; an invalid value is a *CorruptError.
 //   - w == r means empty, so the producer never fills the ring to w == r:
 //     a packet of T bytes (trailer included) is written only if
-//     writable > T (reference §4.6). A full ring therefore always has at
+//     writable > T (docs/hyperv-protocol.md §4.6). A full ring therefore always has at
 //     least 8 free bytes.
 //   - The reader copies a packet out of shared memory before it looks at
 //     it: the descriptor into a private copy, which is validated (offset8 ≥
@@ -52,7 +52,7 @@
 // size) is ordered after it: the full barrier that the signalling rules
 // below need.
 //
-// # Signalling (reference §4.6)
+// # Signalling (docs/hyperv-protocol.md §4.6)
 //
 //   - Producer: after publishing the write index, signal iff the
 //     consumer's interrupt mask is 0 and the read index equals the write
@@ -68,9 +68,9 @@
 //     P < after. That is Linux's rule (drivers/hv/ring_buffer.c) and
 //     OpenVMM's (vmbus_ring, whose free-space figure already leaves out
 //     the 8 bytes that keep the ring from looking empty, so its
-//     "before < P ≤ after" is the same test; reference §11 #14 reads the
-//     two as different). before ≤ P keeps a second Commit from signalling
-//     again for the same wait.
+//     "before < P ≤ after" is the same test; docs/hyperv-protocol.md
+//     §11 #14). before ≤ P keeps a second Commit from signalling again for
+//     the same wait.
 //   - Our producer stores SpaceNeeded = the packet's size T, trailer
 //     included, and no more: the packet fits exactly when free > T, which
 //     is when the consumer signals. Storing more would strand the largest

@@ -21,7 +21,7 @@ var (
 	// ring protocol.
 	ErrCorrupt = errors.New("ring: corrupt")
 	// ErrUnalignedHeader: a type-specific header whose length is not a
-	// multiple of 8 cannot be described by offset8 (reference §4.3).
+	// multiple of 8 cannot be described by offset8 (docs/hyperv-protocol.md §4.3).
 	ErrUnalignedHeader = errors.New("ring: type-specific header length not a multiple of 8")
 	// ErrBatchClosed: Batch.Add after Commit or Abort.
 	ErrBatchClosed = errors.New("ring: batch not open")

@@ -20,7 +20,7 @@ func newShared(mem []byte) (shared, error) {
 	if len(mem) < 2*HeaderSize || len(mem)%HeaderSize != 0 {
 		return shared{}, fmt.Errorf("%w: length %d is not a multiple of %d of at least two pages", ErrMemory, len(mem), HeaderSize)
 	}
-	// Indices are u32 byte offsets (reference §4.2).
+	// Indices are u32 byte offsets (docs/hyperv-protocol.md §4.2).
 	if uint64(len(mem)-HeaderSize) > 1<<31 {
 		return shared{}, fmt.Errorf("%w: data area of %d bytes too large for u32 indices", ErrMemory, len(mem)-HeaderSize)
 	}
@@ -45,14 +45,14 @@ func word(mem []byte, off int) *uint32 {
 }
 
 // load reads a shared index once and reports whether it is valid:
-// a multiple of 8 below the data size (reference §4.6).
+// a multiple of 8 below the data size (docs/hyperv-protocol.md §4.6).
 func (s *shared) load(p *uint32) (uint32, bool) {
 	v := atomic.LoadUint32(p)
 	return v, v%8 == 0 && v < s.size
 }
 
 // writable is the producer's free space for write index w and read index r
-// (reference §4.6).
+// (docs/hyperv-protocol.md §4.6).
 func (s *shared) writable(w, r uint32) uint32 {
 	if w >= r {
 		return s.size - (w - r)
@@ -60,7 +60,7 @@ func (s *shared) writable(w, r uint32) uint32 {
 	return r - w
 }
 
-// readable is the number of bytes between r and w (reference §4.6).
+// readable is the number of bytes between r and w (docs/hyperv-protocol.md §4.6).
 func (s *shared) readable(w, r uint32) uint32 {
 	if w >= r {
 		return w - r
@@ -125,7 +125,7 @@ type Writer struct {
 // area; len a multiple of 4096, at least two pages, 8-byte aligned). It
 // takes over the write index found in mem (0 for a fresh ring) and sets
 // the pending-send-size feature bit, as Linux does for both rings
-// (reference §4.2).
+// (docs/hyperv-protocol.md §4.2).
 func NewWriter(mem []byte) (*Writer, error) {
 	s, err := newShared(mem)
 	if err != nil {
@@ -191,7 +191,7 @@ func (s *shared) writePacket(at uint32, pktLen int, typ PacketType, flags uint16
 		n += len(p)
 	}
 	i = s.put(i, zeros[:pktLen-n])
-	// Trailer: the packet's start offset in the upper half (reference §4.3).
+	// Trailer: the packet's start offset in the upper half (docs/hyperv-protocol.md §4.3).
 	var tr [TrailerSize]byte
 	binary.LittleEndian.PutUint64(tr[:], uint64(at)<<32)
 	return s.put(i, tr[:])
@@ -215,7 +215,7 @@ func (w *Writer) reserve(at uint32, pktLen int) error {
 
 // publish makes everything up to index w visible to the consumer and
 // reports whether it must be signalled, given the write index old from
-// before the data was written (reference §4.6).
+// before the data was written (docs/hyperv-protocol.md §4.6).
 func (w *Writer) publish(next, old uint32) bool {
 	w.write = next
 	// Sequentially consistent store: a full barrier before the loads below.
@@ -234,7 +234,7 @@ func (w *Writer) publish(next, old uint32) bool {
 // txid), the type-specific header hdr (length a multiple of 8), the
 // concatenation of parts as payload, zero padding and the trailer, then
 // publishes the write index. signal reports whether the consumer must be
-// signalled (reference §4.6). Errors: ErrFull (nothing written),
+// signalled (docs/hyperv-protocol.md §4.6). Errors: ErrFull (nothing written),
 // ErrTooLarge, ErrUnalignedHeader, ErrBatchOpen, or a *CorruptError for an
 // invalid read index. It does not allocate.
 func (w *Writer) TryWrite(typ PacketType, flags uint16, txid uint64, hdr []byte, parts ...[]byte) (signal bool, err error) {
@@ -255,7 +255,7 @@ func (w *Writer) TryWrite(typ PacketType, flags uint16, txid uint64, hdr []byte,
 	return w.publish(next, old), nil
 }
 
-// Writable returns the producer's free bytes (reference §4.6) at the
+// Writable returns the producer's free bytes (docs/hyperv-protocol.md §4.6) at the
 // published write index; a packet of PacketSize T fits if Writable() > T.
 // It returns 0 if the read index is invalid.
 func (w *Writer) Writable() int {
@@ -269,7 +269,7 @@ func (w *Writer) Writable() int {
 // SetPendingSend stores n, rounded up to a multiple of 8, as the pending
 // send size: the free space the blocked producer waits for (0 clears it).
 // Pass SpaceNeeded for the packet that did not fit, then re-check with
-// TryWrite before sleeping (reference §4.6), and clear it once written.
+// TryWrite before sleeping (docs/hyperv-protocol.md §4.6), and clear it once written.
 func (w *Writer) SetPendingSend(n int) {
 	if n < 0 {
 		n = 0
@@ -326,7 +326,7 @@ func (b *Batch) Len() int { return int(b.packets) }
 
 // Commit publishes the batch's packets and reports whether the consumer
 // must be signalled, by the producer rule applied to the write index from
-// before the batch (reference §4.6). An empty batch publishes nothing and
+// before the batch (docs/hyperv-protocol.md §4.6). An empty batch publishes nothing and
 // returns false. The batch is closed afterwards.
 func (b *Batch) Commit() (signal bool) {
 	if !b.open {
@@ -370,7 +370,7 @@ type Reader struct {
 // NewReader returns the consumer of the ring in mem (same requirements as
 // NewWriter). It takes over the read index found in mem (0 for a fresh
 // ring) and sets the pending-send-size feature bit, as Linux does for both
-// rings (reference §4.2).
+// rings (docs/hyperv-protocol.md §4.2).
 func NewReader(mem []byte) (*Reader, error) {
 	s, err := newShared(mem)
 	if err != nil {
@@ -472,7 +472,7 @@ func (r *Reader) Peek() (Descriptor, error) {
 // read so far back to the producer, and reports whether the producer must
 // be signalled: the feature bit is set, the pending send size P (rounded
 // down to 8) is non-zero and this Commit made the free space exceed P,
-// before ≤ P < after (reference §4.6; Linux drivers/hv/ring_buffer.c, and
+// before ≤ P < after (docs/hyperv-protocol.md §4.6; Linux drivers/hv/ring_buffer.c, and
 // OpenVMM vmbus_ring whose free space excludes the 8 reserved bytes: the
 // same rule). See the package comment.
 func (r *Reader) Commit() (signalProducer bool) {
@@ -511,7 +511,7 @@ func (r *Reader) MaskInterrupts() {
 // UnmaskInterrupts clears the interrupt mask and then, after a full
 // barrier, reports whether unread data is pending: a packet written while
 // the mask was set was not signalled, so the caller must drain again when
-// this returns true (reference §4.6). A failed reader reports true so that
+// this returns true (docs/hyperv-protocol.md §4.6). A failed reader reports true so that
 // the next Read returns its error.
 func (r *Reader) UnmaskInterrupts() bool {
 	atomic.StoreUint32(r.s.interruptMask, 0)
@@ -523,7 +523,7 @@ func (r *Reader) UnmaskInterrupts() bool {
 }
 
 // Readable returns the bytes between the read position and the write
-// index (reference §4.6), 0 if the write index is invalid.
+// index (docs/hyperv-protocol.md §4.6), 0 if the write index is invalid.
 func (r *Reader) Readable() int {
 	w, ok := r.s.load(r.s.writeIndex)
 	if !ok {

@@ -68,7 +68,7 @@ func TestFeatureBitSet(t *testing.T) {
 	}
 }
 
-// TestWriteLayout checks the bytes a write produces against reference
+// TestWriteLayout checks the bytes a write produces against docs/hyperv-protocol.md
 // §4.2/§4.3 offsets.
 func TestWriteLayout(t *testing.T) {
 	mem := newMem(1)
@@ -165,7 +165,7 @@ func TestGPADirectPacketOffset8(t *testing.T) {
 	if _, err := w.TryWrite(TypeDataGPADirect, FlagCompletionRequested, 1, h, make([]byte, 20)); err != nil {
 		t.Fatal(err)
 	}
-	// offset8 = (24 + range bytes)/8 = (24 + 8 + 16)/8 = 6 (reference §4.5).
+	// offset8 = (24 + range bytes)/8 = (24 + 8 + 16)/8 = 6 (docs/hyperv-protocol.md §4.5).
 	if got := binary.LittleEndian.Uint16(mem[HeaderSize+2:]); got != 6 {
 		t.Errorf("offset8 = %d, want 6", got)
 	}
@@ -297,7 +297,7 @@ func TestTooLarge(t *testing.T) {
 	}
 }
 
-// TestProducerSignalRule is the truth table of reference §4.6: signal iff
+// TestProducerSignalRule is the truth table of docs/hyperv-protocol.md §4.6: signal iff
 // the interrupt mask is 0 and the ring was empty before the write.
 func TestProducerSignalRule(t *testing.T) {
 	for _, c := range []struct {
@@ -412,7 +412,7 @@ func TestBatch(t *testing.T) {
 }
 
 // TestPendingSendCrossing checks the consumer's rule before ≤ P < after:
-// signal when the free space comes to exceed P (reference §4.6).
+// signal when the free space comes to exceed P (docs/hyperv-protocol.md §4.6).
 func TestPendingSendCrossing(t *testing.T) {
 	for _, c := range []struct {
 		name     string
@@ -690,7 +690,7 @@ func TestTwoInstances(t *testing.T) {
 
 // TestWakeOnlyWhenItFits: a producer that stores P = T is signalled
 // once, by the Commit after which the packet fits, not when the free space
-// merely reaches T (a T-byte packet needs free > T, reference §4.6).
+// merely reaches T (a T-byte packet needs free > T, docs/hyperv-protocol.md §4.6).
 func TestWakeOnlyWhenItFits(t *testing.T) {
 	mem := newMem(1)
 	w, r := mustPair(t, mem)

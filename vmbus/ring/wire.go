@@ -5,11 +5,11 @@ import (
 	"strconv"
 )
 
-// Ring header page layout (reference §4.2). Each ring (one per direction)
+// Ring header page layout (docs/hyperv-protocol.md §4.2). Each ring (one per direction)
 // starts with one 4096-byte header page followed by its data area.
 const (
 	// HeaderSize is the size of the ring header page that precedes the
-	// data area (reference §4.1, §4.2).
+	// data area (docs/hyperv-protocol.md §4.1, §4.2).
 	HeaderSize = 4096
 
 	// OffWriteIndex is the byte offset of the write index (u32, producer).
@@ -26,11 +26,11 @@ const (
 	OffFeatureBits = 64
 
 	// FeaturePendingSendSize is feature bit 0: the producer uses the
-	// pending-send-size field (reference §4.2).
+	// pending-send-size field (docs/hyperv-protocol.md §4.2).
 	FeaturePendingSendSize = 1
 )
 
-// Packet framing in the data area (reference §4.3).
+// Packet framing in the data area (docs/hyperv-protocol.md §4.3).
 const (
 	// DescriptorSize is the size of the packet descriptor.
 	DescriptorSize = 16
@@ -43,7 +43,7 @@ const (
 	MaxPacketSize = 0xFFFF * 8
 )
 
-// Descriptor field offsets (reference §4.3).
+// Descriptor field offsets (docs/hyperv-protocol.md §4.3).
 const (
 	offDescType   = 0
 	offDescOff8   = 2
@@ -53,10 +53,10 @@ const (
 	minDescOffset = DescriptorSize / 8 // offset8 can never point into the descriptor
 )
 
-// PacketType is the descriptor's type field (reference §4.4).
+// PacketType is the descriptor's type field (docs/hyperv-protocol.md §4.4).
 type PacketType uint16
 
-// Packet types (reference §4.4).
+// Packet types (docs/hyperv-protocol.md §4.4).
 const (
 	TypeSynch                 PacketType = 0x1
 	TypeAddTransferPageSet    PacketType = 0x2
@@ -91,10 +91,10 @@ func (t PacketType) String() string {
 }
 
 // FlagCompletionRequested is descriptor flag bit 0: the sender wants a
-// completion packet echoing the transaction id (reference §4.3, §4.4).
+// completion packet echoing the transaction id (docs/hyperv-protocol.md §4.3, §4.4).
 const FlagCompletionRequested uint16 = 1
 
-// Descriptor is the 16-byte header of every ring packet (reference §4.3).
+// Descriptor is the 16-byte header of every ring packet (docs/hyperv-protocol.md §4.3).
 // Offset8 and Len8 count 8-byte units from the start of the descriptor;
 // Len8 excludes the trailer.
 type Descriptor struct {
@@ -151,7 +151,7 @@ func (d *Descriptor) check() *CorruptError {
 
 // PacketSize returns the ring space a packet with a type-specific header of
 // hdrLen bytes and payloadLen payload bytes occupies: descriptor, header,
-// payload, padding to 8 bytes and the trailer (reference §4.3).
+// payload, padding to 8 bytes and the trailer (docs/hyperv-protocol.md §4.3).
 func PacketSize(hdrLen, payloadLen int) int {
 	return align8(DescriptorSize+hdrLen+payloadLen) + TrailerSize
 }
@@ -162,7 +162,7 @@ func PacketSize(hdrLen, payloadLen int) int {
 // pending send size (Linux drivers/hv/ring_buffer.c; OpenVMM vmbus_ring
 // says the same with a free-space figure that already leaves out the 8
 // bytes that keep a full ring from looking empty), and the packet fits
-// exactly when the free space exceeds PacketSize (reference §4.6). Adding
+// exactly when the free space exceeds PacketSize (docs/hyperv-protocol.md §4.6). Adding
 // anything would make the largest packet a ring allows (4088 bytes in a
 // 4096-byte data area) wait for a signal that never comes.
 func SpaceNeeded(hdrLen, payloadLen int) int {
@@ -171,7 +171,7 @@ func SpaceNeeded(hdrLen, payloadLen int) int {
 
 func align8(n int) int { return (n + 7) &^ 7 }
 
-// GPA direct header (packet type 9, reference §4.5). Offsets here are from
+// GPA direct header (packet type 9, docs/hyperv-protocol.md §4.5). Offsets here are from
 // the start of the type-specific header, i.e. packet offset − 16.
 const (
 	gpaOffRangeCount = 4 // packet @20
@@ -182,7 +182,7 @@ const (
 
 // GPARange is one range of a GPA-direct packet: ByteCount bytes starting
 // ByteOffset bytes into the first of PFNs, which must hold exactly
-// ⌈(ByteOffset+ByteCount)/4096⌉ page numbers (reference §4.5).
+// ⌈(ByteOffset+ByteCount)/4096⌉ page numbers (docs/hyperv-protocol.md §4.5).
 type GPARange struct {
 	ByteCount  uint32
 	ByteOffset uint32
@@ -190,7 +190,7 @@ type GPARange struct {
 }
 
 // PFNCount returns the number of page numbers a range of byteCount bytes at
-// byteOffset spans (reference §4.5).
+// byteOffset spans (docs/hyperv-protocol.md §4.5).
 func PFNCount(byteCount, byteOffset uint32) int {
 	return int((uint64(byteOffset) + uint64(byteCount) + pageSize - 1) / pageSize)
 }
@@ -242,7 +242,7 @@ func (v GPARangeView) PFN(i int) uint64 { return binary.LittleEndian.Uint64(v.pf
 // offset 16 up to offset8×8, e.g. Packet.Header) and calls fn for each
 // range, stopping at fn's first error. It checks that the range count and
 // every range's PFN list fit in hdr and that each PFN count equals
-// ⌈(byte_offset+byte_count)/4096⌉ (reference §4.5). Bytes after the last
+// ⌈(byte_offset+byte_count)/4096⌉ (docs/hyperv-protocol.md §4.5). Bytes after the last
 // range are ignored. It does not allocate. Malformed input gives an error
 // matching ErrCorrupt.
 func ParseGPADirect(hdr []byte, fn func(r GPARangeView) error) error {
@@ -278,7 +278,7 @@ func ParseGPADirect(hdr []byte, fn func(r GPARangeView) error) error {
 	return nil
 }
 
-// Transfer-page header (packet type 7, reference §4.5). Offsets are from
+// Transfer-page header (packet type 7, docs/hyperv-protocol.md §4.5). Offsets are from
 // the start of the type-specific header (packet offset − 16). Bytes 2–3
 // (packet @18–19) are reserved and may hold garbage: they are ignored.
 const (
@@ -289,7 +289,7 @@ const (
 )
 
 // TransferRange is one {byte_count, byte_offset} range into a transfer
-// page set (reference §4.5).
+// page set (docs/hyperv-protocol.md §4.5).
 type TransferRange struct {
 	ByteCount  uint32
 	ByteOffset uint32

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// Values below are taken from reference §4.2–§4.5, not from this package.
+// Values below are taken from docs/hyperv-protocol.md §4.2–§4.5, not from this package.
 func TestConstantsMatchReference(t *testing.T) {
 	for _, c := range []struct {
 		name      string
@@ -108,7 +108,7 @@ func TestGPADirectHeaderBytes(t *testing.T) {
 		{ByteCount: 4096, ByteOffset: 0, PFNs: []uint64{7}},
 	}
 	hdr := AppendGPADirectHeader(nil, ranges)
-	// Offsets in the packet are 16 more (reference §4.5): @16 reserved,
+	// Offsets in the packet are 16 more (docs/hyperv-protocol.md §4.5): @16 reserved,
 	// @20 range count, @24 ranges.
 	want := []byte{
 		0, 0, 0, 0, // @16 reserved
@@ -211,7 +211,7 @@ func TestTransferPagesHeaderBytes(t *testing.T) {
 	if !bytes.Equal(hdr, want) {
 		t.Fatalf("header % x\nwant   % x", hdr, want)
 	}
-	// Garbage in the reserved bytes 18–19 is ignored (reference §4.5).
+	// Garbage in the reserved bytes 18–19 is ignored (docs/hyperv-protocol.md §4.5).
 	hdr[2], hdr[3] = 0x5A, 0xA5
 	id, n, err := ParseTransferPages(hdr)
 	if err != nil || id != 0xCAFE || n != 2 {

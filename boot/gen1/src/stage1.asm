@@ -1,5 +1,5 @@
 ; gohv Gen1 loader, stage 1: the MBR boot code (bytes 0..439 of LBA 0;
-; boot contract, "Gen1 disk layout (MBR)").
+; docs/boot.md, "Gen1 disk layout (MBR)").
 ;
 ; The BIOS loads LBA 0 at 0000:7C00 and jumps here with DL = boot drive.
 ; Stage 1 checks for the INT 13h extensions, reads the first sector of

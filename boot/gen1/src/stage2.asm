@@ -1,7 +1,7 @@
-; gohv Gen1 loader, stage 2 (LBA 1..; boot contract, "Gen1 disk layout").
+; gohv Gen1 loader, stage 2 (LBA 1..; docs/boot.md, "Gen1 disk layout").
 ;
 ; Loaded by stage 1 at 0000:8000 with DL = boot drive. It finds the active
-; partition of type 0xDA, checks the GKI header (boot contract, "The gohv
+; partition of type 0xDA, checks the GKI header (docs/boot.md, "The gohv
 ; kernel image"), collects the E820 map, enables A20, streams the image
 ; through a low bounce buffer while computing its CRC-32 and copying the
 ; parts that belong to segments (in unreal mode), zeroes each bss, builds
@@ -28,7 +28,7 @@ org 0x8000
 %define COM1            0x3f8
 %define PART_TYPE       0xda            ; gen1.KernelPartitionType
 
-; GKI header offsets (boot contract table).
+; GKI header offsets (docs/boot.md, "The gohv kernel image (GKI)").
 %define GKI_VERSION     8
 %define GKI_HDRSIZE     12
 %define GKI_ENTRY       16

@@ -1,7 +1,7 @@
 // Package ictest provides a fake IC channel for unit tests of integration
 // services: it plays the host end of one channel in memory, delivering
 // messages to the service's interrupt handler and recording the responses.
-// It checks the packet-level response rule of reference §8.1 (in-band,
+// It checks the packet-level response rule of docs/hyperv-protocol.md §8.1 (in-band,
 // flags 0, the request's transaction id) but no protocol beyond that; end
 // to end tests use the simulated host in tools/hvsim instead.
 //
@@ -189,7 +189,7 @@ var ErrNoResponse = errors.New("ictest: no response")
 
 // Call delivers msg as an in-band packet with VMBus transaction id txid,
 // runs the interrupt and returns the one response the guest sent. It
-// checks the response rule of reference §8.1: in-band, packet flags 0,
+// checks the response rule of docs/hyperv-protocol.md §8.1: in-band, packet flags 0,
 // the same transaction id.
 func (c *Channel) Call(txid uint64, msg []byte) ([]byte, error) {
 	before := len(c.Sent())
@@ -217,7 +217,7 @@ func (c *Channel) Sent() []Sent {
 }
 
 // Message builds a host request of IC message type typ and message
-// version v with body, framed as reference §8.1 describes.
+// version v with body, framed as docs/hyperv-protocol.md §8.1 describes.
 func Message(typ ic.MessageType, v ic.Version, body []byte) []byte {
 	b := make([]byte, ic.HeaderSize+len(body))
 	h := ic.Header{
@@ -230,7 +230,7 @@ func Message(typ ic.MessageType, v ic.Version, body []byte) []byte {
 }
 
 // Negotiation builds a host negotiation message listing frameworks, then
-// messages, in the order given (reference §8.2).
+// messages, in the order given (docs/hyperv-protocol.md §8.2).
 func Negotiation(frameworks, messages []ic.Version) []byte {
 	body := make([]byte, 8+4*(len(frameworks)+len(messages)))
 	le := binary.LittleEndian

@@ -1,29 +1,42 @@
-// Command gohv-sim runs gohv's guest driver stack (VMBus client, driver
-// registry, heartbeat and shutdown integration services) as an ordinary
-// process against hvsim, the simulated Hyper-V host, and narrates what
-// happens: the negotiated VMBus version, every offered device, heartbeats
-// answered, and a graceful shutdown requested by the host and carried out by
-// the guest. It exits 0 when all of that worked.
+// Command gohv-sim runs gohv's kernel start-up path (kernel.Execute: VMBus
+// client, driver registry, integration services, storage) as an ordinary
+// process against a simulated Hyper-V machine (tools/hvsim/simhost) and
+// narrates what happens: the negotiated VMBus version, every offered
+// device and its driver, the disks found with their partitions,
+// filesystems and files (read, and on FAT volumes a file written), the
+// time the host provides, what KVP told the host, an online backup (VSS
+// FREEZE/THAW) taken while the guest writes, heartbeats answered, and a
+// graceful shutdown requested by the host and carried out by the guest. It
+// exits 0 when all of that worked.
+//
+// Without -disk the machine has one 64 MiB memory disk holding a FAT32
+// volume. With -disk the images are attached in order: SCSI LUNs 0, 1, …
+// and, with ",ide", IDE targets (a Generation 1 boot disk). FAT32 volumes
+// on writable disks get /gohv-sim.txt (and /gohv-sim.log from the backup
+// writer); ext2/3/4 volumes are only read.
 //
 // Usage:
 //
-//	gohv-sim [-profile ws2022|ws2019|ws2016|ws2012r2|all] [-heartbeats N] [-interval D]
+//	gohv-sim [-profile ws2022|ws2019|ws2016|ws2012r2|all] [-heartbeats N] [-interval D] [-disk PATH[,ro][,ide]]...
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/gohv/gohv/drivers/heartbeat"
-	"github.com/gohv/gohv/drivers/shutdown"
+	"github.com/gohv/gohv/drivers/block/fat"
+	"github.com/gohv/gohv/hv"
 	"github.com/gohv/gohv/kernel"
 	"github.com/gohv/gohv/tools/hvsim"
-	"github.com/gohv/gohv/vmbus"
+	"github.com/gohv/gohv/tools/hvsim/simhost"
+	"github.com/gohv/gohv/tools/hvsim/storvsp"
 	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
@@ -40,6 +53,7 @@ type options struct {
 	heartbeats int
 	interval   time.Duration
 	timeout    time.Duration
+	disks      []simhost.Disk
 }
 
 func main() {
@@ -47,6 +61,14 @@ func main() {
 	beats := flag.Int("heartbeats", 3, "heartbeats to answer before the host asks for shutdown")
 	interval := flag.Duration("interval", 250*time.Millisecond, "host heartbeat interval (Hyper-V uses seconds)")
 	timeout := flag.Duration("timeout", 30*time.Second, "give up after this long")
+	var disks []simhost.Disk
+	flag.Func("disk", "attach a disk image (raw, or VHDX by extension) as the next SCSI LUN, or IDE target with ,ide: PATH[,ro][,ide]; repeatable", func(s string) error {
+		d, err := simhost.ParseDisk(s)
+		if err == nil {
+			disks = append(disks, d)
+		}
+		return err
+	})
 	flag.Parse()
 
 	var run []hvsim.Profile
@@ -63,7 +85,7 @@ func main() {
 		os.Exit(2)
 	}
 	for _, p := range run {
-		err := demo(os.Stdout, options{profile: p, heartbeats: *beats, interval: *interval, timeout: *timeout})
+		err := demo(os.Stdout, options{profile: p, heartbeats: *beats, interval: *interval, timeout: *timeout, disks: disks})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "gohv-sim: %v\n", err)
 			os.Exit(1)
@@ -71,92 +93,126 @@ func main() {
 	}
 }
 
-// demo boots the guest stack against a fresh simulated host and shuts it
-// down through the host's shutdown integration service.
-func demo(w io.Writer, o options) error {
+// memDiskBytes is the default disk's size.
+const memDiskBytes = 64 << 20
+
+// memDisk is the default disk: a FAT32 volume in memory with a file to
+// read.
+func memDisk() (*storvsp.MemStore, error) {
+	s := storvsp.NewMemStore(memDiskBytes)
+	var t fat.Tree
+	if err := t.AddFile("README.TXT", []byte("This volume lives in the simulated host's memory.\n")); err != nil {
+		return nil, err
+	}
+	if err := fat.Write(s, 0, memDiskBytes, &t, fat.Options{Label: "GOHV SIM"}); err != nil {
+		return nil, fmt.Errorf("formatting the memory disk: %w", err)
+	}
+	return s, nil
+}
+
+// demo boots the guest stack against a fresh simulated machine and shuts
+// it down through the host's shutdown integration service.
+func demo(out io.Writer, o options) error {
+	// The kernel's log and the application both write to w, from
+	// different goroutines.
+	w := &lockedWriter{w: out}
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 
-	host, err := hvsim.New(hvsim.Config{Profile: o.profile})
+	hostHB := hvsim.NewHeartbeat(o.interval) // demo-friendly interval
+	m, err := simhost.New(simhost.Config{Profile: o.profile, Disks: o.disks, Heartbeat: hostHB})
 	if err != nil {
 		return err
 	}
-	defer host.Close()
-	devs := hvsim.Standard()
-	hostHB := hvsim.NewHeartbeat(o.interval)
-	for _, d := range devs.All {
-		if d == devs.Heartbeat {
-			d = hostHB // same offer, demo-friendly interval
+	defer m.Close()
+	if len(o.disks) == 0 {
+		store, err := memDisk()
+		if err != nil {
+			return err
 		}
-		if _, err := host.AddDevice(d); err != nil {
-			return fmt.Errorf("host: adding a device: %w", err)
+		if err := m.SCSI.Attach(storvsp.Addr{}, storvsp.LUNConfig{Store: store, WriteCache: true, Serial: "memdisk"}); err != nil {
+			return err
 		}
 	}
+	host := m.Host
 	fmt.Fprintf(w, "host: simulated Hyper-V %s (VMBus up to %s), %d devices\n",
-		o.profile, chanmsg.Version(o.profile.MaxVersion()), len(devs.All))
+		o.profile, chanmsg.Version(o.profile.MaxVersion()), len(m.Standard.All))
 
-	// The guest side: exactly what a gohv kernel runs on Hyper-V.
-	bus, err := vmbus.Connect(ctx, host.Platform(), vmbus.Config{})
-	if err != nil {
-		return fmt.Errorf("guest: connecting to VMBus: %w", err)
-	}
-	fmt.Fprintf(w, "guest: VMBus version %s negotiated\n", bus.Version())
-	for _, ch := range bus.Channels() {
-		o := ch.Offer()
-		name := chanmsg.ClassName(o.InterfaceType)
-		if name == "" {
-			name = "unknown class " + o.InterfaceType.String()
-		}
-		fmt.Fprintf(w, "guest: offer relid %-3d %-22s instance %s\n", o.RelID, name, o.InterfaceInstance)
-	}
-
-	var power kernel.PowerRequests
-	var registry kernel.Registry
-	hb := heartbeat.New()
-	if err := registry.Register(heartbeat.Class, hb); err != nil {
-		return err
-	}
-	if err := registry.Register(shutdown.Class, shutdown.New(power.Deliver)); err != nil {
-		return err
-	}
-	bindings, err := registry.Bind(ctx, bus)
-	if err != nil {
-		return fmt.Errorf("guest: binding drivers: %w", err)
-	}
-	for _, b := range bindings {
-		if b.Bound() {
-			fmt.Fprintf(w, "guest: driver %s bound to relid %d\n", b.Driver, b.Offer.RelID)
-		} else if b.Err != nil {
-			return fmt.Errorf("guest: driver %s failed on relid %d: %w", b.Driver, b.Offer.RelID, b.Err)
-		}
-	}
-
-	for hostHB.Stats().Correct < uint64(o.heartbeats) {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("only %d of %d heartbeats answered: %w", hostHB.Stats().Correct, o.heartbeats, ctx.Err())
-		case <-time.After(o.interval / 4):
-		}
-	}
-	st := hb.Stats()
-	fmt.Fprintf(w, "guest: answered %d heartbeats (last sequence %d); host counted %d correct, %d wrong\n",
-		st.Beats, st.LastSequence, hostHB.Stats().Correct, hostHB.Stats().Wrong)
-
-	// The host asks for a graceful power-off, as Stop-VM does.
 	type answer struct {
 		hr  uint32
 		err error
 	}
 	answered := make(chan answer, 1)
-	go func() {
-		hr, err := devs.Shutdown.Request(ctx, 0, "gohv-sim demo")
-		answered <- answer{hr, err}
-	}()
-	req, err := power.Wait(ctx)
-	if err != nil {
-		return fmt.Errorf("guest: no shutdown request arrived: %w", err)
+	var k *kernel.Kernel
+	app := func(ctx context.Context) error {
+		k = kernel.FromContext(ctx)
+		fmt.Fprintf(w, "guest: VMBus version %s negotiated\n", k.VMBusVersion())
+		for _, ch := range k.Bus().Channels() {
+			o := ch.Offer()
+			name := chanmsg.ClassName(o.InterfaceType)
+			if name == "" {
+				name = "unknown class " + o.InterfaceType.String()
+			}
+			fmt.Fprintf(w, "guest: offer relid %-3d %-22s instance %s\n", o.RelID, name, o.InterfaceInstance)
+		}
+		for _, b := range k.Devices() {
+			if b.Bound() {
+				fmt.Fprintf(w, "guest: driver %s bound to relid %d\n", b.Driver, b.Offer.RelID)
+			} else if b.Err != nil {
+				return fmt.Errorf("guest: driver %s failed on relid %d: %w", b.Driver, b.Offer.RelID, b.Err)
+			}
+		}
+
+		vols, err := showDisks(ctx, w, k)
+		if err != nil {
+			return err
+		}
+		defer vols.sync(w)
+		if err := showTime(ctx, w, k, m); err != nil {
+			return err
+		}
+		if err := showKVP(ctx, w, m); err != nil {
+			return err
+		}
+		if err := backup(ctx, w, k, m, vols.writable()); err != nil {
+			return err
+		}
+
+		for hostHB.Stats().Correct < uint64(o.heartbeats) {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("only %d of %d heartbeats answered: %w", hostHB.Stats().Correct, o.heartbeats, ctx.Err())
+			case <-time.After(o.interval / 4):
+			}
+		}
+		st := k.Heartbeat.Stats()
+		fmt.Fprintf(w, "guest: answered %d heartbeats (last sequence %d); host counted %d correct, %d wrong\n",
+			st.Beats, st.LastSequence, hostHB.Stats().Correct, hostHB.Stats().Wrong)
+
+		// The host asks for a shutdown; the kernel cancels ctx.
+		go func() {
+			hr, err := m.Standard.Shutdown.Request(context.WithoutCancel(ctx), 0, "gohv-sim demo")
+			answered <- answer{hr, err}
+		}()
+		<-ctx.Done()
+		fmt.Fprintln(w, "guest: application stopped by the host's shutdown request")
+		// Let the host have its answer before the kernel closes the
+		// channels: the simulated host drops an answer still in the ring
+		// when the guest closes the channel right after writing it.
+		a := <-answered
+		answered <- a
+		return nil
 	}
-	fmt.Fprintf(w, "guest: shutdown request from host: %s (force %v, reason %#x)\n", req.Kind, req.Force, req.Reason)
+	code, kind := kernel.Execute(ctx, app, kernel.WithConfig(kernel.Config{
+		Platform: func() (hv.Platform, error) { return host.Platform(), nil },
+		Log:      w,
+	}))
+	if code != 0 {
+		return fmt.Errorf("guest: exit status %d", code)
+	}
+	if k == nil {
+		return errors.New("guest: the application never ran")
+	}
 	a := <-answered
 	if a.err != nil {
 		return fmt.Errorf("host: shutdown request: %w", a.err)
@@ -164,13 +220,8 @@ func demo(w io.Writer, o options) error {
 	if a.hr != 0 {
 		return fmt.Errorf("host: guest answered shutdown with HRESULT %#08x, want S_OK", a.hr)
 	}
-	fmt.Fprintln(w, "host: guest accepted the shutdown (S_OK)")
-
-	// The kernel acts on it: close every channel and unload VMBus.
-	if err := bus.Close(ctx); err != nil {
-		return fmt.Errorf("guest: unloading VMBus: %w", err)
-	}
-	bs := bus.Stats()
+	fmt.Fprintf(w, "host: guest accepted the shutdown (S_OK); guest shut down for %s\n", kind)
+	bs := k.Bus().Stats()
 	fmt.Fprintf(w, "guest: VMBus unloaded (%d messages in, %d out, %d interrupts)\n", bs.MessagesIn, bs.MessagesOut, bs.Interrupts)
 	host.Close()
 	if v := host.Violations(); len(v) > 0 {
@@ -178,4 +229,16 @@ func demo(w io.Writer, o options) error {
 	}
 	fmt.Fprintf(w, "host: no protocol violations; powered off\n")
 	return nil
+}
+
+// lockedWriter serialises writes.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

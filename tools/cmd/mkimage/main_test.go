@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,11 +10,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gohv/gohv/boot/kimage"
 	"github.com/gohv/gohv/boot/testpayload"
 	"github.com/gohv/gohv/internal/hosttool"
+	"github.com/gohv/gohv/internal/qemutest"
 )
 
 // payload builds the test kernel ELF, or skips.
@@ -201,7 +200,7 @@ func TestGKIInput(t *testing.T) {
 // TestBootsInQEMU boots mkimage's Gen1 fixed VHD and Gen2 VHDX with the test
 // payload as kernel, under SeaBIOS and OVMF with software emulation.
 func TestBootsInQEMU(t *testing.T) {
-	hosttool.Need(t, "qemu-system-x86_64")
+	qemutest.Need(t, qemutest.Gen1)
 	if testing.Short() {
 		t.Skip("boot test skipped in -short mode")
 	}
@@ -219,51 +218,17 @@ func TestBootsInQEMU(t *testing.T) {
 			if msg, err := mkimage("-gen", tc.gen, "-format", tc.format, "-kernel", kernel, "-o", out); err != nil {
 				t.Fatalf("%v\n%s", err, msg)
 			}
-			args := []string{"-accel", "tcg", "-m", strconv.Itoa(testpayload.MinMemoryMiB), "-monitor", "none",
-				"-serial", "stdio", "-no-reboot", "-display", "none", "-nic", "none",
-				"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"}
-			if tc.gen == "1" {
-				args = append(args, "-drive", "file="+out+",format=vpc,if=ide")
-			} else {
-				code, vars := "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
-				if _, err := os.Stat(code); err != nil {
-					t.Skip("OVMF not installed (apt-get install ovmf)")
-				}
-				v, err := os.ReadFile(vars)
-				if err != nil {
-					t.Skip("OVMF vars not installed")
-				}
-				myVars := filepath.Join(dir, "vars.fd")
-				if err := os.WriteFile(myVars, v, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				args = append(args, "-M", "q35",
-					"-drive", "if=pflash,format=raw,readonly=on,file="+code,
-					"-drive", "if=pflash,format=raw,file="+myVars,
-					"-drive", "file="+out+",format=vhdx,if=virtio")
+			o := qemutest.Options{Kind: qemutest.Gen1, Disk: out, Format: "vpc",
+				MemMiB: testpayload.MinMemoryMiB, DebugExit: true}
+			if tc.gen == "2" {
+				o.Kind, o.Format = qemutest.Gen2, "vhdx"
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, "qemu-system-x86_64", args...)
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
+			r := qemutest.Run(t, o, nil)
+			if _, ok := r.Find(testpayload.PassLine); !ok {
+				t.Errorf("no %q on the serial console:\n%s", testpayload.PassLine, r.Log())
 			}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			var log strings.Builder
-			passed := false
-			sc := bufio.NewScanner(stdout)
-			for sc.Scan() {
-				log.WriteString(sc.Text() + "\n")
-				if strings.Contains(sc.Text(), testpayload.PassLine) {
-					passed = true
-				}
-			}
-			_ = cmd.Wait()
-			if !passed {
-				t.Errorf("no %q on the serial console:\n%s", testpayload.PassLine, log.String())
+			if r.ExitCode != testpayload.ExitPass {
+				t.Errorf("QEMU exit status %d, want %d (payload PASS)", r.ExitCode, testpayload.ExitPass)
 			}
 		})
 	}

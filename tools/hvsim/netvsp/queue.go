@@ -419,6 +419,13 @@ func (q *queue) handleSubchannel(p hvsim.Packet, m nvspMsg) {
 	}
 }
 
+// closed reports whether q is no longer one of the device's queues.
+func (q *queue) closed() bool {
+	q.d.mu.Lock()
+	defer q.d.mu.Unlock()
+	return q.idx >= len(q.d.queues) || q.d.queues[q.idx] != q
+}
+
 // handleCompletion handles the guest's completion of a transfer-page
 // packet (§7.5): the sub-allocations it names become free.
 func (q *queue) handleCompletion(p hvsim.Packet) {
@@ -454,6 +461,12 @@ func (q *queue) handleCompletion(p hvsim.Packet) {
 		}
 	}
 	d.rxMu.Unlock()
+	if err != nil && r == nil && q.closed() {
+		// The channel closed (rescind or guest close) while this
+		// completion was in its ring: the buffer it names is gone with
+		// it, and the guest broke no rule by completing it.
+		return
+	}
 	if err != nil {
 		d.violate(q, err)
 		return

@@ -3,6 +3,7 @@ package storvsp
 import (
 	"bytes"
 	"encoding/binary"
+	"sync"
 	"testing"
 
 	"github.com/gohv/gohv/hv"
@@ -23,14 +24,21 @@ func vpkt(op uint32, size int, union []byte) []byte {
 	return b
 }
 
-var txSeq uint64 = 100
+// txSeq numbers the test guest's requests; txMu guards it where
+// goroutines share it (tchan.io).
+var (
+	txSeq uint64 = 100
+	txMu  sync.Mutex
+)
 
 // call sends an in-band request with completion requested and returns
 // the completion's payload (descriptor checked: type 0xB, same txid).
 func (c *tchan) call(payload []byte) []byte {
 	c.g.t.Helper()
+	txMu.Lock() // tests drive several channels from their own goroutines
 	txSeq++
 	tx := txSeq
+	txMu.Unlock()
 	c.send(6, 1, tx, nil, payload)
 	return c.completion(tx)
 }
@@ -147,8 +155,10 @@ func decodeDone(t testing.TB, p []byte) srbDone {
 // when s.length > 0.
 func (c *tchan) io(s srbReq, buf hv.Pages, off int) srbDone {
 	c.g.t.Helper()
+	txMu.Lock() // tests drive several channels from their own goroutines
 	txSeq++
 	tx := txSeq
+	txMu.Unlock()
 	if s.length > 0 {
 		c.send(9, 1, tx, gpaHeader(buf, off, int(s.length)), s.bytes())
 	} else {

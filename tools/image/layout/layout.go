@@ -22,7 +22,7 @@ const (
 	// loader's stage 2 lives in the gap before it.
 	FirstPartition = image.MiB
 	// MaxStage2Sectors bounds the loader's stage 2, written from LBA 1 in
-	// the gap before the first partition (boot contract: k ≤ 2046).
+	// the gap before the first partition (docs/boot.md, "Gen1 disk layout (MBR)": k ≤ 2046).
 	MaxStage2Sectors = 2046
 	// mbrMaxSize is the disk size 32-bit sector numbers can address.
 	mbrMaxSize = (1 << 32) * image.SectorSize
@@ -81,7 +81,7 @@ type Gen1Options struct {
 	Rand io.Reader
 }
 
-// Gen1 builds an MBR disk per the boot contract: stage 1 in the MBR,
+// Gen1 builds an MBR disk per docs/boot.md, "Gen1 disk layout (MBR)": stage 1 in the MBR,
 // stage 2 from LBA 1, the active kernel partition (type 0xDA) at LBA 2048
 // holding the GKI, and an optional FAT32 data partition (type 0x0C).
 func Gen1(o Gen1Options) (*Disk, error) {
@@ -181,7 +181,7 @@ type Gen2Options struct {
 // when no boot entry exists (UEFI spec §3.5.1.1).
 const bootFilePath = "/EFI/BOOT/BOOTX64.EFI"
 
-// Gen2 builds a GPT disk per the boot contract: a FAT32 EFI System
+// Gen2 builds a GPT disk per docs/boot.md, "Gen2 disk layout (GPT)": a FAT32 EFI System
 // Partition at LBA 2048 holding \EFI\BOOT\BOOTX64.EFI, and an optional
 // FAT32 data partition.
 func Gen2(o Gen2Options) (*Disk, error) {

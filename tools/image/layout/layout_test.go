@@ -109,7 +109,7 @@ func TestGen1Layout(t *testing.T) {
 	img := writeRaw(t, d)
 	raw, _ := os.ReadFile(img)
 
-	// Bytes the boot contract fixes.
+	// Bytes docs/boot.md fixes ("Gen1 disk layout (MBR)").
 	if !bytes.Equal(raw[:440], s1) {
 		t.Error("stage 1 not in bytes 0..439")
 	}

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// MBR layout (boot contract, "Gen1 disk layout").
+// MBR layout (docs/boot.md, "Gen1 disk layout").
 const (
 	mbrBootCodeSize  = 440
 	mbrDiskSignature = 440

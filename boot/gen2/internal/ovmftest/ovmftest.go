@@ -1,29 +1,27 @@
 // Package ovmftest boots UEFI disk images under QEMU (TCG) with OVMF for
 // the tests of boot/gen2 and its end-to-end tests: it builds a GPT disk with
 // a FAT32 ESP using host tools (sgdisk, mkfs.fat, mtools), independently of
-// gohv's own image writer, and runs QEMU with a serial log, isa-debug-exit
-// and a deadline. Test support only; nothing in an image imports it.
+// gohv's own image writer, and boots it through internal/qemutest with
+// isa-debug-exit and a deadline. Test support only; nothing in an image
+// imports it.
 package ovmftest
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/gohv/gohv/internal/hosttool"
+	"github.com/gohv/gohv/internal/qemutest"
 )
 
 // Firmware and guest used by Boot.
 const (
-	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	OVMFCode = qemutest.OVMFCode
+	OVMFVars = qemutest.OVMFVars
 	GuestMiB = 1024
 )
 
@@ -37,11 +35,7 @@ func Need(t testing.TB, progs ...string) {
 		t.Skip("boots OVMF under TCG: skipped in -short mode")
 	}
 	hosttool.Need(t, progs...)
-	for _, f := range []string{OVMFCode, OVMFVars} {
-		if _, err := os.Stat(f); err != nil {
-			t.Skipf("OVMF firmware missing: %v", err)
-		}
-	}
+	qemutest.Need(t, qemutest.Gen2)
 }
 
 // ESPDisk writes a raw GPT disk with one FAT32 EFI System Partition holding
@@ -92,73 +86,17 @@ func Boot(t testing.TB, vm VM) (string, int) {
 	if vm.MemMiB == 0 {
 		vm.MemMiB = GuestMiB
 	}
-	dir := t.TempDir()
-	vars := filepath.Join(dir, "vars.fd")
-	v, err := os.ReadFile(OVMFVars)
-	if err != nil {
-		t.Fatal(err)
+	var until func(qemutest.Line) bool
+	if vm.Until != "" {
+		until = qemutest.Until(vm.Until)
 	}
-	if err := os.WriteFile(vars, v, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(dir, "serial.log")
-	qemuSlots <- struct{}{}
-	defer func() { <-qemuSlots }()
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
-		"-accel", "tcg", "-M", "q35", "-m", strconv.Itoa(vm.MemMiB),
-		"-nographic", "-monitor", "none", "-serial", "file:"+logPath,
-		"-no-reboot", "-nic", "none",
-		"-drive", "if=pflash,format=raw,readonly=on,file="+OVMFCode,
-		"-drive", "if=pflash,format=raw,file="+vars,
-		"-drive", // snapshot: guests never change the image, and parallel boots
-		// of one image need no write lock.
-		"file="+vm.Disk+",format="+vm.Format+",if=virtio,snapshot=on",
-		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	var werr error
-wait:
-	for {
-		select {
-		case werr = <-done:
-			break wait
-		case <-tick.C:
-			if vm.Until == "" {
-				continue
-			}
-			if b, _ := os.ReadFile(logPath); bytes.Contains(b, []byte(vm.Until)) {
-				cancel()
-				<-done
-				return string(b), -1
-			}
-		}
-	}
-	log, _ := os.ReadFile(logPath)
-	if stderr.Len() > 0 {
-		t.Logf("QEMU stderr: %s", stderr.Bytes())
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("QEMU timed out; serial log:\n%s", log)
-	}
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(werr, &ee) {
-		code = ee.ExitCode()
-	} else if werr != nil {
-		t.Fatalf("QEMU: %v\n%s", werr, stderr.String())
-	}
-	return string(log), code
+	r := qemutest.Run(t, qemutest.Options{
+		Kind: qemutest.Gen2, Disk: vm.Disk, Format: vm.Format, MemMiB: vm.MemMiB,
+		// snapshot: guests never change the image, and parallel boots of
+		// one image need no write lock.
+		Snapshot:  true,
+		DebugExit: true,
+		Timeout:   120 * time.Second,
+	}, until)
+	return r.Log(), r.ExitCode
 }
-
-// qemuSlots bounds how many TCG guests the parallel subtests run at once,
-// so that each boot stays well inside its timeout on a small machine.
-var qemuSlots = make(chan struct{}, 2)

@@ -1,0 +1,5 @@
+package netvsc
+
+import "github.com/gohv/gohv/kernel"
+
+var _ kernel.Driver = (*Driver)(nil)

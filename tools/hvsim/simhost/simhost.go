@@ -1,0 +1,198 @@
+// Package simhost assembles a whole simulated Hyper-V machine for running a
+// gohv program as a Linux process: an hvsim.Host with the standard device
+// set of a Generation 2 VM (integration services, keyboard, video, ...), a
+// synthetic SCSI controller whose LUNs are disk image files (raw or VHDX,
+// served by tools/hvsim/storvsp), and, for Generation 1, an IDE controller
+// holding the boot disk. gohv-sim and `gohv sim` both use it, so that the
+// machine a user runs is the machine the demo shows.
+//
+// simhost is host-side code: like hvsim it must not import the guest's
+// packages (vmbus, drivers, kernel).
+package simhost
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/gohv/gohv/tools/hvsim"
+	"github.com/gohv/gohv/tools/hvsim/storvsp"
+)
+
+// Disk is a disk image attached to the simulated machine.
+type Disk struct {
+	// Path is a raw or VHDX image (chosen by the .vhdx extension).
+	Path string
+	// ReadOnly attaches the disk read-only (the file is opened so).
+	ReadOnly bool
+	// IDE attaches the disk to the IDE controller (Generation 1 boot
+	// disk) instead of SCSI.
+	IDE bool
+}
+
+// ParseDisk parses the -disk flag syntax: PATH[,ro][,ide].
+func ParseDisk(s string) (Disk, error) {
+	parts := strings.Split(s, ",")
+	d := Disk{Path: parts[0]}
+	if d.Path == "" {
+		return Disk{}, fmt.Errorf("simhost: -disk %q: empty path; use -disk PATH[,ro][,ide]", s)
+	}
+	for _, p := range parts[1:] {
+		switch p {
+		case "ro":
+			d.ReadOnly = true
+		case "ide":
+			d.IDE = true
+		default:
+			return Disk{}, fmt.Errorf("simhost: -disk %q: unknown option %q; use -disk PATH[,ro][,ide]", s, p)
+		}
+	}
+	return d, nil
+}
+
+// Config describes the machine.
+type Config struct {
+	Profile hvsim.Profile
+	// Clock drives time sync; nil is the system clock.
+	Clock hvsim.Clock
+	// Disks are attached in order: SCSI LUNs 0, 1, ... and IDE targets.
+	Disks []Disk
+	// MemDiskBytes, when no disk is given, attaches one empty memory disk
+	// of that size to SCSI LUN 0 (0: none).
+	MemDiskBytes int64
+	// Heartbeat replaces the standard heartbeat host (for a faster
+	// demo); nil keeps it.
+	Heartbeat *hvsim.Heartbeat
+}
+
+// Machine is the assembled simulated VM.
+type Machine struct {
+	Host     *hvsim.Host
+	Standard hvsim.StandardDevices
+	SCSI     *storvsp.StorVSP
+	IDE      *storvsp.StorVSP // nil unless an IDE disk was given
+	closers  []io.Closer
+}
+
+// Instance GUIDs of the controllers (as a Hyper-V VM's own are fixed per
+// VM, these are fixed per simulated machine).
+var (
+	scsiInstance = hvsim.MustParseGUID("f8b3781b-1e82-4818-a1c3-63d806ec15bb")
+	ideInstance  = hvsim.MustParseGUID("00000000-0000-8899-0000-000000000000")
+)
+
+// New builds and starts the machine. The caller connects the guest to
+// m.Host.Platform() and calls Close at the end.
+func New(cfg Config) (*Machine, error) {
+	h, err := hvsim.New(hvsim.Config{Profile: cfg.Profile, Clock: cfg.Clock})
+	if err != nil {
+		return nil, err
+	}
+	m := &Machine{Host: h, Standard: hvsim.Standard()}
+	fail := func(err error) (*Machine, error) {
+		m.Close()
+		return nil, err
+	}
+	standardHB := m.Standard.Heartbeat
+	if cfg.Heartbeat != nil {
+		m.Standard.Heartbeat = cfg.Heartbeat
+	}
+	m.SCSI, err = storvsp.New(storvsp.Config{Kind: storvsp.SCSI, Instance: scsiInstance})
+	if err != nil {
+		return fail(err)
+	}
+	var scsiLUN, ideTarget uint8
+	for _, d := range cfg.Disks {
+		store, err := open(d)
+		if err != nil {
+			return fail(err)
+		}
+		m.closers = append(m.closers, store)
+		lc := storvsp.LUNConfig{Store: store, ReadOnly: d.ReadOnly, WriteCache: true, Serial: serial(d.Path)}
+		if d.IDE {
+			if m.IDE == nil {
+				if m.IDE, err = storvsp.New(storvsp.Config{Kind: storvsp.IDE, Instance: ideInstance}); err != nil {
+					return fail(err)
+				}
+			}
+			if ideTarget > 1 {
+				return fail(errors.New("simhost: at most two IDE disks (targets 0 and 1)"))
+			}
+			err = m.IDE.Attach(storvsp.Addr{Target: ideTarget}, lc)
+			ideTarget++
+		} else {
+			err = m.SCSI.Attach(storvsp.Addr{LUN: scsiLUN}, lc)
+			scsiLUN++
+		}
+		if err != nil {
+			return fail(fmt.Errorf("simhost: attaching %s: %w", d.Path, err))
+		}
+	}
+	if len(cfg.Disks) == 0 && cfg.MemDiskBytes > 0 {
+		if err := m.SCSI.Attach(storvsp.Addr{}, storvsp.LUNConfig{Store: storvsp.NewMemStore(cfg.MemDiskBytes), WriteCache: true, Serial: "memdisk"}); err != nil {
+			return fail(err)
+		}
+	}
+	for i, d := range m.Standard.All {
+		switch {
+		case d.Offer().Class == hvsim.ClassStorVSC:
+			d = m.SCSI // the standard set's inert SCSI offer, now served
+		case d == hvsim.Device(standardHB):
+			d = m.Standard.Heartbeat
+		}
+		m.Standard.All[i] = d
+		if _, err := h.AddDevice(d); err != nil {
+			return fail(fmt.Errorf("simhost: adding a device: %w", err))
+		}
+	}
+	if m.IDE != nil {
+		if _, err := h.AddDevice(m.IDE); err != nil {
+			return fail(fmt.Errorf("simhost: adding the IDE controller: %w", err))
+		}
+	}
+	return m, nil
+}
+
+func open(d Disk) (storeCloser, error) {
+	var s storeCloser
+	var err error
+	if strings.HasSuffix(strings.ToLower(d.Path), ".vhdx") {
+		s, err = storvsp.OpenVHDX(d.Path, d.ReadOnly)
+	} else {
+		s, err = storvsp.OpenRaw(d.Path, d.ReadOnly)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("simhost: opening disk image %s: %w", d.Path, err)
+	}
+	return s, nil
+}
+
+type storeCloser interface {
+	storvsp.Store
+	io.Closer
+}
+
+// serial is the disk's VPD 0x80 serial: its file name, at most 20 bytes.
+func serial(path string) string {
+	if i := strings.LastIndexByte(path, '/'); i >= 0 {
+		path = path[i+1:]
+	}
+	if len(path) > 20 {
+		path = path[:20]
+	}
+	return path
+}
+
+// Close stops the host and closes the disk images (after the host, so that
+// nothing is written to a closed file).
+func (m *Machine) Close() error {
+	var errs []error
+	if m.Host != nil {
+		errs = append(errs, m.Host.Close())
+	}
+	for _, c := range m.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -25,11 +25,11 @@ import (
 
 // kernelStart is the package gohv build's overlay imports blankly into the
 // program's main package: the board and the kernel's start-up path.
-//
-// TODO(lead): switch to "github.com/gohv/gohv/kernel/autostart" once it is
-// on main; until then the board alone (boot), which already powers off with
-// "gohv: exit code N" when main returns.
-const kernelStart = "github.com/gohv/gohv/boot"
+const kernelStart = "github.com/gohv/gohv/kernel/autostart"
+
+// kernelPkg is the kernel package: a program importing it starts the kernel
+// itself (kernel.Run), so gohv adds no start-up path of its own.
+const kernelPkg = "github.com/gohv/gohv/kernel"
 
 // Linker and build settings of a gohv kernel (Makefile: LDFLAGS,
 // KERNEL_TAGS): text at 0x02010000 with the runtime's RAM starting at the
@@ -165,7 +165,7 @@ func buildImage(ctx context.Context, pkg string, b buildFlags, st *status) (out 
 	if err != nil {
 		return "", nil, err
 	}
-	dir, err := mainPackageDir(ctx, tc.Go, tc.Env(os.Environ()), pkg)
+	dir, imports, err := mainPackage(ctx, tc.Go, tc.Env(os.Environ()), pkg)
 	if err != nil {
 		return "", nil, err
 	}
@@ -193,7 +193,13 @@ func buildImage(ctx context.Context, pkg string, b buildFlags, st *status) (out 
 		return "", nil, err
 	}
 	defer os.RemoveAll(work)
-	overlay, err := writeOverlay(work, dir, kernelStart)
+	// A program that runs the kernel itself gets the board only, which
+	// its kernel import brings along.
+	start := kernelStart
+	if imports[kernelPkg] {
+		start = "github.com/gohv/gohv/boot"
+	}
+	overlay, err := writeOverlay(work, dir, start)
 	if err != nil {
 		return "", nil, err
 	}
@@ -287,10 +293,10 @@ func reserve(out string) (string, error) {
 	return name, nil
 }
 
-// mainPackageDir resolves pkg with the go command and checks that it is a
-// main package.
-func mainPackageDir(ctx context.Context, gobin string, env []string, pkg string) (string, error) {
-	cmd := exec.CommandContext(ctx, gobin, "list", "-tags", kernelTags, "-f", "{{.Name}}\n{{.Dir}}", pkg)
+// mainPackage resolves pkg with the go command, checks that it is a main
+// package, and returns its directory and its direct imports.
+func mainPackage(ctx context.Context, gobin string, env []string, pkg string) (string, map[string]bool, error) {
+	cmd := exec.CommandContext(ctx, gobin, "list", "-tags", kernelTags, "-f", "{{.Name}}\n{{.Dir}}\n{{join .Imports \" \"}}", pkg)
 	cmd.Env = env
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -300,13 +306,20 @@ func mainPackageDir(ctx context.Context, gobin string, env []string, pkg string)
 		if msg == "" {
 			msg = err.Error()
 		}
-		return "", fmt.Errorf("cannot find package %s: %s", pkg, msg)
+		return "", nil, fmt.Errorf("cannot find package %s: %s", pkg, msg)
 	}
-	name, dir, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
-	if name != "main" {
-		return "", fmt.Errorf("%s is package %s, not a main package: gohv builds programs (package main with func main)", pkg, name)
+	lines := strings.SplitN(strings.TrimRight(string(out), "\n"), "\n", 3)
+	for len(lines) < 3 {
+		lines = append(lines, "")
 	}
-	return dir, nil
+	if lines[0] != "main" {
+		return "", nil, fmt.Errorf("%s is package %s, not a main package: gohv builds programs (package main with func main)", pkg, lines[0])
+	}
+	imports := map[string]bool{}
+	for _, p := range strings.Fields(lines[2]) {
+		imports[p] = true
+	}
+	return lines[1], imports, nil
 }
 
 // writeOverlay writes the file that the overlay adds to the main package

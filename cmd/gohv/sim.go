@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gohv/gohv/kernel/simstart"
+	"github.com/gohv/gohv/tools/hvsim/simhost"
 )
 
 // simStart is the package gohv sim's overlay imports blankly.
@@ -32,7 +33,10 @@ func newSim() *cobra.Command {
 simulated Hyper-V host (hvsim) added through an overlay, and runs it. The
 simulated VM has the devices of a Hyper-V Generation 2 VM: integration
 services, and a synthetic SCSI controller with one LUN per -disk (a raw file,
-or VHDX by its extension; ",ro" for read-only). The command exits with the
+or VHDX by its extension; ",ro" for read-only, ",ide" for the IDE
+controller). Unless the program starts the kernel itself (kernel.Run), the
+kernel (VMBus and the standard drivers) starts in the background as on a
+gohv kernel; its reports go to stderr. The command exits with the
 program's exit status. Arguments after -- go to the program.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -41,7 +45,7 @@ program's exit status. Arguments after -- go to the program.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&s.profile, "profile", "ws2022", "Hyper-V release to simulate: ws2022, ws2019, ws2016 or ws2012r2")
-	f.StringArrayVar(&s.disks, "disk", nil, "disk image for the SCSI controller, path[,ro] (repeatable; LUN 0 first)")
+	f.StringArrayVar(&s.disks, "disk", nil, "disk image, PATH[,ro][,ide] (repeatable; SCSI LUN 0 first)")
 	f.StringVar(&s.tap, "tap", "", "TAP interface for the synthetic NIC (not yet supported)")
 	f.StringVar(&s.tags, "tags", "", "extra comma-separated build tags")
 	return cmd
@@ -54,7 +58,7 @@ func runSim(ctx context.Context, pkg string, progArgs []string, s simFlags) erro
 		return fmt.Errorf("-profile: %w", err)
 	}
 	for _, d := range s.disks {
-		disk, err := simstart.ParseDisk(d)
+		disk, err := simhost.ParseDisk(d)
 		if err != nil {
 			return fmt.Errorf("-disk: %w", err)
 		}
@@ -66,10 +70,13 @@ func runSim(ctx context.Context, pkg string, progArgs []string, s simFlags) erro
 	if s.tap != "" {
 		return errors.New("-tap is not supported yet: the network stack has not landed")
 	}
-	dir, err := mainPackageDir(ctx, "go", os.Environ(), pkg)
+	dir, imports, err := mainPackage(ctx, "go", os.Environ(), pkg)
 	if err != nil {
 		return err
 	}
+	// Start the kernel on the simulated machine unless the program does
+	// (kernel.Run), as gohv build's kernel/autostart does on a gohv kernel.
+	c.Autostart = !imports[kernelPkg]
 	work, err := os.MkdirTemp("", "gohv-sim-")
 	if err != nil {
 		return err

@@ -20,7 +20,6 @@ import (
 	"os"
 	"sort"
 
-	"github.com/gohv/gohv/boot"
 	"github.com/gohv/gohv/boot/gen2"
 	"github.com/gohv/gohv/boot/kimage"
 	"github.com/gohv/gohv/drivers/block"
@@ -94,7 +93,7 @@ type Kernel struct {
 	CRC       uint32 // checked: Parse fails on a mismatch
 	Segments  []kimage.Segment
 	// MinRAM is the least RAM from address 0 the kernel needs (its image
-	// end plus the least heap and stack, boot.LayoutConfig.MinRAM).
+	// end plus the least heap and stack; see MinRAM).
 	MinRAM uint64
 }
 
@@ -111,19 +110,27 @@ func KernelOf(im *kimage.Image) *Kernel {
 	return k
 }
 
-// MinRAM is the least RAM, counted from address 0, in MiB rounded up, times
-// 1 MiB: boot.LayoutConfig.MinRAM for the image's extent in memory.
+// The board's RAM floor (boot/layout.go, defaultLayoutConfig and
+// layoutConfig.MinRAM, which the board prints when RAM is short): the image
+// end plus the least heap and tamago's boot stack offset.
+const (
+	mib         = 1 << 20
+	minHeap     = 16 * mib
+	stackOffset = 1 * mib
+)
+
+// MinRAM is the least RAM, counted from address 0 and rounded up to whole
+// MiB, with which the board can lay out the kernel of im: the end of its
+// image in memory, 16 MiB of heap and 1 MiB of stack.
 func MinRAM(im *kimage.Image) uint64 {
 	if len(im.Segments) == 0 {
 		return 0
 	}
-	start, end := im.Segments[0].Paddr, uint64(0)
+	var end uint64
 	for _, s := range im.Segments {
-		start = min(start, s.Paddr)
 		end = max(end, s.End())
 	}
-	const mib = 1 << 20
-	return (boot.DefaultLayoutConfig(start, end).MinRAM() + mib - 1) &^ (mib - 1)
+	return (end + minHeap + stackOffset + mib - 1) &^ (mib - 1)
 }
 
 // Inspect opens path and describes it. The error is non-nil only when the

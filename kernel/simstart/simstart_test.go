@@ -18,7 +18,7 @@ import (
 
 func TestFromEnv(t *testing.T) {
 	env := map[string]string{
-		EnvProfile: "WS2016",
+		EnvProfile:   "WS2016",
 		EnvDisks:     "/a.raw;/b.vhdx,ro",
 		EnvTap:       "tap0",
 		EnvAutostart: "1",

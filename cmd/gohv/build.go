@@ -242,7 +242,7 @@ func buildImage(ctx context.Context, pkg string, b buildFlags, st *status) (out 
 		return "", nil, err
 	}
 
-	end = st.step(fmt.Sprintf("writing %s (%s)", out, formatInfo[b.format].desc))
+	end = st.step(fmt.Sprintf("writing %s (%s)", filepath.Base(out), formatInfo[b.format].desc))
 	err = writeImage(tmp, gki, size, b)
 	end(err == nil)
 	if err != nil {

@@ -281,6 +281,7 @@ func TestBuildErrors(t *testing.T) {
 		{"unwritable", "cannot write the image to /nonexistent/x.vhdx", []string{"build", "-o", "/nonexistent/x.vhdx", "."}, true},
 		{"mem below floor", "-mem 16 MiB is below what this kernel needs", []string{"build", "-mem", "16", "-o", "small.vhdx", "."}, true},
 		{"inspect missing", "no such file", []string{"inspect", "nope.vhdx"}, false},
+		{"run missing image", "image nope.vhdx: stat nope.vhdx: no such file", []string{"run", "nope.vhdx"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.compiler {

@@ -82,6 +82,14 @@ machines have no such KVM.`,
 
 func runTarget(ctx context.Context, target string, r runFlags, stdout io.Writer) error {
 	st := newStatus(r.quiet)
+	img, name := target, filepath.Base(target)
+	fi, statErr := os.Stat(target)
+	switch strings.ToLower(filepath.Ext(target)) {
+	case ".vhdx", ".vhd", ".raw", ".img":
+		if statErr != nil {
+			return fmt.Errorf("image %s: %w", target, statErr)
+		}
+	}
 	qemu, err := exec.LookPath(r.qemu)
 	if err != nil {
 		return fmt.Errorf("QEMU not found (%v): install it (Debian/Ubuntu: apt-get install qemu-system-x86 ovmf) or name it with -qemu", err)
@@ -92,8 +100,8 @@ func runTarget(ctx context.Context, target string, r runFlags, stdout io.Writer)
 	}
 	defer os.RemoveAll(work)
 
-	img := target
-	if fi, err := os.Stat(target); err != nil || fi.IsDir() {
+	if statErr != nil || fi.IsDir() {
+		name = target
 		// A package: build a raw image of it.
 		b := r.buildFlags
 		b.format = "raw"
@@ -104,11 +112,11 @@ func runTarget(ctx context.Context, target string, r runFlags, stdout io.Writer)
 		img = b.out
 	}
 	rep, err := diskinfo.Inspect(img)
-	if err == nil && r.mem == 0 {
-		r.mem = defaultMem(rep.Generation)
-	}
 	if err != nil {
 		return err
+	}
+	if r.mem == 0 {
+		r.mem = defaultMem(rep.Generation)
 	}
 	if rep.Kernel == nil {
 		return fmt.Errorf("%s holds no bootable gohv kernel: %v", img, rep.KernelErr)
@@ -124,7 +132,7 @@ func runTarget(ctx context.Context, target string, r runFlags, stdout io.Writer)
 	if r.hyperv {
 		accel = "KVM with Hyper-V enlightenments"
 	}
-	end := st.step(fmt.Sprintf("booting %s (Generation %d, %s) until the first output", filepath.Base(img), rep.Generation, accel))
+	end := st.step(fmt.Sprintf("booting %s (Generation %d, %s)", name, rep.Generation, accel))
 	if r.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, r.timeout)

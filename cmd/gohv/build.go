@@ -161,6 +161,9 @@ func buildImage(ctx context.Context, pkg string, b buildFlags, st *status) (out 
 	if err != nil {
 		return "", nil, err
 	}
+	if err := requireGohv(ctx); err != nil {
+		return "", nil, err
+	}
 	tc, err := tamago.Lookup{}.Find()
 	if err != nil {
 		return "", nil, err

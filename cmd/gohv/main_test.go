@@ -296,6 +296,31 @@ func TestBuildErrors(t *testing.T) {
 	if extra := leftovers(t, dir, "go.mod", "go.sum", "main.go"); extra != nil {
 		t.Errorf("files left behind: %v", extra)
 	}
+
+	// A module that does not require gohv: told how to add it, and its
+	// go.mod is left alone.
+	t.Run("no gohv requirement", func(t *testing.T) {
+		needCompiler(t)
+		dir := t.TempDir()
+		mod := "module example.com/app\n\ngo 1.26.0\n"
+		for name, b := range map[string]string{"go.mod": mod, "main.go": plainMain} {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(b), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, args := range [][]string{{"build", "."}, {"sim", "."}} {
+			_, errs, st := gohv(t, dir, args...)
+			if st == 0 || !strings.Contains(errs, "does not require github.com/gohv/gohv") || !strings.Contains(errs, "go get -tool github.com/gohv/gohv/cmd/gohv") {
+				t.Errorf("gohv %s: status %d, stderr %q", args[0], st, errs)
+			}
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err != nil || string(b) != mod {
+			t.Errorf("go.mod changed: %q, %v", b, err)
+		}
+		if extra := leftovers(t, dir, "go.mod", "main.go"); extra != nil {
+			t.Errorf("files left behind: %v", extra)
+		}
+	})
 }
 
 func TestLongFlags(t *testing.T) {

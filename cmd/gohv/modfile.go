@@ -10,6 +10,9 @@ import (
 	"strings"
 )
 
+// gohvModule is gohv's module path.
+const gohvModule = "github.com/gohv/gohv"
+
 // modfileArgs returns the go build flags that build against a private copy
 // of the user's go.mod and go.sum, which the go command may complete with
 // the requirements the overlay's import brings in (a plain program's go.mod
@@ -28,11 +31,11 @@ func modfileArgs(ctx context.Context, gobin string, env []string, work string) (
 	if len(lines) > 1 {
 		gowork = strings.TrimSpace(lines[1])
 	}
+	if gomod == "" || gomod == os.DevNull {
+		return nil, errNoModule
+	}
 	if gowork != "" && gowork != "off" {
 		return nil, nil
-	}
-	if gomod == "" || gomod == os.DevNull {
-		return nil, errors.New("not inside a Go module: create one that requires gohv (go mod init example.com/app && go get github.com/gohv/gohv)")
 	}
 	dir := filepath.Join(work, "mod")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -47,6 +50,29 @@ func modfileArgs(ctx context.Context, gobin string, env []string, work string) (
 		return nil, err
 	}
 	return []string{"-modfile", mod, "-mod=mod"}, nil
+}
+
+var errNoModule = errors.New("not inside a Go module: create one that requires gohv (go mod init example.com/app && go get -tool github.com/gohv/gohv/cmd/gohv)")
+
+// requireGohv checks, with the go command on PATH, that the module in the
+// current directory requires gohv: without gohv in the build list the go
+// command would look it up on the network to satisfy the overlay's import.
+func requireGohv(ctx context.Context) error {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return fmt.Errorf("go env: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return errNoModule
+	}
+	if err := exec.CommandContext(ctx, "go", "list", "-m", gohvModule).Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("your module (%s) does not require %s, which gohv adds to the program: run `go get -tool %s/cmd/gohv` (or `go get %s`) in it", gomod, gohvModule, gohvModule, gohvModule)
+	}
+	return nil
 }
 
 func copyFile(from, to string) error {

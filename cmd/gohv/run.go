@@ -155,6 +155,11 @@ func qemuArgs(rep *diskinfo.Report, r runFlags, work string) ([]string, error) {
 	args := []string{"-m", strconv.Itoa(r.mem), "-display", "none", "-monitor", "none",
 		"-serial", "stdio", "-no-reboot", "-nic", "none"}
 	if r.hyperv {
+		if f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0); err != nil {
+			return nil, fmt.Errorf("-hyperv needs KVM: %w (load kvm_intel or kvm_amd and make /dev/kvm accessible)", err)
+		} else {
+			f.Close()
+		}
 		args = append(args, "-accel", "kvm", "-cpu",
 			"host,hv-relaxed,hv-vapic,hv-time,hv-vpindex,hv-synic,hv-stimer,hv-runtime,hv-frequencies",
 			"-device", "vmbus-bridge")

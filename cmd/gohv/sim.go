@@ -70,6 +70,9 @@ func runSim(ctx context.Context, pkg string, progArgs []string, s simFlags) erro
 	if s.tap != "" {
 		return errors.New("-tap is not supported yet: the network stack has not landed")
 	}
+	if err := requireGohv(ctx); err != nil {
+		return err
+	}
 	dir, imports, err := mainPackage(ctx, "go", os.Environ(), pkg)
 	if err != nil {
 		return err

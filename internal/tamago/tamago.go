@@ -25,6 +25,12 @@ import (
 // Module is the tamago module path, whose version selects the compiler.
 const Module = "github.com/usbarmory/tamago"
 
+// GohvModuleVersion is the tamago version gohv's own go.mod requires (a
+// test keeps them equal). Find falls back to it when neither the program's
+// module nor this binary's build information names one, as in a gohv
+// installed with go install.
+const GohvModuleVersion = "v1.26.0"
+
 // ErrNotFound is wrapped by the error Find returns when no compiler is
 // installed.
 var ErrNotFound = errors.New("TamaGo compiler not found")
@@ -93,9 +99,6 @@ func (l Lookup) Find() (Compiler, error) {
 	if mv == "" {
 		mv = moduleVersion(l.Dir)
 	}
-	if mv == "" {
-		return Compiler{}, fmt.Errorf("%w: cannot tell which tamago-go to use: %s is not in the build list (run `go get github.com/gohv/gohv` in your module) and this gohv binary does not record it; or set TAMAGO=/path/to/tamago-go/bin/go", ErrNotFound, Module)
-	}
 	version, err := Release(mv)
 	if err != nil {
 		return Compiler{}, fmt.Errorf("%w: %v", ErrNotFound, err)
@@ -149,7 +152,8 @@ func Release(moduleVersion string) (string, error) {
 }
 
 // moduleVersion asks the go command for the tamago version in dir's build
-// list, else returns the one this binary was built with, else "".
+// list, else returns the one this binary was built with, else
+// GohvModuleVersion.
 func moduleVersion(dir string) string {
 	cmd := exec.Command("go", "list", "-m", "-f", "{{.Version}}", Module)
 	cmd.Dir = dir
@@ -168,7 +172,7 @@ func moduleVersion(dir string) string {
 			}
 		}
 	}
-	return ""
+	return GohvModuleVersion
 }
 
 func isExecutable(path string) bool {

@@ -3,6 +3,7 @@ package tamago
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -86,5 +87,17 @@ func TestFindTAMAGO(t *testing.T) {
 	bad := func(string) string { return filepath.Join(dir, "nope") }
 	if _, err := (Lookup{Getenv: bad, CacheDir: dir}).Find(); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "not an executable") {
 		t.Errorf("TAMAGO pointing nowhere: %v", err)
+	}
+}
+
+func TestGohvModuleVersion(t *testing.T) {
+	cmd := exec.Command("go", "list", "-m", "-f", "{{.Version}}", Module)
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := strings.TrimSpace(string(out)); v != GohvModuleVersion {
+		t.Errorf("go.mod requires tamago %s; update GohvModuleVersion (%s)", v, GohvModuleVersion)
 	}
 }

@@ -168,7 +168,16 @@ func buildImage(ctx context.Context, pkg string, b buildFlags, st *status) (out 
 	if err != nil {
 		return "", nil, err
 	}
-	dir, imports, err := mainPackage(ctx, tc.Go, tc.Env(os.Environ()), pkg)
+	work, err := os.MkdirTemp("", "gohv-build-")
+	if err != nil {
+		return "", nil, err
+	}
+	defer os.RemoveAll(work)
+	modArgs, err := modfileArgs(ctx, tc.Go, tc.Env(os.Environ()), work)
+	if err != nil {
+		return "", nil, err
+	}
+	dir, imports, err := mainPackage(ctx, tc.Go, tc.Env(os.Environ()), modArgs, pkg)
 	if err != nil {
 		return "", nil, err
 	}
@@ -191,11 +200,6 @@ func buildImage(ctx context.Context, pkg string, b buildFlags, st *status) (out 
 		}
 	}()
 
-	work, err := os.MkdirTemp("", "gohv-build-")
-	if err != nil {
-		return "", nil, err
-	}
-	defer os.RemoveAll(work)
 	// A program that runs the kernel itself gets the board only, which
 	// its kernel import brings along.
 	start := kernelStart
@@ -203,10 +207,6 @@ func buildImage(ctx context.Context, pkg string, b buildFlags, st *status) (out 
 		start = "github.com/gohv/gohv/boot"
 	}
 	overlay, err := writeOverlay(work, dir, start)
-	if err != nil {
-		return "", nil, err
-	}
-	modArgs, err := modfileArgs(ctx, tc.Go, tc.Env(os.Environ()), work)
 	if err != nil {
 		return "", nil, err
 	}
@@ -298,8 +298,10 @@ func reserve(out string) (string, error) {
 
 // mainPackage resolves pkg with the go command, checks that it is a main
 // package, and returns its directory and its direct imports.
-func mainPackage(ctx context.Context, gobin string, env []string, pkg string) (string, map[string]bool, error) {
-	cmd := exec.CommandContext(ctx, gobin, "list", "-tags", kernelTags, "-f", "{{.Name}}\n{{.Dir}}\n{{join .Imports \" \"}}", pkg)
+func mainPackage(ctx context.Context, gobin string, env, modArgs []string, pkg string) (string, map[string]bool, error) {
+	args := append([]string{"list"}, modArgs...)
+	args = append(args, "-tags", kernelTags, "-f", "{{.Name}}\n{{.Dir}}\n{{join .Imports \" \"}}", pkg)
+	cmd := exec.CommandContext(ctx, gobin, args...)
 	cmd.Env = env
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

@@ -231,6 +231,39 @@ func TestRunExitStatus(t *testing.T) {
 	}
 }
 
+const kernelRunMain = `package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gohv/gohv/kernel"
+)
+
+func main() {
+	kernel.Run(func(ctx context.Context) error {
+		fmt.Println("hello from kernel.Run")
+		return nil
+	})
+}
+`
+
+// TestRunKernelRun boots a program that starts the kernel itself: gohv
+// adds only the board, and the program's status comes through kernel.Run.
+func TestRunKernelRun(t *testing.T) {
+	needCompiler(t)
+	needQEMU(t)
+	dir := userModule(t, kernelRunMain)
+	out, errs, st := gohv(t, dir, "run", "-gen", "1", "-timeout", "2m", ".")
+	if st != 0 || !strings.Contains(out, "hello from kernel.Run") || !strings.Contains(out, "gohv: exit code 0, powering off") {
+		t.Errorf("status %d\nstdout:\n%s\nstderr:\n%s", st, out, errs)
+	}
+	// One kernel: the start-up line that says VMBus is missing appears once.
+	if n := strings.Count(out, "running the application without VMBus"); n > 1 {
+		t.Errorf("%d kernels started:\n%s", n, out)
+	}
+}
+
 func TestSim(t *testing.T) {
 	dir := userModule(t, plainMain)
 	out := mustGohv(t, dir, "sim", ".")

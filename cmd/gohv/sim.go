@@ -73,23 +73,23 @@ func runSim(ctx context.Context, pkg string, progArgs []string, s simFlags) erro
 	if err := requireGohv(ctx); err != nil {
 		return err
 	}
-	dir, imports, err := mainPackage(ctx, "go", os.Environ(), pkg)
+	work, err := os.MkdirTemp("", "gohv-sim-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	modArgs, err := modfileArgs(ctx, "go", os.Environ(), work)
+	if err != nil {
+		return err
+	}
+	dir, imports, err := mainPackage(ctx, "go", os.Environ(), modArgs, pkg)
 	if err != nil {
 		return err
 	}
 	// Start the kernel on the simulated machine unless the program does
 	// (kernel.Run), as gohv build's kernel/autostart does on a gohv kernel.
 	c.Autostart = !imports[kernelPkg]
-	work, err := os.MkdirTemp("", "gohv-sim-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
 	overlay, err := writeOverlay(work, dir, simStart)
-	if err != nil {
-		return err
-	}
-	modArgs, err := modfileArgs(ctx, "go", os.Environ(), work)
 	if err != nil {
 		return err
 	}

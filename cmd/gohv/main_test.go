@@ -356,6 +356,29 @@ func TestBuildErrors(t *testing.T) {
 	})
 }
 
+// TestNoCompiler runs gohv build with an empty cache directory: the error
+// names where the compiler was looked for and how to install it.
+func TestNoCompiler(t *testing.T) {
+	dir := userModule(t, plainMain)
+	cache := t.TempDir()
+	cmd := exec.Command(gohvBin, "build", "-o", "x.vhdx", ".")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TAMAGO=", "XDG_CACHE_HOME="+cache, "HOME="+t.TempDir())
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("build without a compiler succeeded:\n%s", out)
+	}
+	want := filepath.Join(cache, "tamago-go", "tamago-go"+strings.TrimPrefix(tamago.GohvModuleVersion, "v"), "bin", "go")
+	for _, s := range []string{"TamaGo compiler not found", want + " is missing", "go tool tamago version", "./make.bash", "TAMAGO="} {
+		if !strings.Contains(string(out), s) {
+			t.Errorf("message lacks %q:\n%s", s, out)
+		}
+	}
+	if extra := leftovers(t, dir, "go.mod", "go.sum", "main.go"); extra != nil {
+		t.Errorf("files left behind: %v", extra)
+	}
+}
+
 func TestLongFlags(t *testing.T) {
 	root := newRoot(t.Context())
 	got := longFlags(root, []string{"build", "-gen", "1", "-o", "x", "-format=raw", "-x", "--size", "1MiB", ".", "--", "-gen"})

@@ -119,9 +119,11 @@ func (l Lookup) Find() (Compiler, error) {
 
 // InstallHint says how to put tamago-go release version at root.
 func InstallHint(root, version string) string {
-	return fmt.Sprintf(`Install %[2]s once, with either:
+	return fmt.Sprintf(`Install %[2]s once (it is cloned from GitHub and built into %[1]s), either with
+TamaGo's installer, run in your module (which requires %[3]s through gohv):
   go run %[3]s/cmd/tamago version
-      (in a module that requires %[3]s; clones and builds %[2]s from GitHub into %[1]s)
+or as a tool of your module:
+  go get -tool %[3]s/cmd/tamago && go tool tamago version
 or by hand:
   git clone --depth=1 --branch=%[2]s https://github.com/usbarmory/tamago-go %[1]s
   cd %[1]s/src && ./make.bash

@@ -119,15 +119,15 @@ func (l Lookup) Find() (Compiler, error) {
 
 // InstallHint says how to put tamago-go release version at root.
 func InstallHint(root, version string) string {
-	return fmt.Sprintf(`Install %[2]s once (it is cloned from GitHub and built into %[1]s), either with
-TamaGo's installer, run in your module (which requires %[3]s through gohv):
-  go run %[3]s/cmd/tamago version
-or as a tool of your module:
-  go get -tool %[3]s/cmd/tamago && go tool tamago version
+	mv := "v" + strings.TrimPrefix(version, "tamago-go")
+	return fmt.Sprintf(`Install %[2]s once (cloned from GitHub and built into %[1]s) with TamaGo's installer:
+  go run %[3]s/cmd/tamago@%[4]s version
+or, in your module, as a tool:
+  go get -tool %[3]s/cmd/tamago@%[4]s && go tool tamago version
 or by hand:
   git clone --depth=1 --branch=%[2]s https://github.com/usbarmory/tamago-go %[1]s
   cd %[1]s/src && ./make.bash
-or point TAMAGO at an existing tamago-go: TAMAGO=/path/to/tamago-go/bin/go`, root, version, Module)
+or point TAMAGO at an existing tamago-go: TAMAGO=/path/to/tamago-go/bin/go`, root, version, Module, mv)
 }
 
 // Release maps a tamago module version to the tamago-go release it needs,

@@ -12,15 +12,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/gohv/gohv/boot/gen1"
-	"github.com/gohv/gohv/boot/gen2"
 	"github.com/gohv/gohv/boot/kimage"
+	"github.com/gohv/gohv/internal/diskbuild"
 	"github.com/gohv/gohv/internal/diskinfo"
 	"github.com/gohv/gohv/internal/tamago"
 	"github.com/gohv/gohv/tools/image"
 	"github.com/gohv/gohv/tools/image/layout"
 	"github.com/gohv/gohv/tools/image/vhd"
-	"github.com/gohv/gohv/tools/image/vhdx"
 )
 
 // kernelStart is the package gohv build's overlay imports blankly into the
@@ -360,50 +358,18 @@ func requireHint(out []byte) string {
 
 // writeImage lays out the disk and writes it to path in b.format.
 func writeImage(path string, gki []byte, size int64, b buildFlags) error {
-	var files *os.Root
+	o := diskbuild.Options{Gen: b.gen, Format: b.format, Size: size, Label: b.label}
 	if b.data != "" {
-		var err error
-		if files, err = os.OpenRoot(b.data); err != nil {
+		files, err := os.OpenRoot(b.data)
+		if err != nil {
 			return fmt.Errorf("-data: %w", err)
 		}
 		defer files.Close()
+		o.Files = files.FS()
 	}
-	lay := func(size int64) (*layout.Disk, error) {
-		if b.gen == 1 {
-			o := layout.Gen1Options{Size: size, Stage1: gen1.Stage1(), Stage2: gen1.Stage2(), Kernel: gki, DataLabel: b.label}
-			if files != nil {
-				o.Files = files.FS()
-			}
-			return layout.Gen1(o)
-		}
-		efi, err := gen2.BuildEFI(gki)
-		if err != nil {
-			return nil, fmt.Errorf("build BOOTX64.EFI: %w", err)
-		}
-		o := layout.Gen2Options{Size: size, EFI: efi, DataLabel: b.label}
-		if files != nil {
-			o.Files = files.FS()
-		}
-		return layout.Gen2(o)
+	_, err := diskbuild.Write(path, gki, o)
+	if errors.Is(err, layout.ErrTooSmall) {
+		return fmt.Errorf("-size %s: %w (leave -size out for the smallest that fits)", b.size, err)
 	}
-	disk, err := lay(size)
-	if err != nil {
-		if errors.Is(err, layout.ErrTooSmall) {
-			return fmt.Errorf("-size %s: %w (leave -size out for the smallest that fits)", b.size, err)
-		}
-		return err
-	}
-	if b.format == "vhd" && size == 0 && disk.Size() < vhd.MinSize {
-		if disk, err = lay(vhd.MinSize); err != nil {
-			return err
-		}
-	}
-	switch b.format {
-	case "raw":
-		return image.WriteRaw(path, disk)
-	case "vhd":
-		return vhd.WriteFixed(path, disk, vhd.Options{})
-	default:
-		return vhdx.Write(path, disk, vhdx.Options{})
-	}
+	return err
 }

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -222,6 +223,10 @@ func runQEMU(ctx context.Context, qemu string, args []string, stdout io.Writer, 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	cmd := exec.CommandContext(ctx, qemu, args...)
+	// SIGTERM lets QEMU restore the terminal it put into raw mode; KILL
+	// follows if it does not exit.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Stdin = os.Stdin
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {

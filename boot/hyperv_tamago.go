@@ -116,6 +116,18 @@ func newPlatform(info hv.Info) (*platform, error) {
 // SynICs returns the boot processor's SynIC.
 func (p *platform) SynICs() []hv.SynIC { return p.synics }
 
+// TimeRefCount reads the partition reference counter (TIME_REF_COUNT,
+// docs/hyperv-protocol.md §1.9: 100 ns units since the partition started),
+// the timeline of the time sync service's samples. Without the privilege
+// the MSR would fault; the board's clock, which follows the same
+// timeline, stands in.
+func (p *platform) TimeRefCount() uint64 {
+	if tm.refCounter {
+		return rdmsr(uint32(hv.MSRTimeRefCount))
+	}
+	return uint64(sourceTime()) / 100
+}
+
 // PostMessage is HvPostMessage with the retry policy of docs/hyperv-protocol.md §1.8.
 func (p *platform) PostMessage(connectionID uint32, messageType uint32, payload []byte) error {
 	var encErr error

@@ -26,3 +26,6 @@ func PowerOff() error { return ErrNotBareMetal }
 
 // Reboot returns ErrNotBareMetal outside the board.
 func Reboot() error { return ErrNotBareMetal }
+
+// SetTime does nothing outside the board: the host system owns the clock.
+func SetTime(int64) bool { return false }

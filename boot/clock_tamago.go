@@ -28,6 +28,9 @@ type timeState struct {
 	// lastRef is the last time read from the page, returned while the
 	// page is invalid and TIME_REF_COUNT is not allowed.
 	lastRef atomic.Int64
+	// step is added to every reading: SetTime's forward steps of the
+	// wall clock (tamago's wall and monotonic clocks are one).
+	step atomic.Int64
 }
 
 var tm timeState
@@ -38,7 +41,27 @@ var tm timeState
 //
 //go:linkname nanotime runtime/goos.Nanotime
 //go:nosplit
-func nanotime() int64 {
+func nanotime() int64 { return sourceTime() + tm.step.Load() }
+
+// SetTime sets the clock to ns nanoseconds since the Unix epoch, the way
+// tamago's boards set theirs: tamago's time.Now reads one clock for wall
+// and monotonic time, so the step moves both. Only forward steps are
+// taken (monotonic time never goes back); it reports whether it stepped.
+// The kernel calls it once, with the host's time sync, before the
+// application starts: timers running then fire early.
+func SetTime(ns int64) bool {
+	d := ns - nanotime()
+	if d <= 0 {
+		return false
+	}
+	tm.step.Add(d)
+	return true
+}
+
+// sourceTime is the selected source's reading, before SetTime's step.
+//
+//go:nosplit
+func sourceTime() int64 {
 	switch ClockSource(tm.source.Load()) {
 	case ClockReferenceTSC:
 		if ref, ok := hv.ReadReferenceTSCPage(tm.refPage, rdtscOrdered); ok {
@@ -92,7 +115,7 @@ func startClock(m *machine, src ClockSource) error {
 	case ClockReferenceTSC:
 		return startReferenceTSC()
 	case ClockReferenceCounter:
-		now := nanotime()
+		now := sourceTime()
 		tm.refOffset = now - int64(rdmsr(uint32(hv.MSRTimeRefCount)))*100
 		tm.source.Store(uint32(src))
 		return nil
@@ -117,7 +140,7 @@ func startTSC(m *machine, src ClockSource, hz uint64) error {
 	if err != nil {
 		return err
 	}
-	now := nanotime()
+	now := sourceTime()
 	tm.tsc = clock.NewClock(s, rdtsc(), uint64(now))
 	m.tscHz = hz
 	// tamago's CPU timer (SetAlarm) converts with the same rate.
@@ -150,7 +173,7 @@ func startReferenceTSC() (err error) {
 		return fmt.Errorf("host marked the reference TSC page invalid")
 	}
 	tm.refPage = page
-	tm.refOffset = nanotime() - int64(ref)*100
+	tm.refOffset = sourceTime() - int64(ref)*100
 	tm.lastRef.Store(int64(ref)*100 + tm.refOffset)
 	tm.source.Store(uint32(ClockReferenceTSC))
 	return nil

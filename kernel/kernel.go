@@ -147,6 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Kernel, error) {
 		// A device whose driver failed stays unbound; the others work.
 		k.logf("gohv: some drivers failed to attach: %v", err)
 	}
+	setWallClock(k)
 	return k, nil
 }
 

@@ -10,3 +10,6 @@ func defaultPlatform() (hv.Platform, error) { return nil, ErrNoPlatform }
 
 // reboot is the board's reset; hosted, the process just exits.
 func reboot() {}
+
+// setWallClock: a hosted program's clock is the host system's.
+func setWallClock(*Kernel) {}

@@ -5,6 +5,7 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/gohv/gohv/boot"
 	"github.com/gohv/gohv/hv"
@@ -24,6 +25,30 @@ func defaultPlatform() (hv.Platform, error) {
 		return nil, fmt.Errorf("%w (%v)", ErrNoPlatform, err)
 	}
 	return p, nil
+}
+
+// firstSyncWait bounds how long Start waits for the host's first time
+// sample (Hyper-V sends it as soon as the service is negotiated).
+const firstSyncWait = 2 * time.Second
+
+// setWallClock steps the board's clock to the host's time once the time
+// sync service has it: tamago's wall clock counts from boot until then.
+// Start calls it before the application runs, when nothing but the
+// kernel's own tickers is waiting on a timer.
+func setWallClock(k *Kernel) {
+	if k.TimeSync == nil {
+		return
+	}
+	for end := time.Now().Add(firstSyncWait); !k.TimeSync.HostProvidesTime(); {
+		if time.Now().After(end) {
+			k.logf("gohv: no time from the host yet; the clock counts from boot")
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if boot.SetTime(k.Now().UnixNano()) {
+		k.logf("gohv: clock set from the host: %s", time.Now().UTC().Format(time.RFC3339Nano))
+	}
 }
 
 // reboot resets the machine when the host asked for a restart.

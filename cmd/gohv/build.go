@@ -63,7 +63,7 @@ type buildFlags struct {
 func (b *buildFlags) register(cmd *cobra.Command, withOut bool) {
 	f := cmd.Flags()
 	f.IntVar(&b.gen, "gen", 2, "Hyper-V generation: 1 (BIOS, MBR) or 2 (UEFI, GPT)")
-	f.IntVar(&b.mem, "mem", 0, "VM memory in MiB, refused when below what the kernel needs (default 128 for Generation 1, 256 for 2)")
+	f.IntVar(&b.mem, "mem", 0, "VM memory in MiB, refused when below what the kernel needs (default 128)")
 	f.StringVar(&b.tags, "tags", "", "extra comma-separated build tags")
 	f.StringVar(&b.data, "data", "", "directory whose contents go on a FAT32 data partition")
 	f.StringVar(&b.label, "label", "GOHV DATA", "data partition volume label")
@@ -104,16 +104,10 @@ github.com/gohv/gohv.`,
 	return cmd
 }
 
-// defaultMem is the VM memory (MiB) gohv assumes for a generation: a gohv
-// kernel needs less than 128 MiB, but under QEMU's OVMF a 128 MiB VM has
-// firmware allocations where the kernel loads (32 MiB), so Generation 2
-// gets 256 MiB.
-func defaultMem(gen int) int {
-	if gen == 2 {
-		return 256
-	}
-	return 128
-}
+// defaultMem is the VM memory (MiB) gohv assumes: 128 MiB, Hyper-V's and
+// Azure's small size, for both generations (the Gen2 loader places what
+// OVMF still holds after ExitBootServices).
+func defaultMem(int) int { return 128 }
 
 // check validates the flags before anything is compiled.
 func (b *buildFlags) check() (size int64, err error) {

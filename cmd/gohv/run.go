@@ -292,4 +292,4 @@ func runQEMU(ctx context.Context, qemu string, args []string, stdout io.Writer, 
 
 // errLoaderFailed is the firmware's report that gohv's UEFI loader returned
 // (it prints why just before).
-var errLoaderFailed = errors.New("the gohv UEFI loader failed (its reason is above); under OVMF a Generation 2 VM needs -mem 256 or more")
+var errLoaderFailed = errors.New("the gohv UEFI loader failed (its reason is above)")

@@ -36,13 +36,9 @@ func init() {
 func Platform() (hv.Platform, error) { return machine.Host.Platform(), nil }
 
 // install hands platform to the kernel's start-up path for programs that
-// start the kernel themselves (kernel.Run).
-//
-// TODO(lead): the kernel has no process-wide hook yet (kernel.Config.Platform
-// only), so a program calling kernel.Run under gohv sim runs without VMBus.
-// With a hosted hook, e.g. kernel.SetDefaultPlatform(func() (hv.Platform,
-// error)), call it here.
-func install(platform func() (hv.Platform, error)) { _ = platform }
+// start the kernel themselves (kernel.Run): it becomes the default of
+// kernel.Config.Platform in this process.
+func install(platform func() (hv.Platform, error)) { kernel.SetDefaultPlatform(platform) }
 
 // start is kernel/autostart's start-up path, hosted: the kernel on the
 // simulated machine while main runs. A hosted process has no exit hook, so

@@ -23,7 +23,8 @@ cat >"$tmp/overlay.json" <<JSON
   "$goroot/src/runtime/goos/goos.go": "$stubs/goos.go",
   "$goroot/src/runtime/goos/mem.go": "$tamago/goos/mem.go",
   "$goroot/src/runtime/tamago_stub.go": "$stubs/runtime.go",
-  "$goroot/src/os/signal/tamago_stub.go": "$stubs/signal.go"
+  "$goroot/src/os/signal/tamago_stub.go": "$stubs/signal.go",
+  "$goroot/src/net/tamago_stub.go": "$stubs/net.go"
 }}
 JSON
 cd "$top"

@@ -26,16 +26,16 @@ type LinkStats struct {
 	// TxBusy counts sends that found the queue full and waited.
 	TxBusy uint64
 	// TxErrors counts packets the NIC refused for another reason.
-	TxErrors              uint64
-	RxPackets, RxBytes    uint64
-	RxCsumOffloaded       uint64 // frames whose checksums the NIC verified
-	RxBadCsum, RxRunt     uint64 // dropped: bad checksum, too short
-	RxOverflow            uint64 // dropped: delivery ring full
-	RxIntercepted         uint64 // frames consumed by the DHCP client
+	TxErrors           uint64
+	RxPackets, RxBytes uint64
+	RxCsumOffloaded    uint64 // frames whose checksums the NIC verified
+	RxBadCsum, RxRunt  uint64 // dropped: bad checksum, too short
+	RxOverflow         uint64 // dropped: delivery ring full
+	RxIntercepted      uint64 // frames consumed by the DHCP client
 }
 
 type linkCounters struct {
-	txPackets, txBytes, txGSO, txBusy, txErrors       atomic.Uint64
+	txPackets, txBytes, txGSO, txBusy, txErrors        atomic.Uint64
 	rxPackets, rxBytes, rxOffloaded, rxBadCsum, rxRunt atomic.Uint64
 	rxOverflow, rxIntercepted                          atomic.Uint64
 }
@@ -81,11 +81,11 @@ type linkEndpoint struct {
 	dispatcher stack.NetworkDispatcher // guarded by dmu
 	onClose    func()                  // guarded by dmu
 
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	closing   atomic.Bool
-	stats  linkCounters
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	closing atomic.Bool
+	stats   linkCounters
 }
 
 var (

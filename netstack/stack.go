@@ -161,7 +161,7 @@ func New(cfg Config) (*Stack, error) {
 			AutoGenLinkLocal: true,
 			NDPDisp:          (*ndpDispatcher)(st),
 			NDPConfigs:       st.ndpConfig,
-			DADConfigs: stack.DADConfigurations{DupAddrDetectTransmits: 1, RetransmitTimer: time.Second},
+			DADConfigs:       stack.DADConfigurations{DupAddrDetectTransmits: 1, RetransmitTimer: time.Second},
 		}))
 		opts.TransportProtocols = append(opts.TransportProtocols, icmp.NewProtocol6)
 	}
@@ -190,13 +190,13 @@ type Interface struct {
 	ep   *linkEndpoint
 	opts NICOptions
 
-	dhcp     *dhcp4.Client
-	dhcpT    *dhcpTransport
-	cancel   context.CancelFunc
-	done     chan struct{}
-	routes   map[routeKey]tcpip.Route // guarded by st.mu
-	dns      map[routeKey][]netip.Addr // guarded by st.mu, by source
-	wireSrv  netip.Addr                // guarded by st.mu
+	dhcp    *dhcp4.Client
+	dhcpT   *dhcpTransport
+	cancel  context.CancelFunc
+	done    chan struct{}
+	routes  map[routeKey]tcpip.Route  // guarded by st.mu
+	dns     map[routeKey][]netip.Addr // guarded by st.mu, by source
+	wireSrv netip.Addr                // guarded by st.mu
 }
 
 // routeKey names the source of a route or DNS list so it can be replaced.

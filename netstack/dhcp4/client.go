@@ -56,7 +56,7 @@ type Config struct {
 type Client struct {
 	cfg   Config
 	now   func() time.Time
-	after func(time.Duration) <-chan time.Time
+	timer func(time.Duration) (<-chan time.Time, func() bool) // channel, stop
 
 	renew chan struct{}
 
@@ -85,7 +85,10 @@ func NewClient(cfg Config) (*Client, error) {
 	return &Client{
 		cfg:   cfg,
 		now:   time.Now,
-		after: time.After,
+		timer: func(d time.Duration) (<-chan time.Time, func() bool) {
+			t := time.NewTimer(d)
+			return t.C, t.Stop
+		},
 		renew: make(chan struct{}, 1),
 		buf:   make([]byte, MaxMessageSize),
 	}, nil
@@ -198,12 +201,15 @@ func (c *Client) acquire(ctx context.Context) (Lease, error) {
 func (c *Client) keep(ctx context.Context, l Lease) error {
 	for {
 		t1 := l.Acquired.Add(l.T1)
+		ch, stop := c.timer(t1.Sub(c.now()))
 		select {
-		case <-c.after(t1.Sub(c.now())):
+		case <-ch:
 		case <-c.renew:
 		case <-ctx.Done():
+			stop()
 			return ctx.Err()
 		}
+		stop()
 		nl, err := c.extend(ctx, l)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -293,7 +299,8 @@ func (c *Client) sendWait(ctx context.Context, m Message, dst netip.Addr, want M
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	timer := c.after(d)
+	timer, stop := c.timer(d)
+	defer stop()
 	go func() {
 		select {
 		case <-timer:

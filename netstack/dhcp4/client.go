@@ -83,8 +83,8 @@ func NewClient(cfg Config) (*Client, error) {
 		return nil, errors.New("dhcp4: Config.Transport is nil")
 	}
 	return &Client{
-		cfg:   cfg,
-		now:   time.Now,
+		cfg: cfg,
+		now: time.Now,
 		timer: func(d time.Duration) (<-chan time.Time, func() bool) {
 			t := time.NewTimer(d)
 			return t.C, t.Stop

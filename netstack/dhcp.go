@@ -56,7 +56,7 @@ func newDHCPTransport(ep *linkEndpoint) *dhcpTransport {
 }
 
 // intercept runs on the NIC's receive goroutine; it never blocks.
-func (t *dhcpTransport) intercept(f []byte) bool {
+func (t *dhcpTransport) intercept(f []byte, info nic.RxInfo) bool {
 	if tcpip.NetworkProtocolNumber(binary.BigEndian.Uint16(f[12:])) != header.IPv4ProtocolNumber {
 		return false
 	}
@@ -69,11 +69,15 @@ func (t *dhcpTransport) intercept(f []byte) bool {
 		return false
 	}
 	// Ours from here on: consume it even when it is bad.
-	if int(u.Length()) < header.UDPMinimumSize || int(u.Length()) > len(u) || !ip.IsChecksumValid() {
+	if int(u.Length()) < header.UDPMinimumSize || int(u.Length()) > len(u) {
 		return true
 	}
 	u = u[:u.Length()]
-	if u.Checksum() != 0 && checksum.Checksum(u, header.PseudoHeaderChecksum(header.UDPProtocolNumber,
+	verified := info.CsumChecked && info.IPCsumOK && info.L4CsumOK
+	if info.CsumChecked && !verified || !verified && !ip.IsChecksumValid() {
+		return true
+	}
+	if !verified && u.Checksum() != 0 && checksum.Checksum(u, header.PseudoHeaderChecksum(header.UDPProtocolNumber,
 		ip.SourceAddress(), ip.DestinationAddress(), uint16(len(u)))) != 0xffff {
 		return true
 	}

@@ -75,7 +75,7 @@ type linkEndpoint struct {
 
 	// intercept, if set, sees every received frame first (on the NIC's
 	// receive goroutine) and returns true when it consumed it.
-	intercept atomic.Pointer[func(frame []byte) bool]
+	intercept atomic.Pointer[func(frame []byte, info nic.RxInfo) bool]
 
 	dmu        sync.Mutex
 	dispatcher stack.NetworkDispatcher // guarded by dmu
@@ -433,7 +433,7 @@ func (e *linkEndpoint) receive(qi int, frame []byte, info nic.RxInfo) {
 		e.stats.rxRunt.Add(1)
 		return
 	}
-	if fn := e.intercept.Load(); fn != nil && (*fn)(frame) {
+	if fn := e.intercept.Load(); fn != nil && (*fn)(frame, info) {
 		e.stats.rxIntercepted.Add(1)
 		return
 	}

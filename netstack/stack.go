@@ -484,6 +484,9 @@ func (st *Stack) Addresses() []Address {
 	for id, list := range all {
 		for _, pa := range list {
 			p := toPrefix(pa.AddressWithPrefix)
+			if p.Addr() == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+				continue // gVisor's IPv4 endpoint holds the limited broadcast address
+			}
 			a, ok := st.origins[p]
 			if !ok {
 				a = Address{NIC: int(id), Prefix: p, Origin: SLAAC}

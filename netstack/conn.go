@@ -117,7 +117,11 @@ func (st *Stack) Listen(network, address string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gonet.ListenTCP(st.s, fa, proto)
+	l, err := gonet.ListenTCP(st.s, fa, proto)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // ListenPacket opens an unconnected UDP socket: network "udp", "udp4" or
@@ -134,7 +138,11 @@ func (st *Stack) ListenPacket(network, address string) (net.PacketConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return gonet.DialUDP(st.s, &fa, nil, proto)
+	c, err := gonet.DialUDP(st.s, &fa, nil, proto)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Dial connects over the stack: TCP or UDP networks, "host:port" where host
@@ -160,16 +168,19 @@ func (st *Stack) Dial(ctx context.Context, network, address string) (net.Conn, e
 			errs = append(errs, err)
 			continue
 		}
-		var c net.Conn
 		if tcp {
-			c, err = gonet.DialContextTCP(ctx, st.s, fa, proto)
+			c, err := gonet.DialContextTCP(ctx, st.s, fa, proto)
+			if err == nil {
+				return c, nil
+			}
+			errs = append(errs, err)
 		} else {
-			c, err = gonet.DialUDP(st.s, nil, &fa, proto)
+			c, err := gonet.DialUDP(st.s, nil, &fa, proto)
+			if err == nil {
+				return c, nil
+			}
+			errs = append(errs, err)
 		}
-		if err == nil {
-			return c, nil
-		}
-		errs = append(errs, err)
 		if ctx.Err() != nil {
 			break
 		}
@@ -218,22 +229,36 @@ func (st *Stack) Socket(ctx context.Context, network string, family, sotype int,
 	if err != nil {
 		return nil, err
 	}
+	var (
+		c  any
+		ok bool
+	)
 	switch sotype {
 	case syscall.SOCK_STREAM:
-		if ra == nil {
+		switch {
+		case ra == nil:
 			if la == nil {
 				la = &tcpip.FullAddress{}
 			}
-			return gonet.ListenTCP(st.s, *la, proto)
+			l, lerr := gonet.ListenTCP(st.s, *la, proto)
+			c, ok, err = l, lerr == nil, lerr
+		case la != nil && (la.Addr.Len() > 0 || la.Port != 0):
+			conn, derr := gonet.DialTCPWithBind(ctx, st.s, *la, *ra, proto)
+			c, ok, err = conn, derr == nil, derr
+		default:
+			conn, derr := gonet.DialContextTCP(ctx, st.s, *ra, proto)
+			c, ok, err = conn, derr == nil, derr
 		}
-		if la != nil && (la.Addr.Len() > 0 || la.Port != 0) {
-			return gonet.DialTCPWithBind(ctx, st.s, *la, *ra, proto)
-		}
-		return gonet.DialContextTCP(ctx, st.s, *ra, proto)
 	case syscall.SOCK_DGRAM:
-		return gonet.DialUDP(st.s, la, ra, proto)
+		conn, derr := gonet.DialUDP(st.s, la, ra, proto)
+		c, ok, err = conn, derr == nil, derr
+	default:
+		return nil, syscall.ESOCKTNOSUPPORT
 	}
-	return nil, syscall.ESOCKTNOSUPPORT
+	if !ok {
+		return nil, err // no typed nil inside the interface
+	}
+	return c, nil
 }
 
 // sockAddr converts a *net.TCPAddr or *net.UDPAddr; nil stays nil.

@@ -88,7 +88,7 @@ func TestLinkAllocs(t *testing.T) {
 					t.Fatal(err)
 				}
 			})
-			if allocs != 0 {
+			if allocs != 0 && !raceEnabled {
 				t.Errorf("%v allocations per packet sent", allocs)
 			}
 			if want := header.EthernetMinimumSize + header.IPv4MinimumSize + header.TCPMinimumSize + tc.size; n.bytes/n.frames != want {
@@ -119,7 +119,7 @@ func TestLinkAllocs(t *testing.T) {
 			n.recv(0, frame, info)
 			<-d.got
 		})
-		if allocs != 0 {
+		if allocs != 0 && !raceEnabled {
 			t.Errorf("%v allocations per packet received", allocs)
 		}
 		if st := ep.Stats(); st.RxPackets < 1000 || st.RxCsumOffloaded != st.RxPackets {

@@ -55,7 +55,11 @@ func (d *ndpDispatcher) OnOnLinkPrefixInvalidated(id tcpip.NICID, s tcpip.Subnet
 
 func (d *ndpDispatcher) OnAutoGenAddress(id tcpip.NICID, a tcpip.AddressWithPrefix) stack.AddressDispatcher {
 	p := toPrefix(a)
-	d.st().work.do(func() { d.st().noteAddress(Address{NIC: int(id), Prefix: p, Origin: SLAAC}, true) })
+	o := SLAAC
+	if p.Addr().IsLinkLocalUnicast() {
+		o = LinkLocal
+	}
+	d.st().work.do(func() { d.st().noteAddress(Address{NIC: int(id), Prefix: p, Origin: o}, true) })
 	return nil
 }
 
@@ -63,7 +67,11 @@ func (d *ndpDispatcher) OnAutoGenAddressDeprecated(tcpip.NICID, tcpip.AddressWit
 
 func (d *ndpDispatcher) OnAutoGenAddressInvalidated(id tcpip.NICID, a tcpip.AddressWithPrefix) {
 	p := toPrefix(a)
-	d.st().work.do(func() { d.st().noteAddress(Address{NIC: int(id), Prefix: p, Origin: SLAAC}, false) })
+	o := SLAAC
+	if p.Addr().IsLinkLocalUnicast() {
+		o = LinkLocal
+	}
+	d.st().work.do(func() { d.st().noteAddress(Address{NIC: int(id), Prefix: p, Origin: o}, false) })
 }
 
 func (d *ndpDispatcher) OnRecursiveDNSServerOption(id tcpip.NICID, addrs []tcpip.Address, _ time.Duration) {

@@ -117,10 +117,35 @@ func inNetns(t *testing.T, name string, fn func() error) error {
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
-// TestDHCPDnsmasq runs the stack's DHCPv4 client and resolver against a
-// real dnsmasq across a veth pair between two network namespaces the test
-// creates; no traffic leaves them.
-func TestDHCPDnsmasq(t *testing.T) {
+// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Contains(sub string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Contains(s.b.Bytes(), []byte(sub))
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// lab creates two network namespaces joined by a veth pair (server end
+// "vs" 10.99.0.1/24 and fd00:99::1/64, client end "vc"), runs dnsmasq with
+// extra arguments on the server end, and returns a packetNIC on the client
+// end. Everything is removed at test end; no traffic leaves the namespaces.
+func lab(t *testing.T, dnsmasqArgs ...string) (*packetNIC, *syncBuffer) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces; skipping")
 	}
@@ -129,28 +154,28 @@ func TestDHCPDnsmasq(t *testing.T) {
 			t.Skipf("%s not installed (apt-get install iproute2 dnsmasq); skipping", p)
 		}
 	}
-	id := os.Getpid()
-	srv, cli := fmt.Sprintf("gohvns%d-s", id), fmt.Sprintf("gohvns%d-c", id)
+	id := fmt.Sprintf("%d%s", os.Getpid(), t.Name()[4:8])
+	srv, cli := "gohvns"+id+"s", "gohvns"+id+"c"
 	run(t, "ip", "netns", "add", srv)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", srv).Run() })
 	run(t, "ip", "netns", "add", cli)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", cli).Run() })
 	run(t, "ip", "-n", srv, "link", "add", "vs", "type", "veth", "peer", "name", "vc", "netns", cli)
 	run(t, "ip", "-n", srv, "addr", "add", "10.99.0.1/24", "dev", "vs")
+	run(t, "ip", "-n", srv, "addr", "add", "fd00:99::1/64", "dev", "vs", "nodad")
 	run(t, "ip", "-n", srv, "link", "set", "vs", "up")
 	run(t, "ip", "-n", srv, "link", "set", "lo", "up")
 	run(t, "ip", "-n", cli, "link", "set", "vc", "up")
 
 	dir := t.TempDir()
-	dnsmasq := exec.Command("ip", "netns", "exec", srv, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
+	args := append([]string{"netns", "exec", srv, "dnsmasq", "--no-daemon", "--conf-file=/dev/null",
 		"--interface=vs", "--bind-interfaces", "--no-resolv", "--no-hosts",
-		"--dhcp-range=10.99.0.50,10.99.0.60,255.255.255.0,2m",
-		"--dhcp-option=option:router,10.99.0.1", "--dhcp-option=option:dns-server,10.99.0.1",
-		"--dhcp-option=option:domain-name,gohv.test", "--dhcp-option=option:mtu,1400",
-		"--dhcp-option=245,168.63.129.16", "--address=/web.gohv.test/10.99.0.1",
-		"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--pid-file="+filepath.Join(dir, "pid"), "--log-dhcp")
-	var log bytes.Buffer
-	dnsmasq.Stdout, dnsmasq.Stderr = &log, &log
+		"--address=/web.gohv.test/10.99.0.1", "--address=/web.gohv.test/fd00:99::1",
+		"--dhcp-leasefile=" + filepath.Join(dir, "leases"), "--pid-file=" + filepath.Join(dir, "pid"), "--log-dhcp"},
+		dnsmasqArgs...)
+	dnsmasq := exec.Command("ip", args...)
+	log := &syncBuffer{}
+	dnsmasq.Stdout, dnsmasq.Stderr = log, log
 	if err := dnsmasq.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -180,10 +205,17 @@ func TestDHCPDnsmasq(t *testing.T) {
 		t.Fatal(err)
 	}
 	go p.loop()
-	t.Cleanup(func() {
-		syscall.Close(p.fd)
-	})
+	t.Cleanup(func() { syscall.Close(p.fd) })
+	return p, log
+}
 
+// TestDHCPDnsmasq runs the stack's DHCPv4 client and resolver against a
+// real dnsmasq in test-owned network namespaces.
+func TestDHCPDnsmasq(t *testing.T) {
+	p, log := lab(t, "--dhcp-range=10.99.0.50,10.99.0.60,255.255.255.0,2m",
+		"--dhcp-option=option:router,10.99.0.1", "--dhcp-option=option:dns-server,10.99.0.1",
+		"--dhcp-option=option:domain-name,gohv.test", "--dhcp-option=option:mtu,1400",
+		"--dhcp-option=245,168.63.129.16")
 	st, err := netstack.New(netstack.Config{Hostname: "gohv-test", DisableIPv6: true})
 	if err != nil {
 		t.Fatal(err)
@@ -236,10 +268,55 @@ func TestDHCPDnsmasq(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for !bytes.Contains(log.Bytes(), []byte("DHCPRELEASE")) {
+	for !log.Contains("DHCPRELEASE") {
 		if time.Now().After(deadline) {
 			t.Fatalf("dnsmasq saw no DHCPRELEASE")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSLAACDnsmasq checks IPv6 link-local and SLAAC addresses, routes and
+// RDNSS from dnsmasq's router advertisements, and DNS over IPv6.
+func TestSLAACDnsmasq(t *testing.T) {
+	p, _ := lab(t, "--enable-ra", "--dhcp-range=fd00:99::,ra-only,64", "--dhcp-option=option6:dns-server,[fd00:99::1]")
+	st, err := netstack.New(netstack.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.AddNIC(p, netstack.NICOptions{DisableDHCP: true}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a, err := st.WaitAddress(ctx)
+	if err != nil {
+		t.Fatalf("no SLAAC address: %v (have %v)", err, st.Addresses())
+	}
+	if a.Origin != netstack.SLAAC || !netip.MustParsePrefix("fd00:99::/64").Contains(a.Prefix.Addr()) {
+		t.Errorf("address %+v", a)
+	}
+	var ll bool
+	for _, x := range st.Addresses() {
+		ll = ll || x.Origin == netstack.LinkLocal && x.Prefix.Addr().IsLinkLocalUnicast()
+	}
+	if !ll {
+		t.Errorf("no link-local address in %v", st.Addresses())
+	}
+	// RDNSS arrives with the RA; wait for it through events.
+	w := st.Watch()
+	defer w.Close()
+	for len(st.DNSServers()) == 0 {
+		if _, err := w.Next(ctx); err != nil {
+			t.Fatalf("no RDNSS: %v", err)
+		}
+	}
+	if dns := st.DNSServers(); dns[0] != netip.MustParseAddr("fd00:99::1") {
+		t.Errorf("DNS servers %v", dns)
+	}
+	ips, err := st.Resolver().LookupNetIP(ctx, "ip6", "web.gohv.test")
+	if err != nil || len(ips) != 1 || ips[0] != netip.MustParseAddr("fd00:99::1") {
+		t.Errorf("lookup over IPv6: %v %v", ips, err)
 	}
 }

@@ -522,6 +522,9 @@ func (e *linkEndpoint) deliver(pkt *stack.PacketBuffer) {
 // fragments are checked by gVisor after reassembly only if it rebuilds
 // them, see doc.go).
 func verifyFrame(f []byte) bool {
+	if len(f) < header.EthernetMinimumSize {
+		return false
+	}
 	l3 := f[header.EthernetMinimumSize:]
 	var (
 		proto    tcpip.TransportProtocolNumber

@@ -23,6 +23,8 @@ var (
 	macB = [6]byte{0x02, 0, 0, 0, 0, 0xb}
 	ipA  = netip.MustParsePrefix("10.0.0.1/24")
 	ipB  = netip.MustParsePrefix("10.0.0.2/24")
+	ip6A = netip.MustParsePrefix("fd00:1::a/64")
+	ip6B = netip.MustParsePrefix("fd00:1::b/64")
 )
 
 var fullOffloads = nic.Offloads{
@@ -48,7 +50,11 @@ func pair(tb testing.TB, pc pairConfig) (a, b *netstack.Stack, na, nb *nictest.N
 		if err != nil {
 			tb.Fatal(err)
 		}
-		if _, err := s.AddNIC(n, netstack.NICOptions{Static: []netip.Prefix{p}, DisableSLAAC: true}); err != nil {
+		p6 := ip6A
+		if p == ipB {
+			p6 = ip6B
+		}
+		if _, err := s.AddNIC(n, netstack.NICOptions{Static: []netip.Prefix{p, p6}, DisableSLAAC: true}); err != nil {
 			tb.Fatal(err)
 		}
 		return s
@@ -76,7 +82,17 @@ func checkNICs(t *testing.T, nics ...*nictest.NIC) {
 // for byte.
 func bulk(t *testing.T, a, b *netstack.Stack, size int) {
 	t.Helper()
-	l, err := b.Listen("tcp4", ipB.Addr().String()+":5001")
+	bulkTo(t, a, b, ipB.Addr(), size)
+}
+
+func bulkTo(t *testing.T, a, b *netstack.Stack, to netip.Addr, size int) {
+	t.Helper()
+	dst := netip.AddrPortFrom(to, 5001).String()
+	network := "tcp4"
+	if to.Is6() {
+		network = "tcp6"
+	}
+	l, err := b.Listen(network, ":5001") // the IPv6 address may still be tentative
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +113,13 @@ func bulk(t *testing.T, a, b *netstack.Stack, size int) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c, err := a.Dial(ctx, "tcp", ipB.Addr().String()+":5001")
+	c, err := a.Dial(ctx, "tcp", dst)
+	for err != nil && to.Is6() && ctx.Err() == nil {
+		// A static IPv6 address is tentative until duplicate address
+		// detection (one probe, one second) completes.
+		time.Sleep(100 * time.Millisecond)
+		c, err = a.Dial(ctx, "tcp", dst)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +161,86 @@ func TestTCPBulk(t *testing.T) {
 				t.Errorf("two-slot queue never reported busy: %+v", s)
 			}
 		})
+	}
+}
+
+func TestTCPBulkIPv6(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		off  nic.Offloads
+	}{
+		{"no offloads", nic.Offloads{}},
+		{"LSO", fullOffloads},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b, na, nb := pair(t, pairConfig{offloads: tc.off, queues: 2})
+			bulkTo(t, a, b, ip6B.Addr(), 2<<20)
+			checkNICs(t, na, nb)
+			if s := na.Stats(); (s.TxGSO != 0) != (tc.off.LSOv6) {
+				t.Errorf("GSO frames %d with LSOv6 %v", s.TxGSO, tc.off.LSOv6)
+			}
+		})
+	}
+}
+
+func TestEventsAndClose(t *testing.T) {
+	na, nb := nictest.Pair(nictest.Config{MAC: macA}, nictest.Config{MAC: macB})
+	defer na.Close()
+	defer nb.Close()
+	st, err := netstack.New(netstack.Config{DisableIPv6: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := st.Watch()
+	ifc, err := st.AddNIC(na, netstack.NICOptions{Static: []netip.Prefix{ipA}, Gateway: netip.MustParseAddr("10.0.0.254"),
+		DNS: []netip.Addr{netip.MustParseAddr("10.0.0.53")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	next := func(want netstack.EventKind) netstack.Event {
+		t.Helper()
+		for {
+			ev, err := w.Next(ctx)
+			if err != nil {
+				t.Fatalf("waiting for %v: %v", want, err)
+			}
+			if ev.Kind == want {
+				return ev
+			}
+		}
+	}
+	if ev := next(netstack.AddressAdded); ev.Address != (netstack.Address{NIC: ifc.ID(), Prefix: ipA, Origin: netstack.Static}) {
+		t.Errorf("event %+v", ev)
+	}
+	if a, err := st.WaitAddress(ctx); err != nil || a.Prefix != ipA {
+		t.Errorf("WaitAddress = %+v, %v", a, err)
+	}
+	if got := st.Addresses(); len(got) != 1 || got[0].Prefix != ipA || got[0].Origin != netstack.Static {
+		t.Errorf("Addresses() = %+v", got)
+	}
+	if dns := st.DNSServers(); len(dns) != 1 || dns[0] != netip.MustParseAddr("10.0.0.53") {
+		t.Errorf("DNSServers() = %v", dns)
+	}
+	na.SetLink(false)
+	next(netstack.LinkDown)
+	na.SetLink(true)
+	next(netstack.LinkUp)
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := w.Next(ctx); err != netstack.ErrClosed {
+		t.Fatalf("watcher after Close: %v", err)
+	}
+	if _, err := st.WaitAddress(ctx); err != netstack.ErrClosed {
+		t.Fatalf("WaitAddress after Close: %v", err)
+	}
+	if _, err := st.AddNIC(nb, netstack.NICOptions{}); err != netstack.ErrClosed {
+		t.Fatalf("AddNIC after Close: %v", err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -215,7 +216,8 @@ func TestDHCPDnsmasq(t *testing.T) {
 	p, log := lab(t, "--dhcp-range=10.99.0.50,10.99.0.60,255.255.255.0,2m",
 		"--dhcp-option=option:router,10.99.0.1", "--dhcp-option=option:dns-server,10.99.0.1",
 		"--dhcp-option=option:domain-name,gohv.test", "--dhcp-option=option:mtu,1400",
-		"--dhcp-option=245,168.63.129.16")
+		"--dhcp-option=245,168.63.129.16",
+		"--dhcp-option=option:classless-static-route,168.63.129.16/32,10.99.0.1,0.0.0.0/0,10.99.0.1")
 	st, err := netstack.New(netstack.Config{Hostname: "gohv-test", DisableIPv6: true})
 	if err != nil {
 		t.Fatal(err)
@@ -243,6 +245,15 @@ func TestDHCPDnsmasq(t *testing.T) {
 	}
 	if ws, ok := st.WireServer(); !ok || ws != netip.MustParseAddr("168.63.129.16") {
 		t.Errorf("WireServer() = %v, %v", ws, ok)
+	}
+	// Option 121 replaces option 3 as the source of routes (RFC 3442).
+	wantRoutes := []netstack.Route{
+		{NIC: 1, Dst: netip.MustParsePrefix("168.63.129.16/32"), Via: netip.MustParseAddr("10.99.0.1"), Origin: netstack.DHCP},
+		{NIC: 1, Dst: netip.MustParsePrefix("10.99.0.0/24"), Origin: netstack.DHCP},
+		{NIC: 1, Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("10.99.0.1"), Origin: netstack.DHCP},
+	}
+	if got := st.Routes(); !slices.Equal(got, wantRoutes) {
+		t.Errorf("Routes() = %v, want %v", got, wantRoutes)
 	}
 	if dns := st.DNSServers(); len(dns) != 1 || dns[0] != netip.MustParseAddr("10.99.0.1") {
 		t.Errorf("DNS servers %v", dns)

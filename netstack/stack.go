@@ -76,6 +76,16 @@ type NICOptions struct {
 	// DisableSLAAC keeps IPv6 stateless autoconfiguration of global
 	// addresses off (the link-local address is still configured).
 	DisableSLAAC bool
+	// Routes are extra static routes.
+	Routes []Route
+}
+
+// Route is one routing table entry. An invalid Via means on link.
+type Route struct {
+	NIC    int
+	Dst    netip.Prefix
+	Via    netip.Addr
+	Origin Origin
 }
 
 // Origin says where an address came from.
@@ -295,6 +305,16 @@ func (st *Stack) AddNIC(n NIC, opts NICOptions) (*Interface, error) {
 		gw := tcpip.AddrFromSlice(opts.Gateway.AsSlice())
 		st.setRoute(ifc, routeKey{origin: Static, dst: subnet(def), gw: gw}, tcpip.Route{Destination: subnet(def), Gateway: gw, NIC: id})
 	}
+	for _, r := range opts.Routes {
+		if !r.Dst.IsValid() {
+			return nil, fmt.Errorf("%w: route %v", ErrBadAddress, r.Dst)
+		}
+		tr := tcpip.Route{Destination: subnet(r.Dst), NIC: id}
+		if r.Via.IsValid() && !r.Via.IsUnspecified() {
+			tr.Gateway = tcpip.AddrFromSlice(r.Via.AsSlice())
+		}
+		st.setRoute(ifc, routeKey{origin: Static, dst: tr.Destination, gw: tr.Gateway}, tr)
+	}
 	if len(opts.DNS) > 0 {
 		st.setDNS(ifc, routeKey{origin: Static}, opts.DNS)
 	}
@@ -405,6 +425,12 @@ func (st *Stack) setRoute(ifc *Interface, k routeKey, r tcpip.Route) {
 	} else {
 		ifc.routes[k] = r
 	}
+	st.rebuildRoutesLocked()
+}
+
+// rebuildRoutesLocked installs the union of all interfaces' routes in
+// gVisor, more specific prefixes first. st.mu is held.
+func (st *Stack) rebuildRoutesLocked() {
 	var table []tcpip.Route
 	for _, i := range st.ifaces {
 		for _, r := range i.routes {
@@ -450,13 +476,8 @@ func (st *Stack) applyLease(ifc *Interface, prev, l dhcp4.Lease) {
 			st.logf("netstack: %v", err)
 			return
 		}
-		st.setRoute(ifc, routeKey{origin: DHCP, dst: subnet(l.Addr)}, tcpip.Route{Destination: subnet(l.Addr), NIC: ifc.id})
-		if len(l.Routers) > 0 && l.Routers[0].Is4() {
-			def := subnet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))
-			gw := tcpip.AddrFromSlice(l.Routers[0].AsSlice())
-			st.setRoute(ifc, routeKey{origin: DHCP, dst: def}, tcpip.Route{Destination: def, Gateway: gw, NIC: ifc.id})
-		}
 	}
+	st.replaceRoutes(ifc, DHCP, leaseRoutes(ifc.id, l))
 	if l.MTU >= 576 && l.MTU < ifc.nic.MTU() {
 		ifc.ep.SetMTU(uint32(l.MTU))
 	}
@@ -467,9 +488,70 @@ func (st *Stack) applyLease(ifc *Interface, prev, l dhcp4.Lease) {
 	st.emit(Event{Kind: LeaseBound, NIC: int(ifc.id), Lease: l})
 }
 
+// leaseRoutes is the on-link route of the lease's subnet plus either its
+// classless static routes or, without them, a default route via the first
+// router (RFC 3442 §3).
+func leaseRoutes(id tcpip.NICID, l dhcp4.Lease) []tcpip.Route {
+	rs := []tcpip.Route{{Destination: subnet(l.Addr), NIC: id}}
+	if len(l.Routes) > 0 {
+		for _, r := range l.Routes {
+			tr := tcpip.Route{Destination: subnet(r.Dst), NIC: id}
+			if r.Via.Is4() && !r.Via.IsUnspecified() {
+				tr.Gateway = tcpip.AddrFrom4(r.Via.As4())
+			}
+			rs = append(rs, tr)
+		}
+		return rs
+	}
+	if len(l.Routers) > 0 && l.Routers[0].Is4() {
+		rs = append(rs, tcpip.Route{Destination: subnet(netip.PrefixFrom(netip.IPv4Unspecified(), 0)),
+			Gateway: tcpip.AddrFrom4(l.Routers[0].As4()), NIC: id})
+	}
+	return rs
+}
+
+// replaceRoutes replaces all of ifc's routes of origin o.
+func (st *Stack) replaceRoutes(ifc *Interface, o Origin, rs []tcpip.Route) {
+	st.mu.Lock()
+	for k := range ifc.routes {
+		if k.origin == o {
+			delete(ifc.routes, k)
+		}
+	}
+	for _, r := range rs {
+		ifc.routes[routeKey{origin: o, dst: r.Destination, gw: r.Gateway}] = r
+	}
+	st.rebuildRoutesLocked()
+	st.mu.Unlock()
+}
+
+// Routes returns the routing table, most specific first.
+func (st *Stack) Routes() []Route {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var out []Route
+	for _, ifc := range st.ifaces {
+		for k, r := range ifc.routes {
+			id := r.Destination.ID()
+			ip, _ := netip.AddrFromSlice(id.AsSlice())
+			rt := Route{NIC: int(r.NIC), Dst: netip.PrefixFrom(ip, r.Destination.Prefix()), Origin: k.origin}
+			if gw := r.Gateway; gw.Len() > 0 {
+				rt.Via, _ = netip.AddrFromSlice(gw.AsSlice())
+			}
+			out = append(out, rt)
+		}
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && (out[j].Dst.Bits() > out[j-1].Dst.Bits() ||
+			out[j].Dst.Bits() == out[j-1].Dst.Bits() && out[j].Dst.Addr().Less(out[j-1].Dst.Addr())); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
 func (st *Stack) dropLease(ifc *Interface, l dhcp4.Lease) {
-	st.setRoute(ifc, routeKey{origin: DHCP, dst: subnet(netip.PrefixFrom(netip.IPv4Unspecified(), 0))}, tcpip.Route{})
-	st.setRoute(ifc, routeKey{origin: DHCP, dst: subnet(l.Addr)}, tcpip.Route{})
+	st.replaceRoutes(ifc, DHCP, nil)
 	st.setDNS(ifc, routeKey{origin: DHCP}, nil)
 	st.removeAddress(ifc, l.Addr, DHCP)
 	ifc.ep.SetMTU(uint32(ifc.nic.MTU()))

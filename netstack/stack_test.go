@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -193,7 +194,8 @@ func TestEventsAndClose(t *testing.T) {
 	}
 	w := st.Watch()
 	ifc, err := st.AddNIC(na, netstack.NICOptions{Static: []netip.Prefix{ipA}, Gateway: netip.MustParseAddr("10.0.0.254"),
-		DNS: []netip.Addr{netip.MustParseAddr("10.0.0.53")}})
+		DNS:    []netip.Addr{netip.MustParseAddr("10.0.0.53")},
+		Routes: []netstack.Route{{Dst: netip.MustParsePrefix("172.16.0.0/12"), Via: netip.MustParseAddr("10.0.0.253")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +224,14 @@ func TestEventsAndClose(t *testing.T) {
 	}
 	if dns := st.DNSServers(); len(dns) != 1 || dns[0] != netip.MustParseAddr("10.0.0.53") {
 		t.Errorf("DNSServers() = %v", dns)
+	}
+	wantRoutes := []netstack.Route{
+		{NIC: 1, Dst: netip.MustParsePrefix("10.0.0.0/24"), Origin: netstack.Static},
+		{NIC: 1, Dst: netip.MustParsePrefix("172.16.0.0/12"), Via: netip.MustParseAddr("10.0.0.253"), Origin: netstack.Static},
+		{NIC: 1, Dst: netip.MustParsePrefix("0.0.0.0/0"), Via: netip.MustParseAddr("10.0.0.254"), Origin: netstack.Static},
+	}
+	if got := st.Routes(); !slices.Equal(got, wantRoutes) {
+		t.Errorf("Routes() = %v, want %v", got, wantRoutes)
 	}
 	na.SetLink(false)
 	next(netstack.LinkDown)

@@ -25,8 +25,12 @@ type Transport interface {
 
 // Lease is an address lease granted by a server.
 type Lease struct {
-	Addr       netip.Prefix // address and subnet
-	Routers    []netip.Addr
+	Addr    netip.Prefix // address and subnet
+	Routers []netip.Addr
+	// Routes are the classless static routes (option 121). When present,
+	// RFC 3442 §3 says they replace Routers as the source of the default
+	// route.
+	Routes     []Route
 	DNS        []netip.Addr
 	Domain     string
 	MTU        int        // 0 when the server sent none
@@ -74,7 +78,7 @@ var ErrNoLease = errors.New("dhcp4: no lease")
 var broadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // paramList is what the client asks servers for (option 55).
-var paramList = []byte{OptSubnetMask, OptRouter, OptDNS, OptDomainName, OptInterfaceMTU,
+var paramList = []byte{OptSubnetMask, OptRouter, OptClasslessRoutes, OptDNS, OptDomainName, OptInterfaceMTU,
 	OptLeaseTime, OptRenewalTime, OptRebindingTime, OptAzureWireServer}
 
 // NewClient returns a client; start it with Run.
@@ -373,6 +377,7 @@ func (c *Client) leaseFrom(ack Message) (Lease, error) {
 	return Lease{
 		Addr:       netip.PrefixFrom(ack.YIAddr, bits),
 		Routers:    ack.Routers,
+		Routes:     ack.Routes,
 		DNS:        ack.DNS,
 		Domain:     ack.DomainName,
 		MTU:        int(ack.MTU),

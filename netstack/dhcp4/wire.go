@@ -64,6 +64,8 @@ const (
 	OptRenewalTime    = 58 // T1
 	OptRebindingTime  = 59 // T2
 	OptClientID       = 61
+	// OptClasslessRoutes is the classless static route option, RFC 3442.
+	OptClasslessRoutes = 121
 	// OptAzureWireServer carries the Azure WireServer (fabric endpoint)
 	// address; it is a site-specific option (RFC 2132 §2: 224-254) that
 	// Azure's DHCP server sends (Azure documentation, "What is IP address
@@ -122,6 +124,14 @@ type Message struct {
 	WireServer  netip.Addr    // option 245
 	ParamList   []byte
 	ClientID    []byte
+	// Routes from option 121 (RFC 3442); a 0.0.0.0 router means on link.
+	Routes []Route
+}
+
+// Route is one classless static route.
+type Route struct {
+	Dst netip.Prefix
+	Via netip.Addr
 }
 
 // Errors returned by Parse.
@@ -255,6 +265,8 @@ func (m *Message) setOption(code byte, v []byte) error {
 		m.ParamList = append([]byte(nil), v...)
 	case OptClientID:
 		m.ClientID = append([]byte(nil), v...)
+	case OptClasslessRoutes:
+		m.Routes, err = parseRoutes(v)
 	}
 	return err
 }
@@ -325,6 +337,13 @@ func (m *Message) Append(b []byte) ([]byte, error) {
 			opt(code, v...)
 		}
 	}
+	if len(m.Routes) > 0 {
+		v := appendRoutes(nil, m.Routes)
+		if len(v) > 255 {
+			return nil, ErrTooLarge
+		}
+		opt(OptClasslessRoutes, v...)
+	}
 	optSecs(OptLeaseTime, m.LeaseTime)
 	optSecs(OptRenewalTime, m.T1)
 	optSecs(OptRebindingTime, m.T2)
@@ -358,4 +377,38 @@ func (m *Message) Append(b []byte) ([]byte, error) {
 		return nil, ErrTooLarge
 	}
 	return b, nil
+}
+
+// parseRoutes decodes option 121 (RFC 3442 §3): per route a prefix width,
+// the significant octets of the destination, and a 4-byte router.
+func parseRoutes(v []byte) ([]Route, error) {
+	var out []Route
+	for len(v) > 0 {
+		w := int(v[0])
+		if w > 32 {
+			return nil, fmt.Errorf("%w: option 121: prefix width %d", ErrOption, w)
+		}
+		n := (w + 7) / 8
+		if len(v) < 1+n+4 {
+			return nil, fmt.Errorf("%w: option 121 truncated", ErrBadLength)
+		}
+		var dst [4]byte
+		copy(dst[:], v[1:1+n])
+		p := netip.PrefixFrom(netip.AddrFrom4(dst), w).Masked()
+		out = append(out, Route{Dst: p, Via: addr4(v[1+n:])})
+		v = v[1+n+4:]
+	}
+	return out, nil
+}
+
+func appendRoutes(b []byte, routes []Route) []byte {
+	for _, r := range routes {
+		w := r.Dst.Bits()
+		d := r.Dst.Addr().As4()
+		via := r.Via.As4()
+		b = append(b, byte(w))
+		b = append(b, d[:(w+7)/8]...)
+		b = append(b, via[:]...)
+	}
+	return b
 }

@@ -57,6 +57,8 @@ func ackBytes() []byte {
 	b = append(b, 59, 4, 0, 0, 0x0a, 0x8c) // 2700 s
 	b = append(b, 54, 4, 10, 1, 2, 1)
 	b = append(b, 245, 4, 168, 63, 129, 16)
+	// option 121: 168.63.129.16/32 via 10.1.0.1, 0.0.0.0/0 via 10.1.0.1, 10.8.0.0/13 on link
+	b = append(b, 121, 21, 32, 168, 63, 129, 16, 10, 1, 0, 1, 0, 10, 1, 0, 1, 13, 10, 8, 0, 0, 0, 0)
 	b = append(b, 99, 3, 1, 2, 3) // unknown option, skipped
 	b = append(b, 255)
 	return b
@@ -88,11 +90,26 @@ func TestParseAck(t *testing.T) {
 		{"t2", m.T2, 45 * time.Minute},
 		{"server", m.ServerID, ip("10.1.2.1")},
 		{"wireserver", m.WireServer, ip("168.63.129.16")},
+		{"routes", len(m.Routes), 3},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
 		}
+	}
+	wantRoutes := []Route{
+		{netip.MustParsePrefix("168.63.129.16/32"), ip("10.1.0.1")},
+		{netip.MustParsePrefix("0.0.0.0/0"), ip("10.1.0.1")},
+		{netip.MustParsePrefix("10.8.0.0/13"), ip("0.0.0.0")},
+	}
+	for i, r := range wantRoutes {
+		if i < len(m.Routes) && m.Routes[i] != r {
+			t.Errorf("route %d = %v, want %v", i, m.Routes[i], r)
+		}
+	}
+	// Re-encoding the routes gives the option's bytes back.
+	if got := appendRoutes(nil, m.Routes); !bytes.Equal(got, []byte{32, 168, 63, 129, 16, 10, 1, 0, 1, 0, 10, 1, 0, 1, 13, 10, 8, 0, 0, 0, 0}) {
+		t.Errorf("routes re-encoded as %v", got)
 	}
 }
 
@@ -103,6 +120,8 @@ func TestParseErrors(t *testing.T) {
 	overrun := append(append([]byte(nil), ack[:240]...), 53, 5, 1)
 	badLen := append(append([]byte(nil), ack[:240]...), 51, 3, 0, 0, 1, 255)
 	badList := append(append([]byte(nil), ack[:240]...), 3, 5, 1, 2, 3, 4, 5, 255)
+	badWidth := append(append([]byte(nil), ack[:240]...), 121, 5, 33, 1, 2, 3, 4, 255)
+	shortRoute := append(append([]byte(nil), ack[:240]...), 121, 4, 8, 10, 1, 2, 255)
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -112,6 +131,8 @@ func TestParseErrors(t *testing.T) {
 		{"overrun", overrun},
 		{"lease length", badLen},
 		{"router list length", badList},
+		{"route width", badWidth},
+		{"route truncated", shortRoute},
 	} {
 		if _, err := Parse(tc.b); err == nil {
 			t.Errorf("%s: Parse succeeded", tc.name)

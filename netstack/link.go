@@ -429,6 +429,9 @@ func flowHash(pkt *stack.PacketBuffer) uint32 {
 // goroutine and never blocks: it copies the frame into a pooled gVisor
 // buffer and queues it for the delivery goroutine.
 func (e *linkEndpoint) receive(qi int, frame []byte, info nic.RxInfo) {
+	if e.closing.Load() {
+		return
+	}
 	if len(frame) < header.EthernetMinimumSize {
 		e.stats.rxRunt.Add(1)
 		return

@@ -234,6 +234,34 @@ func (i *Interface) Lease() (Lease, bool) {
 // once, DHCPv4 and SLAAC in the background. Watch or WaitAddress for the
 // result.
 func (st *Stack) AddNIC(n NIC, opts NICOptions) (*Interface, error) {
+	ifc, err := st.addNIC(n, opts)
+	if err != nil && ifc != nil {
+		// Undo a half-configured interface.
+		st.mu.Lock()
+		var added []Address
+		for _, a := range st.origins {
+			if a.NIC == int(ifc.id) {
+				added = append(added, a)
+			}
+		}
+		st.mu.Unlock()
+		for _, a := range added {
+			st.noteAddress(a, false)
+		}
+		st.mu.Lock()
+		delete(st.ifaces, ifc.id)
+		st.rebuildRoutesLocked()
+		st.mu.Unlock()
+		st.s.RemoveNIC(ifc.id)
+		ifc.ep.Close()
+		n.SetLinkHandler(nil)
+		n.SetNetworkChangeHandler(nil)
+		return nil, err
+	}
+	return ifc, err
+}
+
+func (st *Stack) addNIC(n NIC, opts NICOptions) (*Interface, error) {
 	st.mu.Lock()
 	if st.closed {
 		st.mu.Unlock()
@@ -289,10 +317,10 @@ func (st *Stack) AddNIC(n NIC, opts NICOptions) (*Interface, error) {
 	hasV4 := false
 	for _, p := range opts.Static {
 		if !p.IsValid() {
-			return nil, fmt.Errorf("%w: %v", ErrBadAddress, p)
+			return ifc, fmt.Errorf("%w: %v", ErrBadAddress, p)
 		}
 		if err := st.addAddress(ifc, p, Static); err != nil {
-			return nil, err
+			return ifc, err
 		}
 		hasV4 = hasV4 || p.Addr().Is4()
 		st.setRoute(ifc, routeKey{origin: Static, dst: subnet(p.Masked())}, tcpip.Route{Destination: subnet(p.Masked()), NIC: id})
@@ -307,7 +335,7 @@ func (st *Stack) AddNIC(n NIC, opts NICOptions) (*Interface, error) {
 	}
 	for _, r := range opts.Routes {
 		if !r.Dst.IsValid() {
-			return nil, fmt.Errorf("%w: route %v", ErrBadAddress, r.Dst)
+			return ifc, fmt.Errorf("%w: route %v", ErrBadAddress, r.Dst)
 		}
 		tr := tcpip.Route{Destination: subnet(r.Dst), NIC: id}
 		if r.Via.IsValid() && !r.Via.IsUnspecified() {
@@ -319,7 +347,7 @@ func (st *Stack) AddNIC(n NIC, opts NICOptions) (*Interface, error) {
 		st.setDNS(ifc, routeKey{origin: Static}, opts.DNS)
 	}
 	if err := st.s.EnableNIC(id); err != nil {
-		return nil, tcpipErr("enable NIC", err)
+		return ifc, tcpipErr("enable NIC", err)
 	}
 
 	ifc.done = make(chan struct{})
@@ -337,7 +365,7 @@ func (st *Stack) AddNIC(n NIC, opts NICOptions) (*Interface, error) {
 		Logf:      st.cfg.Logf,
 	})
 	if err != nil {
-		return nil, err
+		return ifc, err
 	}
 	ifc.dhcp = c
 	ctx, cancel := context.WithCancel(context.Background())

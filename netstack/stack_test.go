@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -356,5 +357,26 @@ func TestSocketTCPListen(t *testing.T) {
 	buf := make([]byte, 4)
 	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "echo" {
 		t.Fatalf("echo %q %v", buf, err)
+	}
+}
+
+func TestAddNICBadConfig(t *testing.T) {
+	na, nb := nictest.Pair(nictest.Config{MAC: macA}, nictest.Config{MAC: macB})
+	defer na.Close()
+	defer nb.Close()
+	st, err := netstack.New(netstack.Config{DisableIPv6: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	_, err = st.AddNIC(na, netstack.NICOptions{Static: []netip.Prefix{ipA}, Routes: []netstack.Route{{}}})
+	if !errors.Is(err, netstack.ErrBadAddress) {
+		t.Fatalf("AddNIC with an invalid route: %v, want ErrBadAddress", err)
+	}
+	if a := st.Addresses(); len(a) != 0 {
+		t.Fatalf("failed AddNIC left addresses %v", a)
+	}
+	if _, err := st.AddNIC(na, netstack.NICOptions{Static: []netip.Prefix{ipA}}); err != nil {
+		t.Fatalf("AddNIC after a failed one: %v", err)
 	}
 }

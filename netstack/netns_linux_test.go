@@ -28,21 +28,26 @@ import (
 // the kernel's own stack, which leaves checksums partial (it never computes
 // what a real wire would need) and verifies what it receives itself.
 type packetNIC struct {
-	fd   int
-	mac  [6]byte
-	mu   sync.Mutex
-	recv func(int, []byte, nic.RxInfo)
-	done chan struct{}
-	buf  []byte
+	fd     int
+	mac    [6]byte
+	mu     sync.Mutex
+	recv   func(int, []byte, nic.RxInfo)
+	change func()
+	done   chan struct{}
+	buf    []byte
 }
 
-func (p *packetNIC) MAC() [6]byte                            { return p.mac }
-func (p *packetNIC) MTU() int                                { return 1500 }
-func (p *packetNIC) Queues() int                             { return 1 }
-func (p *packetNIC) LinkUp() bool                            { return true }
-func (p *packetNIC) Offloads() nic.Offloads                  { return nic.Offloads{RxCsum: true} }
-func (p *packetNIC) SetLinkHandler(func(bool))               {}
-func (p *packetNIC) SetNetworkChangeHandler(func())          {}
+func (p *packetNIC) MAC() [6]byte              { return p.mac }
+func (p *packetNIC) MTU() int                  { return 1500 }
+func (p *packetNIC) Queues() int               { return 1 }
+func (p *packetNIC) LinkUp() bool              { return true }
+func (p *packetNIC) Offloads() nic.Offloads    { return nic.Offloads{RxCsum: true} }
+func (p *packetNIC) SetLinkHandler(func(bool)) {}
+func (p *packetNIC) SetNetworkChangeHandler(fn func()) {
+	p.mu.Lock()
+	p.change = fn
+	p.mu.Unlock()
+}
 func (p *packetNIC) WaitWritable(context.Context, int) error { return nil }
 func (p *packetNIC) SetReceiver(fn func(int, []byte, nic.RxInfo)) {
 	p.mu.Lock()
@@ -267,6 +272,24 @@ func TestDHCPDnsmasq(t *testing.T) {
 		}
 		sawAdd = sawAdd || ev.Kind == netstack.AddressAdded && ev.Address.Prefix == a.Prefix
 		sawLease = sawLease || ev.Kind == netstack.LeaseBound
+	}
+	// A network-change indication renews the lease at once (a REQUEST
+	// from the leased address, answered by a new ACK).
+	p.mu.Lock()
+	change := p.change
+	p.mu.Unlock()
+	change()
+	for {
+		ev, err := w.Next(ctx)
+		if err != nil {
+			t.Fatalf("no renewal after a network change: %v", err)
+		}
+		if ev.Kind == netstack.LeaseBound {
+			if ev.Lease.Addr != a.Prefix {
+				t.Errorf("renewed %v, had %v", ev.Lease.Addr, a.Prefix)
+			}
+			break
+		}
 	}
 	// The resolver goes through the stack to dnsmasq.
 	ips, err := st.Resolver().LookupNetIP(ctx, "ip4", "web.gohv.test")

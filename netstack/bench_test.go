@@ -38,6 +38,7 @@ func runBulk(b *testing.B, l net.Listener, dial func() (net.Conn, error)) {
 	}
 	buf := make([]byte, benchChunk)
 	b.SetBytes(benchChunk)
+	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
 		if _, err := c.Write(buf); err != nil {

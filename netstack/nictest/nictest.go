@@ -60,9 +60,12 @@ type slot struct {
 type queue struct {
 	free chan *slot // slots ready for Send
 	full chan *slot // slots waiting for the peer's queue goroutine
-	// writable is closed and replaced when a slot is freed.
+	// writable is closed and replaced when a slot is freed while someone
+	// waits in WaitWritable.
 	mu       sync.Mutex
-	writable chan struct{}
+	writable chan struct{} // guarded by mu
+	waiting  bool          // guarded by mu
+	busyErr  error
 	seg      []byte // segmentation scratch, used by the receiving goroutine only
 }
 
@@ -114,8 +117,9 @@ func newNIC(cfg Config) *NIC {
 	if cfg.Offloads.LSOMaxSize > cfg.MTU {
 		size = header.EthernetMinimumSize + cfg.Offloads.LSOMaxSize
 	}
-	for range cfg.Queues {
+	for i := range cfg.Queues {
 		q := &queue{
+			busyErr:  fmt.Errorf("nictest: queue %d: %w", i, nic.ErrBusy),
 			free:     make(chan *slot, cfg.Slots),
 			full:     make(chan *slot, cfg.Slots),
 			writable: make(chan struct{}),
@@ -142,8 +146,11 @@ func (n *NIC) start() {
 					n.peer.deliver(i, q, s)
 					q.free <- s
 					q.mu.Lock()
-					close(q.writable)
-					q.writable = make(chan struct{})
+					if q.waiting {
+						close(q.writable)
+						q.writable = make(chan struct{})
+						q.waiting = false
+					}
 					q.mu.Unlock()
 				case <-n.closeCh:
 					return
@@ -245,7 +252,7 @@ func (n *NIC) Send(qi int, frame [][]byte, tx nic.TxInfo) error {
 	case s = <-q.free:
 	default:
 		n.stats.txBusy.Add(1)
-		return fmt.Errorf("nictest: queue %d: %w", qi, nic.ErrBusy)
+		return q.busyErr
 	}
 	total := 0
 	for _, p := range frame {
@@ -271,11 +278,13 @@ func (n *NIC) WaitWritable(ctx context.Context, qi int) error {
 	q := n.qs[qi]
 	for {
 		q.mu.Lock()
-		ch := q.writable
-		q.mu.Unlock()
 		if len(q.free) > 0 {
+			q.mu.Unlock()
 			return nil
 		}
+		q.waiting = true
+		ch := q.writable
+		q.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():

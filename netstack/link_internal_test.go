@@ -2,6 +2,10 @@ package netstack
 
 import (
 	"context"
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/gohv/gohv/netstack/dhcp4"
 	"testing"
 
 	"github.com/gohv/gohv/netstack/nic"
@@ -19,6 +23,7 @@ type sinkNIC struct {
 	bytes  int
 	last   nic.TxInfo
 	recv   func(int, []byte, nic.RxInfo)
+	onSend func([][]byte)
 }
 
 func (s *sinkNIC) MAC() [6]byte                                 { return [6]byte{2, 0, 0, 0, 0, 1} }
@@ -36,6 +41,9 @@ func (s *sinkNIC) Send(q int, parts [][]byte, tx nic.TxInfo) error {
 		s.bytes += len(p)
 	}
 	s.last = tx
+	if s.onSend != nil {
+		s.onSend(parts)
+	}
 	return nil
 }
 
@@ -181,6 +189,26 @@ func FuzzReceive(f *testing.F) {
 	ep.Close()
 	f.Add(frame, false)
 	f.Add(frame[:20], true)
+	// A DHCP reply as the intercept sees it: our own DISCOVER frame with the
+	// UDP ports swapped.
+	sink := &sinkNIC{}
+	dep := newLinkEndpoint(sink)
+	tr := newDHCPTransport(dep)
+	disc, _ := (&dhcp4.Message{Type: dhcp4.Offer, XID: 1}).Append(nil)
+	var captured []byte
+	sink.onSend = func(parts [][]byte) {
+		for _, p := range parts {
+			captured = append(captured, p...)
+		}
+	}
+	tr.Send(context.Background(), disc, netip.IPv4Unspecified(), netip.AddrFrom4([4]byte{255, 255, 255, 255}))
+	dep.Close()
+	if len(captured) > 42 {
+		binary.BigEndian.PutUint16(captured[34:], 67) // source port
+		binary.BigEndian.PutUint16(captured[36:], 68) // destination port
+		binary.BigEndian.PutUint16(captured[40:], 0)  // no UDP checksum
+		f.Add(captured, false)
+	}
 	f.Add(make([]byte, 14), false)
 	f.Fuzz(func(t *testing.T, b []byte, checked bool) {
 		n := &sinkNIC{off: nic.Offloads{RxCsum: true}}

@@ -86,7 +86,9 @@ type NIC interface {
 	// not block.
 	SetReceiver(fn func(queue int, frame []byte, info RxInfo))
 	// Send transmits one Ethernet frame given as parts. It returns an error
-	// matching ErrBusy when the queue is full.
+	// matching ErrBusy when the queue is full. The parts belong to the
+	// caller again when Send returns: a driver that sends GPA-direct from
+	// them must wait for the host's completion before returning, or copy.
 	Send(queue int, frame [][]byte, tx TxInfo) error
 	// WaitWritable waits until Send on queue may succeed again.
 	WaitWritable(ctx context.Context, queue int) error

@@ -175,7 +175,7 @@ func New(cfg Config) (*Stack, error) {
 		opts.TransportProtocols = append(opts.TransportProtocols, icmp.NewProtocol6)
 	}
 	st.s = stack.New(opts)
-	// Selective acknowledgements, as every peer on Azure offers them.
+	// Selective acknowledgements (RFC 2018), negotiated only if the peer offers them.
 	sack := tcpip.TCPSACKEnabled(true)
 	st.s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
 	return st, nil

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -34,6 +35,11 @@ type packetNIC struct {
 	recv   func(int, []byte, nic.RxInfo)
 	change func()
 	done   chan struct{}
+	logf   func(string, ...any)
+	// stop ends loop at its next receive timeout; only then is fd closed,
+	// so that a new socket reusing the descriptor number is never read by
+	// a stale loop.
+	stop atomic.Bool
 	buf    []byte
 }
 
@@ -63,6 +69,9 @@ func (p *packetNIC) Send(_ int, parts [][]byte, _ nic.TxInfo) error {
 		p.buf = append(p.buf, b...)
 	}
 	_, err := syscall.Write(p.fd, p.buf)
+	if p.logf != nil && len(p.buf) > 42 && (p.buf[12] == 8 && p.buf[13] == 6 || p.buf[23] == 17 && p.buf[37] == 67) {
+		p.logf("tx %x %v", p.buf[:min(len(p.buf), 64)], err)
+	}
 	return err
 }
 
@@ -70,16 +79,25 @@ func (p *packetNIC) loop() {
 	defer close(p.done)
 	b := make([]byte, 65536)
 	for {
-		n, err := syscall.Read(p.fd, b)
+		n, from, err := syscall.Recvfrom(p.fd, b, 0)
+		if p.stop.Load() {
+			return
+		}
 		if err != nil {
-			if errors.Is(err, syscall.EINTR) {
-				continue
+			if errors.Is(err, syscall.EINTR) || errors.Is(err, syscall.EAGAIN) {
+				continue // EAGAIN: the receive timeout, to notice stop
 			}
 			return
 		}
+		if ll, ok := from.(*syscall.SockaddrLinklayer); ok && ll.Pkttype == syscall.PACKET_OUTGOING {
+			continue // our own transmissions, looped back to ETH_P_ALL sockets
+		}
 		p.mu.Lock()
-		fn := p.recv
+		fn, logf := p.recv, p.logf
 		p.mu.Unlock()
+		if logf != nil && n > 42 && (b[12] == 8 && b[13] == 6 || b[12] == 8 && b[13] == 0 && b[23] == 17 && b[36] == 0 && b[37] == 68) {
+			logf("rx %x", b[:min(n, 64)])
+		}
 		if fn != nil {
 			fn(0, b[:n], nic.RxInfo{CsumChecked: true, IPCsumOK: true, L4CsumOK: true})
 		}
@@ -205,13 +223,20 @@ func lab(t *testing.T, dnsmasqArgs ...string) (*packetNIC, *syncBuffer) {
 			return err
 		}
 		p.fd = fd
+		if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &syscall.Timeval{Usec: 50000}); err != nil {
+			return err
+		}
 		return syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(syscall.ETH_P_ALL), Ifindex: ifc.Index})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	go p.loop()
-	t.Cleanup(func() { syscall.Close(p.fd) })
+	t.Cleanup(func() {
+		p.stop.Store(true)
+		<-p.done
+		syscall.Close(p.fd)
+	})
 	return p, log
 }
 
@@ -223,10 +248,15 @@ func TestDHCPDnsmasq(t *testing.T) {
 		"--dhcp-option=option:domain-name,gohv.test", "--dhcp-option=option:mtu,1400",
 		"--dhcp-option=245,168.63.129.16",
 		"--dhcp-option=option:classless-static-route,168.63.129.16/32,10.99.0.1,0.0.0.0/0,10.99.0.1")
-	st, err := netstack.New(netstack.Config{Hostname: "gohv-test", DisableIPv6: true})
+	p.mu.Lock()
+	p.logf = func(format string, args ...any) { t.Logf(time.Now().Format("15:04:05.000 ")+format, args...) }
+	p.mu.Unlock()
+	st, err := netstack.New(netstack.Config{Hostname: "gohv-test", DisableIPv6: true,
+		Logf: func(format string, args ...any) { t.Logf(time.Now().Format("15:04:05.000 ")+format, args...) }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
 	w := st.Watch()
 	ifc, err := st.AddNIC(p, netstack.NICOptions{})
 	if err != nil {

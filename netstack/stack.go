@@ -493,25 +493,29 @@ func (st *Stack) setDNS(ifc *Interface, k routeKey, servers []netip.Addr) {
 	st.emit(Event{Kind: DNSChanged, NIC: int(ifc.id)})
 }
 
-// applyLease runs on the DHCP client's goroutine after each ACK.
+// applyLease runs on the DHCP client's goroutine after each ACK. The
+// address goes in last, so that whoever waits for it (WaitAddress) finds
+// the routes, DNS servers, MTU and WireServer of the lease already in place.
 func (st *Stack) applyLease(ifc *Interface, prev, l dhcp4.Lease) {
-	if prev.Addr != l.Addr {
-		if prev.Addr.IsValid() {
-			st.dropLease(ifc, prev)
-		}
-		if err := st.addAddress(ifc, l.Addr, DHCP); err != nil {
-			st.logf("netstack: %v", err)
-			return
-		}
+	if prev.Addr.IsValid() && prev.Addr != l.Addr {
+		st.removeAddress(ifc, prev.Addr, DHCP)
 	}
-	st.replaceRoutes(ifc, DHCP, leaseRoutes(ifc.id, l))
 	if l.MTU >= 576 && l.MTU < ifc.nic.MTU() {
 		ifc.ep.SetMTU(uint32(l.MTU))
+	} else {
+		ifc.ep.SetMTU(uint32(ifc.nic.MTU()))
 	}
 	st.mu.Lock()
 	ifc.wireSrv = l.WireServer
 	st.mu.Unlock()
 	st.setDNS(ifc, routeKey{origin: DHCP}, l.DNS)
+	st.replaceRoutes(ifc, DHCP, leaseRoutes(ifc.id, l))
+	if prev.Addr != l.Addr {
+		if err := st.addAddress(ifc, l.Addr, DHCP); err != nil {
+			st.logf("netstack: %v", err)
+			return
+		}
+	}
 	st.emit(Event{Kind: LeaseBound, NIC: int(ifc.id), Lease: l})
 }
 
@@ -578,6 +582,9 @@ func (st *Stack) Routes() []Route {
 }
 
 func (st *Stack) dropLease(ifc *Interface, l dhcp4.Lease) {
+	st.mu.Lock()
+	ifc.wireSrv = netip.Addr{}
+	st.mu.Unlock()
 	st.replaceRoutes(ifc, DHCP, nil)
 	st.setDNS(ifc, routeKey{origin: DHCP}, nil)
 	st.removeAddress(ifc, l.Addr, DHCP)

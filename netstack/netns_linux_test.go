@@ -40,7 +40,7 @@ type packetNIC struct {
 	// so that a new socket reusing the descriptor number is never read by
 	// a stale loop.
 	stop atomic.Bool
-	buf    []byte
+	buf  []byte
 }
 
 func (p *packetNIC) MAC() [6]byte              { return p.mac }

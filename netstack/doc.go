@@ -45,7 +45,8 @@
 // the frames the NIC did not check (nic.RxInfo.CsumChecked false): IPv4
 // header, TCP, UDP, ICMPv4 and ICMPv6. Non-first IPv4 fragments and IPv6
 // fragments are not verified at L4 in that mode (gVisor's reassembly
-// inherits the capability); Hyper-V's vSwitch does not fragment.
+// inherits the capability). nic.RxInfo.VLAN is ignored: netstack has no
+// VLAN interfaces.
 //
 // Allocation: per packet the transmit path allocates nothing (the frame
 // parts reuse a per-queue slice); the receive path takes its buffer from

@@ -5,19 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gohv/gohv/drivers/block"
 	"github.com/gohv/gohv/drivers/heartbeat"
 	"github.com/gohv/gohv/drivers/kvp"
+	"github.com/gohv/gohv/drivers/netvsc"
 	"github.com/gohv/gohv/drivers/shutdown"
 	"github.com/gohv/gohv/drivers/storvsc"
 	"github.com/gohv/gohv/drivers/timesync"
 	"github.com/gohv/gohv/drivers/vss"
 	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/netstack"
 	"github.com/gohv/gohv/vmbus"
 	"github.com/gohv/gohv/vmbus/chanmsg"
 )
@@ -55,6 +59,8 @@ type Config struct {
 	// System is what KVP tells the host about the guest (its auto pool);
 	// empty fields get gohv's defaults.
 	System kvp.SystemInfo
+	// Network configures the NICs and the TCP/IP stack.
+	Network NetworkConfig
 	// StartTimeout bounds connecting and the first binding of drivers.
 	StartTimeout time.Duration
 	// Log receives the kernel's one-line reports (COM1 on a gohv
@@ -89,6 +95,10 @@ type Kernel struct {
 	KVP       *kvp.Driver
 	VSS       *vss.Driver
 	Storage   *storvsc.Driver
+	NICs      *netvsc.Driver // nil when the network is disabled
+
+	net   *netstack.Stack
+	addrs atomic.Pointer[[]netip.Addr] // for KVP
 
 	clock   *guestClock
 	gate    vss.WriteGate
@@ -148,6 +158,7 @@ func Start(ctx context.Context, cfg Config) (*Kernel, error) {
 		k.logf("gohv: some drivers failed to attach: %v", err)
 	}
 	setWallClock(k)
+	k.waitAddress(ctx)
 	return k, nil
 }
 
@@ -165,7 +176,7 @@ func (k *Kernel) registerDrivers() error {
 		k.Heartbeat = heartbeat.New()
 		k.Shutdown = shutdown.New(k.Power.Deliver)
 		k.TimeSync = timesync.New(k.clock, timesync.Config{})
-		k.KVP = kvp.New(kvp.Config{System: k.systemInfo()})
+		k.KVP = kvp.New(kvp.Config{System: k.systemInfo(), Addresses: kvpAddresses{&k.addrs}})
 		k.VSS = vss.New(vss.Config{Freezer: (*diskFreezer)(k)})
 		scfg := k.cfg.Storage
 		scfg.Memory = k.platform
@@ -193,6 +204,9 @@ func (k *Kernel) registerDrivers() error {
 			if err := reg(r.class, r.d); err != nil {
 				return err
 			}
+		}
+		if err := k.startNetwork(reg); err != nil {
+			return err
 		}
 	}
 	classes := make([]chanmsg.GUID, 0, len(extra))
@@ -332,6 +346,9 @@ func (k *Kernel) close(ctx context.Context) error {
 		return nil
 	}
 	var errs []error
+	if err := k.closeNetwork(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := k.FlushDisks(ctx); err != nil {
 		errs = append(errs, err)
 	}

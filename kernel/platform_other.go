@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/netstack"
 )
 
 // simulatedBoard is the hosted stand-in for the board: the platform the
@@ -36,3 +37,7 @@ func reboot() {}
 
 // setWallClock: a hosted program's clock is the host system's.
 func setWallClock(*Kernel) {}
+
+// installNet: hosted, Go's net package is the host's; the stack is reached
+// through Kernel.Net().
+func installNet(*netstack.Stack) {}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gohv/gohv/boot"
 	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/netstack"
 )
 
 // defaultPlatform is the board's bare-metal platform (hypercall page,
@@ -57,3 +58,7 @@ func reboot() {
 		print("gohv: reboot: ", err.Error(), "\n")
 	}
 }
+
+// installNet makes Go's net package (net.Listen, net.Dial, net/http) use
+// the gohv stack.
+func installNet(st *netstack.Stack) { st.InstallNet() }

@@ -3,13 +3,16 @@ package netvsc
 import (
 	"errors"
 	"fmt"
+
+	"github.com/gohv/gohv/netstack/nic"
 )
 
 // Sentinel errors; branch on them with errors.Is.
 var (
 	// ErrBusy: the channel's ring, the send buffer or the send slots are
 	// full now. Retry after WaitWritable; nothing was sent.
-	ErrBusy = errors.New("netvsc: send queue full")
+	// It is the NIC contract's nic.ErrBusy.
+	ErrBusy = nic.ErrBusy
 	// ErrRemoved: the host rescinded the NIC.
 	ErrRemoved = errors.New("netvsc: NIC removed by the host")
 	// ErrClosed: the NIC was closed.

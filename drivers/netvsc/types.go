@@ -2,39 +2,24 @@ package netvsc
 
 import (
 	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/netstack/nic"
 	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
-// Offloads are the offloads the host granted (OID_TCP_OFFLOAD_HARDWARE_
-// CAPABILITIES, then OID_TCP_OFFLOAD_PARAMETERS, §7.7).
-type Offloads struct {
-	TxCsumIPv4, TxCsumTCP4, TxCsumUDP4, TxCsumTCP6, TxCsumUDP6, RxCsum bool
-	LSOv4, LSOv6                                                       bool
-	LSOMaxSize                                                         int // largest LSO frame, bytes
-}
+// The per-frame types are the NIC contract's (package netstack/nic), so
+// that *NIC is a nic.NIC without an adapter.
+type (
+	// Offloads are the offloads the host granted (OID_TCP_OFFLOAD_HARDWARE_
+	// CAPABILITIES, then OID_TCP_OFFLOAD_PARAMETERS, §7.7).
+	Offloads = nic.Offloads
+	// RxInfo is what the host said about a received frame (per-packet
+	// info, §7.8).
+	RxInfo = nic.RxInfo
+	// TxInfo asks for offloads on one frame (§7.8).
+	TxInfo = nic.TxInfo
+)
 
-// RxInfo is what the host said about a received frame (per-packet info,
-// §7.8).
-type RxInfo struct {
-	// CsumChecked: the host checked checksums; IPCsumOK and L4CsumOK
-	// are then its verdicts.
-	CsumChecked        bool
-	IPCsumOK, L4CsumOK bool
-	// VLAN is the 802.1Q tag control info (priority, DEI, id) or 0.
-	VLAN uint16
-}
-
-// TxInfo asks for offloads on one frame. L3Offset and L4Offset are the
-// offsets of the IP and transport headers from the frame start.
-type TxInfo struct {
-	CsumIPv4, CsumTCP, CsumUDP bool
-	IsIPv6                     bool
-	L3Offset, L4Offset         int
-	// GSO asks the host to segment a TCP frame into MSS-sized segments
-	// (LSOv2); the frame may then be up to Offloads().LSOMaxSize.
-	GSO bool
-	MSS int
-}
+var _ nic.NIC = (*NIC)(nil)
 
 // Stats are a NIC's counters, summed over its queues.
 type Stats struct {

@@ -1,0 +1,156 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/gohv/gohv/drivers/netvsc"
+	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/netstack"
+	"github.com/gohv/gohv/vmbus/chanmsg"
+)
+
+// DefaultAddressWait bounds how long Start waits for a network address
+// before it runs the application anyway.
+const DefaultAddressWait = 10 * time.Second
+
+// NetworkConfig configures the network: the synthetic NICs the host offers
+// and the TCP/IP stack over them.
+type NetworkConfig struct {
+	// Disable leaves the NICs unbound and the stack out.
+	Disable bool
+	// NIC configures every NIC's addresses (default: DHCPv4 and IPv6
+	// autoconfiguration).
+	NIC netstack.NICOptions
+	// Stack configures the stack (hostname sent to DHCP, IPv6 on or off).
+	Stack netstack.Config
+	// AddressWait bounds Start's wait for the first address (0 means
+	// DefaultAddressWait; negative: do not wait).
+	AddressWait time.Duration
+}
+
+// Net returns the TCP/IP stack, nil when the network is disabled or the
+// machine has no VMBus. On a gohv kernel Go's own net package (and so
+// net/http) uses it; hosted, reach it through its Listen and Dial.
+func (k *Kernel) Net() *netstack.Stack { return k.net }
+
+// startNetwork creates the stack and registers the NIC driver; NICs join the
+// stack as the driver opens them.
+func (k *Kernel) startNetwork(reg func(class chanmsg.GUID, d Driver) error) error {
+	nc := k.cfg.Network
+	if nc.Disable {
+		return nil
+	}
+	scfg := nc.Stack
+	if scfg.Logf == nil {
+		scfg.Logf = func(format string, args ...any) { k.logf("gohv: net: "+format, args...) }
+	}
+	st, err := netstack.New(scfg)
+	if err != nil {
+		return fmt.Errorf("kernel: network stack: %w", err)
+	}
+	k.net = st
+	installNet(st)
+	k.NICs = &netvsc.Driver{
+		// Large frames are bounced, not sent from the stack's own buffers:
+		// netvsc returns from Send before the host has read them, and the
+		// stack reuses its buffers as soon as Send returns.
+		Config: netvsc.Config{Memory: hostVisibleOnly{k.platform}},
+		OnNIC:  k.addNIC,
+	}
+	k.addrs.Store(new([]netip.Addr))
+	go k.watchAddresses(st.Watch())
+	return reg(netvsc.Class, k.NICs)
+}
+
+// addNIC joins an opened NIC to the stack. It runs on the goroutine that
+// attached the NIC.
+func (k *Kernel) addNIC(n *netvsc.NIC) {
+	if _, err := k.net.AddNIC(n, k.cfg.Network.NIC); err != nil {
+		k.logf("gohv: NIC %x: %v", n.MAC(), err)
+		return
+	}
+	link := "down"
+	if n.LinkUp() {
+		link = "up"
+	}
+	k.logf("gohv: NIC %x up: MTU %d, %d queue(s), link %s", n.MAC(), n.MTU(), n.Queues(), link)
+}
+
+// waitAddress waits (bounded) for the first address, so that the
+// application starts with a network when there is one.
+func (k *Kernel) waitAddress(ctx context.Context) {
+	if k.net == nil || k.NICs == nil || len(k.NICs.NICs()) == 0 {
+		return
+	}
+	wait := k.cfg.Network.AddressWait
+	if wait == 0 {
+		wait = DefaultAddressWait
+	}
+	if wait < 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	a, err := k.net.WaitAddress(ctx)
+	if err != nil {
+		k.logf("gohv: no network address after %v; starting the application anyway", wait)
+		return
+	}
+	k.logf("gohv: address %s (%s)", a.Prefix, a.Origin)
+}
+
+// watchAddresses keeps the address list KVP reports to the host current.
+func (k *Kernel) watchAddresses(w *netstack.Watcher) {
+	defer w.Close()
+	for {
+		if _, err := w.Next(context.Background()); err != nil {
+			return
+		}
+		list := make([]netip.Addr, 0, 4)
+		for _, a := range k.net.Addresses() {
+			if !a.Prefix.Addr().IsLoopback() {
+				list = append(list, a.Prefix.Addr())
+			}
+		}
+		k.addrs.Store(&list)
+	}
+}
+
+// kvpAddresses is KVP's AddressProvider over the cached address list: it
+// runs on the KVP channel's goroutine and must neither block nor allocate.
+type kvpAddresses struct{ addrs *atomic.Pointer[[]netip.Addr] }
+
+func (a kvpAddresses) AppendAddrs(dst []netip.Addr) []netip.Addr {
+	if p := a.addrs.Load(); p != nil {
+		dst = append(dst, (*p)...)
+	}
+	return dst
+}
+
+// closeNetwork releases the DHCP leases and stops the stack, then closes
+// the NICs.
+func (k *Kernel) closeNetwork(ctx context.Context) error {
+	if k.net == nil {
+		return nil
+	}
+	var errs []error
+	if err := k.net.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("kernel: network stack: %w", err))
+	}
+	if k.NICs != nil {
+		for _, n := range k.NICs.NICs() {
+			if err := n.Close(ctx); err != nil && !errors.Is(err, netvsc.ErrRemoved) && !errors.Is(err, netvsc.ErrClosed) {
+				errs = append(errs, fmt.Errorf("kernel: closing NIC %x: %w", n.MAC(), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// hostVisibleOnly hides a platform's hv.PhysTranslator.
+type hostVisibleOnly struct{ hv.Memory }

@@ -380,3 +380,30 @@ func TestAddNICBadConfig(t *testing.T) {
 		t.Fatalf("AddNIC after a failed one: %v", err)
 	}
 }
+
+// TestCloseWhileBlocked closes a stack whose sender waits for a NIC queue
+// that never drains: Close must not hang.
+func TestCloseWhileBlocked(t *testing.T) {
+	a, _, na, nb := pair(t, pairConfig{slots: 1})
+	l, err := a.Listen("tcp4", ":1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// b's receiver never returns: a's only transmit slot stays in flight.
+	block := make(chan struct{})
+	defer close(block)
+	nb.SetReceiver(func(int, []byte, nic.RxInfo) { <-block })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go a.Dial(ctx, "tcp4", ipB.Addr().String()+":1")
+	for na.Stats().TxBusy == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("sender never blocked")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

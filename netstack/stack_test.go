@@ -340,6 +340,10 @@ func TestSocketTCPListen(t *testing.T) {
 	}
 	ln := l.(net.Listener)
 	defer ln.Close()
+	// tamago's netFD calls SetDeadline on every socket, listeners included.
+	if err := l.(interface{ SetDeadline(time.Time) error }).SetDeadline(time.Time{}); !errors.Is(err, netstack.ErrNoListenerDeadline) {
+		t.Errorf("listener SetDeadline: %v", err)
+	}
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
@@ -241,7 +242,7 @@ func (st *Stack) Socket(ctx context.Context, network string, family, sotype int,
 				la = &tcpip.FullAddress{}
 			}
 			l, lerr := gonet.ListenTCP(st.s, *la, proto)
-			c, ok, err = l, lerr == nil, lerr
+			c, ok, err = &deadlineListener{l}, lerr == nil, lerr
 		case la != nil && (la.Addr.Len() > 0 || la.Port != 0):
 			conn, derr := gonet.DialTCPWithBind(ctx, st.s, *la, *ra, proto)
 			c, ok, err = conn, derr == nil, derr
@@ -298,3 +299,16 @@ func sockAddr(a net.Addr, proto tcpip.NetworkProtocolNumber) (*tcpip.FullAddress
 	fa.Addr = tcpip.AddrFrom16Slice(ip.To16())
 	return fa, nil
 }
+
+// ErrNoListenerDeadline is returned by deadline methods on listeners made by
+// Socket: gVisor's listener has no accept deadline.
+var ErrNoListenerDeadline = errors.New("netstack: listeners have no deadlines")
+
+// deadlineListener adds the deadline methods tamago's net package calls on
+// every socket (net.TCPListener.SetDeadline would otherwise panic on a
+// failed type assertion in tamago-go's netFD).
+type deadlineListener struct{ *gonet.TCPListener }
+
+func (deadlineListener) SetDeadline(time.Time) error      { return ErrNoListenerDeadline }
+func (deadlineListener) SetReadDeadline(time.Time) error  { return ErrNoListenerDeadline }
+func (deadlineListener) SetWriteDeadline(time.Time) error { return ErrNoListenerDeadline }

@@ -710,6 +710,9 @@ func (st *Stack) Close() error {
 		ifc.nic.SetLinkHandler(nil)
 		ifc.nic.SetNetworkChangeHandler(nil)
 	}
+	for _, ifc := range ifaces {
+		ifc.ep.cancel() // senders waiting for a writable queue give up
+	}
 	st.s.Close()
 	for _, ifc := range ifaces {
 		ifc.ep.Close()

@@ -340,6 +340,10 @@ func TestSocketTCPListen(t *testing.T) {
 	}
 	ln := l.(net.Listener)
 	defer ln.Close()
+	// tamago's netFD calls SetDeadline on every socket, listeners included.
+	if err := l.(interface{ SetDeadline(time.Time) error }).SetDeadline(time.Time{}); !errors.Is(err, netstack.ErrNoListenerDeadline) {
+		t.Errorf("listener SetDeadline: %v", err)
+	}
 	go func() {
 		c, err := ln.Accept()
 		if err == nil {
@@ -378,5 +382,32 @@ func TestAddNICBadConfig(t *testing.T) {
 	}
 	if _, err := st.AddNIC(na, netstack.NICOptions{Static: []netip.Prefix{ipA}}); err != nil {
 		t.Fatalf("AddNIC after a failed one: %v", err)
+	}
+}
+
+// TestCloseWhileBlocked closes a stack whose sender waits for a NIC queue
+// that never drains: Close must not hang.
+func TestCloseWhileBlocked(t *testing.T) {
+	a, _, na, nb := pair(t, pairConfig{slots: 1})
+	l, err := a.Listen("tcp4", ":1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// b's receiver never returns: a's only transmit slot stays in flight.
+	block := make(chan struct{})
+	defer close(block)
+	nb.SetReceiver(func(int, []byte, nic.RxInfo) { <-block })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go a.Dial(ctx, "tcp4", ipB.Addr().String()+":1")
+	for na.Stats().TxBusy == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("sender never blocked")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
 	}
 }

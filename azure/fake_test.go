@@ -34,6 +34,7 @@ type fakeWire struct {
 	// incarnation once (so that the report is stale).
 	bumpBetween bool
 
+	requests      int
 	goalStateGets int
 	healthPosts   int
 	reports       []fakeHealth
@@ -57,16 +58,28 @@ type fakeHealth struct {
 }
 
 func newFakeWire(t *testing.T) (*fakeWire, *httptest.Server) {
-	f := &fakeWire{
+	f := newFakeWireState(t)
+	srv := httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+// newFakeWireState returns the fake without a server; t may be nil (for
+// examples), then protocol violations only fail the request.
+func newFakeWireState(t *testing.T) *fakeWire {
+	return &fakeWire{
 		t:           t,
 		incarnation: 1,
 		containerID: "a3e6f1f5-7e4b-4a8a-9a77-2d8f0c6a1b42",
 		instanceID:  "f00dfeed0c2c4f6e9b1d3e0a7c5b9d11.gohv-vm",
 		failed:      make(chan struct{}, 64),
 	}
-	srv := httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(srv.Close)
-	return f, srv
+}
+
+func (f *fakeWire) errorf(format string, args ...any) {
+	if f.t != nil {
+		f.errorf(format, args...)
+	}
 }
 
 func (f *fakeWire) fail(w http.ResponseWriter, code int) {
@@ -80,8 +93,9 @@ func (f *fakeWire) fail(w http.ResponseWriter, code int) {
 func (f *fakeWire) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.requests++
 	if r.Header.Get("x-ms-version") != "2012-11-30" || r.Header.Get("x-ms-agent-name") == "" {
-		f.t.Errorf("wire request %s %s: headers %v", r.Method, r.URL, r.Header)
+		f.errorf("wire request %s %s: headers %v", r.Method, r.URL, r.Header)
 		f.fail(w, http.StatusBadRequest)
 		return
 	}
@@ -110,7 +124,7 @@ func (f *fakeWire) serve(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && r.URL.Path == "/machine" && r.URL.RawQuery == "comp=health":
 		f.healthPosts++
 		if ct := r.Header.Get("Content-Type"); ct != "text/xml; charset=utf-8" {
-			f.t.Errorf("health Content-Type %q", ct)
+			f.errorf("health Content-Type %q", ct)
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
 		if err != nil {
@@ -119,7 +133,7 @@ func (f *fakeWire) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		var h fakeHealth
 		if err := xml.Unmarshal(body, &h); err != nil {
-			f.t.Errorf("health body does not parse: %v\n%s", err, body)
+			f.errorf("health body does not parse: %v\n%s", err, body)
 			f.fail(w, http.StatusBadRequest)
 			return
 		}
@@ -141,7 +155,7 @@ func (f *fakeWire) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("x-ms-latest-goal-state-incarnation-number", fmt.Sprint(f.incarnation))
 		w.WriteHeader(http.StatusOK)
 	default:
-		f.t.Errorf("unexpected wire request %s %s", r.Method, r.URL)
+		f.errorf("unexpected wire request %s %s", r.Method, r.URL)
 		f.fail(w, http.StatusNotFound)
 	}
 }
@@ -190,9 +204,8 @@ const goalStateTemplate = `<?xml version="1.0" encoding="utf-8"?>
 // documentation: it requires "Metadata: true" (400 otherwise), answers 410
 // while "starting", and serves the instance document and user data.
 type fakeIMDS struct {
-	t *testing.T
-
 	mu         sync.Mutex
+	status     int    // when not zero, answer every request with it
 	fail410    int    // answer that many requests with 410 Gone
 	instance   []byte // instance document; nil: instanceDoc
 	userData   string // base64 text
@@ -202,7 +215,7 @@ type fakeIMDS struct {
 }
 
 func newFakeIMDS(t *testing.T) (*fakeIMDS, *httptest.Server) {
-	f := &fakeIMDS{t: t}
+	f := &fakeIMDS{}
 	srv := httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(srv.Close)
 	return f, srv
@@ -214,6 +227,10 @@ func (f *fakeIMDS) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Metadata") != "true" || r.Header.Get("X-Forwarded-For") != "" {
 		f.noMetaSeen = true
 		http.Error(w, `{"error":"Bad request. Required metadata header not specified"}`, http.StatusBadRequest)
+		return
+	}
+	if f.status != 0 {
+		w.WriteHeader(f.status)
 		return
 	}
 	q := r.URL.Query()

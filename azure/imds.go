@@ -107,6 +107,9 @@ func ParseInstance(b []byte) (*Instance, error) {
 	if len(b) > maxInstanceSize {
 		return nil, fmt.Errorf("%w: instance document %d bytes", ErrTooLarge, len(b))
 	}
+	// A UTF-8 byte-order mark (which some HTTP servers prepend) is not
+	// JSON; WALinuxAgent strips it too.
+	b = bytes.TrimPrefix(b, utf8BOM)
 	var doc instanceJSON
 	if err := json.Unmarshal(b, &doc); err != nil {
 		return nil, fmt.Errorf("%w: instance document: %v", ErrBadResponse, err)
@@ -221,6 +224,8 @@ func parseSubnet(addr, prefix string) (netip.Prefix, error) {
 	}
 	return netip.PrefixFrom(a, n).Masked(), nil
 }
+
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
 
 // isGUID accepts the 8-4-4-4-12 hexadecimal form.
 func isGUID(s string) bool {

@@ -37,6 +37,10 @@ func TestParseInstance(t *testing.T) {
 	if !reflect.DeepEqual(in, want) {
 		t.Fatalf("got  %+v\nwant %+v", in, want)
 	}
+	in, err = azure.ParseInstance(append([]byte{0xef, 0xbb, 0xbf}, instanceDoc...))
+	if err != nil || !reflect.DeepEqual(in, want) {
+		t.Fatalf("with BOM: got %+v, %v", in, err)
+	}
 }
 
 func TestParseInstanceRejects(t *testing.T) {

@@ -259,8 +259,11 @@ func TestMetadataRejects(t *testing.T) {
 			if _, err := p.Metadata(context.Background()); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err %v, want %v", err, tt.wantErr)
 			}
-			if imds.instGets != 2 {
-				t.Fatalf("%d GETs, want 2", imds.instGets)
+			imds.mu.Lock()
+			n := imds.instGets
+			imds.mu.Unlock()
+			if n != 2 {
+				t.Fatalf("%d GETs, want 2", n)
 			}
 		})
 	}

@@ -88,7 +88,7 @@ func ParseGoalState(b []byte) (*GoalState, error) {
 		return nil, fmt.Errorf("%w: goal state %d bytes", ErrTooLarge, len(b))
 	}
 	var doc goalStateXML
-	d := xml.NewDecoder(bytes.NewReader(b))
+	d := xml.NewDecoder(bytes.NewReader(bytes.TrimPrefix(b, utf8BOM)))
 	if err := d.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("%w: goal state: %v", ErrBadResponse, err)
 	}

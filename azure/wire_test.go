@@ -49,6 +49,11 @@ func TestParseGoalState(t *testing.T) {
 	if *gs != want {
 		t.Fatalf("got %+v, want %+v", *gs, want)
 	}
+	// The same document behind a UTF-8 byte-order mark.
+	gs, err = azure.ParseGoalState(append([]byte{0xef, 0xbb, 0xbf}, doc...))
+	if err != nil || *gs != want {
+		t.Fatalf("with BOM: got %+v, %v", gs, err)
+	}
 }
 
 func TestParseGoalStateRejects(t *testing.T) {

@@ -26,6 +26,9 @@ const (
 	maxIncarnationRounds = 3
 	// maxErrorBody bounds what is read (and discarded) of an error answer.
 	maxErrorBody = 4 << 10
+	// maxHealthAnswer bounds the answer to a health report (empty in
+	// practice; its content is not used).
+	maxHealthAnswer = 64 << 10
 )
 
 // Provisioner reports a gohv guest ready to the Azure fabric and reads its
@@ -218,7 +221,7 @@ func (p *Provisioner) reportHealth(ctx context.Context, r HealthReport) (*GoalSt
 			_, hdr, err := p.do(ctx, "health", http.MethodPost, p.wireBase()+healthPath, func(h http.Header) {
 				p.wireHeaders(h)
 				h.Set("Content-Type", healthContentType)
-			}, doc, maxErrorBody)
+			}, doc, maxHealthAnswer)
 			if err != nil {
 				return err
 			}
@@ -290,7 +293,12 @@ func (p *Provisioner) wireBase() string {
 	if !a.IsValid() {
 		a = netip.MustParseAddr(DefaultWireServer)
 	}
-	return "http://" + netip.AddrPortFrom(a, 80).String()
+	// No port in the URL, so that the Host header is the bare address, as
+	// the agents send it.
+	if a.Is6() && !a.Is4In6() {
+		return "http://[" + a.String() + "]"
+	}
+	return "http://" + a.Unmap().String()
 }
 
 func (p *Provisioner) imdsBase() string {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -375,3 +377,63 @@ func TestCallerClient(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// With the base URLs empty the Provisioner addresses the WireServer from
+// WireServer (or the default) and IMDS at 169.254.169.254. The caller's
+// transport here answers in-process from the fakes' handlers: no packet is
+// sent anywhere.
+func TestDefaultURLs(t *testing.T) {
+	tests := []struct {
+		name       string
+		wireServer string // "" = zero Addr
+		wantHost   string
+	}{
+		{"default", "", "168.63.129.16"},
+		{"from DHCP", "10.9.8.7", "10.9.8.7"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wire := newFakeWireState(t)
+			imds := &fakeIMDS{}
+			var mu sync.Mutex
+			var urls []string
+			p := &azure.Provisioner{
+				Attempts: 1,
+				Client: &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					mu.Lock()
+					urls = append(urls, r.Method+" "+r.URL.String()+" Host="+r.Host)
+					mu.Unlock()
+					rec := httptest.NewRecorder()
+					if r.URL.Host == azure.IMDSAddress {
+						imds.serve(rec, r)
+					} else {
+						wire.serve(rec, r)
+					}
+					return rec.Result(), nil
+				})},
+			}
+			if tt.wireServer != "" {
+				p.WireServer = netip.MustParseAddr(tt.wireServer)
+			}
+			if err := p.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			want := map[string]bool{
+				"GET http://" + tt.wantHost + "/machine/?comp=goalstate Host=" + tt.wantHost:                                            true,
+				"POST http://" + tt.wantHost + "/machine?comp=health Host=" + tt.wantHost:                                               true,
+				"GET http://169.254.169.254/metadata/instance?api-version=2021-02-01 Host=169.254.169.254":                              true,
+				"GET http://169.254.169.254/metadata/instance/compute/userData?api-version=2021-01-01&format=text Host=169.254.169.254": true,
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(urls) != len(want) {
+				t.Fatalf("requests %q", urls)
+			}
+			for _, u := range urls {
+				if !want[u] {
+					t.Errorf("unexpected request %q", u)
+				}
+			}
+		})
+	}
+}

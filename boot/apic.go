@@ -6,31 +6,13 @@ package boot
 // firmware that hands over in x2APIC mode must be undone before tamago
 // touches the APIC.
 const (
-	// msrAPICBase is IA32_APIC_BASE.
-	msrAPICBase = 0x1B
 	// apicBaseEXTD selects x2APIC mode; apicBaseEN enables the APIC.
 	apicBaseEXTD = 1 << 10
 	apicBaseEN   = 1 << 11
 )
 
-// x2APIC facts Linux's __x2apic_disable also checks before leaving x2APIC
-// mode (Intel SDM Vol. 3A §11.12.5; Intel's "x2APIC lock" note for
-// IA32_XAPIC_DISABLE_STATUS).
-const (
-	// msrX2APICID is the x2APIC ID register (x2APIC mode only).
-	msrX2APICID = 0x802
-	// msrArchCapabilities is IA32_ARCH_CAPABILITIES, present when
-	// CPUID.(EAX=7,ECX=0):EDX[29] is set; bit 21 says
-	// IA32_XAPIC_DISABLE_STATUS exists.
-	msrArchCapabilities   = 0x10A
-	archCapXAPICDisStatus = 1 << 21
-	// msrXAPICDisableStatus bit 0 set: firmware locked the APIC in
-	// x2APIC mode.
-	msrXAPICDisableStatus = 0xBD
-	xapicLegacyDisabled   = 1 << 0
-	// maxXAPICID is the largest APIC ID xAPIC mode can address.
-	maxXAPICID = 254
-)
+// maxXAPICID is the largest APIC ID xAPIC mode can address.
+const maxXAPICID = 254
 
 // xapicCheck says whether the local APIC may be taken back to xAPIC mode:
 // a firmware lock forbids it, and an x2APIC ID above 254 has no xAPIC

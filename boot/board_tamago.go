@@ -82,6 +82,14 @@ func init() {
 	if err := dma.Init(uint(boot.Layout.DMAStart), int(boot.Layout.DMASize)); err != nil {
 		print("gohv: DMA region: ", err.Error(), "\n")
 	}
+	if start, size := highDMA(&boot.Mem, &boot.Plan); size != 0 {
+		r, err := dma.NewRegion(uint(start), int(size), false)
+		if err != nil {
+			print("gohv: DMA region above 4 GiB: ", err.Error(), "\n")
+		} else {
+			highRegion = r
+		}
+	}
 	discover(&mach)
 	machDone.Store(true)
 	// Whether VMBus is missing, and why, is said once by whoever asks for
@@ -158,6 +166,9 @@ func Describe() Machine {
 	m.HV = mach.hvInfo
 	m.Clock = mach.clock
 	m.TSCHz = mach.tscHz
+	if highRegion != nil {
+		m.HighDMA = uint64(highRegion.Size())
+	}
 	if mach.madt != nil {
 		m.CPUs = mach.madt.EnabledCPUs()
 	}

@@ -28,8 +28,14 @@ var (
 	_ hv.PhysTranslator = dmaMemory{}
 )
 
-// dmaMemory is hv.Memory over the global DMA region.
+// dmaMemory is hv.Memory over the DMA regions: RAM above 4 GiB first when
+// the VM has it (the heap cannot use it, host-visible buffers can), then the
+// region below the kernel.
 type dmaMemory struct{}
+
+// highRegion is the DMA region above 4 GiB, nil without one (set once in
+// init).
+var highRegion *dma.Region
 
 var errPages = errors.New("boot: bad page count")
 
@@ -39,22 +45,38 @@ func (dmaMemory) AllocPages(n int) (p hv.Pages, err error) {
 	if n <= 0 || n > 1<<20 {
 		return hv.Pages{}, fmt.Errorf("%w: %d", errPages, n)
 	}
+	if highRegion != nil {
+		if p, err := reserve(highRegion, n); err == nil {
+			return p, nil
+		}
+	}
+	return reserve(dma.Default(), n)
+}
+
+// reserve takes n zeroed pages from r.
+func reserve(r *dma.Region, n int) (p hv.Pages, err error) {
 	defer func() {
 		// tamago's allocator panics when the region is exhausted.
-		if r := recover(); r != nil {
-			p, err = hv.Pages{}, fmt.Errorf("boot: DMA region cannot hold %d pages: %v", n, r)
+		if x := recover(); x != nil {
+			p, err = hv.Pages{}, fmt.Errorf("boot: DMA region cannot hold %d pages: %v", n, x)
 		}
 	}()
-	addr, buf := dma.Reserve(n*hv.PageSize, hv.PageSize)
+	addr, buf := r.Reserve(n*hv.PageSize, hv.PageSize)
 	clear(buf)
 	return hv.Pages{Mem: buf, PFN: uint64(addr) >> hv.PageShift}, nil
 }
 
 // FreePages returns p to the region.
 func (dmaMemory) FreePages(p hv.Pages) {
-	if len(p.Mem) != 0 {
-		dma.Release(uint(p.PFN << hv.PageShift))
+	if len(p.Mem) == 0 {
+		return
 	}
+	addr := uint(p.PFN << hv.PageShift)
+	if highRegion != nil && addr >= highRegion.Start() && addr < highRegion.End() {
+		highRegion.Release(addr)
+		return
+	}
+	dma.Release(addr)
 }
 
 // PhysAddr implements hv.PhysTranslator: guest memory is identity-mapped

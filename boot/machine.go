@@ -25,6 +25,8 @@ type Machine struct {
 	CPUs int
 	// RAM layout chosen from the memory map.
 	Layout Layout
+	// HighDMA is the size of the DMA region above 4 GiB (0: none).
+	HighDMA uint64
 }
 
 // String is one line for a console.
@@ -42,6 +44,10 @@ func (m Machine) String() string {
 	if m.TSCHz != 0 {
 		clk += fmt.Sprintf(", %d.%03d MHz", m.TSCHz/1e6, m.TSCHz/1e3%1000)
 	}
-	return fmt.Sprintf("%s; %d CPU(s) (1 used); clock: %s; heap %d MiB, DMA %d MiB",
-		what, m.CPUs, clk, m.Layout.Heap>>20, m.Layout.DMASize>>20)
+	high := ""
+	if m.HighDMA != 0 {
+		high = fmt.Sprintf(" + %d MiB above 4 GiB", m.HighDMA>>20)
+	}
+	return fmt.Sprintf("%s; %d CPU(s) (1 used); clock: %s; heap %d MiB, DMA %d MiB%s",
+		what, m.CPUs, clk, m.Layout.Heap>>20, m.Layout.DMASize>>20, high)
 }

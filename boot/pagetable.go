@@ -141,3 +141,26 @@ func anyRAM(entries []pvh.Region, a, b uint64) bool {
 	}
 	return false
 }
+
+// highDMA picks the RAM the board gives to a second DMA region: the
+// largest RAM entry above 4 GiB, within what the plan maps, free of any
+// non-RAM entry, 2 MiB aligned. The Go heap cannot use it (TamaGo's runtime
+// memory is one range around the kernel, below 4 GiB); host-visible buffers
+// (rings, GPADL buffers, bounce buffers) can, since VMBus takes 64-bit page
+// numbers. size is 0 when there is none. It allocates nothing.
+func highDMA(m *memMap, p *pagePlan) (start, size uint64) {
+	entries := m.E[:m.N]
+	for _, r := range entries {
+		if r.Type != pvh.TypeRAM {
+			continue
+		}
+		a, b := max(r.Addr, lowMapEnd), min(r.End(), p.End)
+		a = (a + 2*mib - 1) &^ (2*mib - 1)
+		b &^= 2*mib - 1
+		if b <= a || b-a <= size || !allRAM(entries, a, b) {
+			continue
+		}
+		start, size = a, b-a
+	}
+	return start, size
+}

@@ -86,3 +86,33 @@ func TestPlanPages(t *testing.T) {
 	}
 	_ = pvh.TypeRAM
 }
+
+func TestHighDMA(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		m           []pvh.Region
+		huge        bool
+		start, size uint64
+	}{
+		{"no RAM above 4 GiB", mapQEMU1G, true, 0, 0},
+		// Hyper-V 6 GiB: [4 GiB, 6.25 GiB) above the hole.
+		{"hyper-v 6G", mapHV6G, true, 4 * gib, 0x190000000 - 4*gib},
+		// Without 1 GiB pages only what the table pool maps counts.
+		{"pool-limited", []pvh.Region{ram(0x100000, 0x80000000), ram(4*gib, 40*gib)}, false, 4 * gib, 32 * gib},
+		// An entry with a reserved hole in it is passed over (conservative).
+		{"hole", []pvh.Region{ram(4*gib, 8*gib), resv(5*gib, 5*gib+4096)}, true, 0, 0},
+		{"two entries", []pvh.Region{ram(4*gib, 5*gib), ram(6*gib+3*mib, 9*gib)}, true, 6*gib + 4*mib, 3*gib - 4*mib},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			mm := memmap(t, c.m...)
+			p := planPages(mm, c.huge, highPDPool)
+			start, size := highDMA(mm, &p)
+			if start != c.start || size != c.size {
+				t.Errorf("highDMA = [%#x,+%#x), want [%#x,+%#x)", start, size, c.start, c.size)
+			}
+			if size != 0 && (start%(2*mib) != 0 || size%(2*mib) != 0 || start+size > p.End) {
+				t.Errorf("range [%#x,+%#x) unaligned or past the mapped end %#x", start, size, p.End)
+			}
+		})
+	}
+}

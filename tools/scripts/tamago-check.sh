@@ -29,7 +29,8 @@ cat >"$tmp/overlay.json" <<JSON
   "$goroot/src/runtime/goos/goos.go": "$stubs/goos.go",
   $mem
   "$goroot/src/runtime/tamago_stub.go": "$stubs/runtime.go",
-  "$goroot/src/os/signal/tamago_stub.go": "$stubs/signal.go"
+  "$goroot/src/os/signal/tamago_stub.go": "$stubs/signal.go",
+  "$goroot/src/net/tamago_stub.go": "$stubs/net.go"
 }}
 JSON
 cd "$top"

@@ -23,11 +23,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/gohv/gohv/boot/gen1"
-	"github.com/gohv/gohv/boot/gen2"
 	"github.com/gohv/gohv/boot/kimage"
+	"github.com/gohv/gohv/internal/diskbuild"
 	"github.com/gohv/gohv/tools/image"
-	"github.com/gohv/gohv/tools/image/layout"
 	"github.com/gohv/gohv/tools/image/vhd"
 	"github.com/gohv/gohv/tools/image/vhdx"
 )
@@ -154,42 +152,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	build := func(size int64) (*layout.Disk, error) {
-		if c.gen == 1 {
-			o := layout.Gen1Options{Size: size, Stage1: gen1.Stage1(), Stage2: gen1.Stage2(), Kernel: gki, DataLabel: c.label}
-			if files != nil {
-				o.Files = files.FS()
-			}
-			return layout.Gen1(o)
-		}
-		efi, err := gen2.BuildEFI(gki)
-		if err != nil {
-			return nil, fmt.Errorf("build BOOTX64.EFI: %w", err)
-		}
-		o := layout.Gen2Options{Size: size, EFI: efi, DataLabel: c.label}
-		if files != nil {
-			o.Files = files.FS()
-		}
-		return layout.Gen2(o)
+	o := diskbuild.Options{Gen: c.gen, Format: c.format, Size: size, Label: c.label, BlockSize: block}
+	if files != nil {
+		o.Files = files.FS()
 	}
-	disk, err := build(size)
-	if err != nil {
-		return err
-	}
-	if c.format == "vhd" && size == 0 && disk.Size() < vhd.MinSize {
-		// Azure's floor; the layout's own minimum is smaller.
-		if disk, err = build(vhd.MinSize); err != nil {
-			return err
-		}
-	}
-	switch c.format {
-	case "raw":
-		err = image.WriteRaw(c.out, disk)
-	case "vhd":
-		err = vhd.WriteFixed(c.out, disk, vhd.Options{})
-	case "vhdx", "vhdx-fixed":
-		err = vhdx.Write(c.out, disk, vhdx.Options{Fixed: c.format == "vhdx-fixed", BlockSize: block})
-	}
+	disk, err := diskbuild.Write(c.out, gki, o)
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,3 @@
-// Built only with -tags gohvnetstack until package netstack (branch
-// netstack) is on main: then delete this constraint. Verified to pass under
-// -race on a scratch merge of main and netstack (go.mod needs tamago
-// v1.26.6 and golang.org/x/sys from the netstack branch).
-
-//go:build gohvnetstack
-
 package azure_test
 
 import (

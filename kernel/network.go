@@ -154,3 +154,5 @@ func (k *Kernel) closeNetwork(ctx context.Context) error {
 
 // hostVisibleOnly hides a platform's hv.PhysTranslator.
 type hostVisibleOnly struct{ hv.Memory }
+
+var _ Driver = (*netvsc.Driver)(nil)

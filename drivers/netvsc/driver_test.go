@@ -1,5 +1,0 @@
-package netvsc
-
-import "github.com/gohv/gohv/kernel"
-
-var _ kernel.Driver = (*Driver)(nil)

@@ -54,6 +54,8 @@ type options struct {
 	interval   time.Duration
 	timeout    time.Duration
 	disks      []simhost.Disk
+	tap        string
+	hold       time.Duration
 }
 
 func main() {
@@ -69,6 +71,8 @@ func main() {
 		}
 		return err
 	})
+	tap := flag.String("tap", "", "plug the guest's NIC into this Linux TAP device (run dnsmasq on it for DHCP) instead of the in-process peer network")
+	hold := flag.Duration("hold", 0, "keep the guest's HTTP server up this long before the host asks for shutdown (for curl over -tap)")
 	flag.Parse()
 
 	var run []hvsim.Profile
@@ -85,7 +89,7 @@ func main() {
 		os.Exit(2)
 	}
 	for _, p := range run {
-		err := demo(os.Stdout, options{profile: p, heartbeats: *beats, interval: *interval, timeout: *timeout, disks: disks})
+		err := demo(os.Stdout, options{profile: p, heartbeats: *beats, interval: *interval, timeout: *timeout, disks: disks, tap: *tap, hold: *hold})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "gohv-sim: %v\n", err)
 			os.Exit(1)
@@ -120,7 +124,7 @@ func demo(out io.Writer, o options) error {
 	defer cancel()
 
 	hostHB := hvsim.NewHeartbeat(o.interval) // demo-friendly interval
-	m, err := simhost.New(simhost.Config{Profile: o.profile, Disks: o.disks, Heartbeat: hostHB})
+	m, err := simhost.New(simhost.Config{Profile: o.profile, Disks: o.disks, TAP: o.tap, Heartbeat: hostHB})
 	if err != nil {
 		return err
 	}
@@ -170,6 +174,19 @@ func demo(out io.Writer, o options) error {
 		defer vols.sync(w)
 		if err := showTime(ctx, w, k, m); err != nil {
 			return err
+		}
+		stopNet, err := showNetwork(ctx, w, k, m)
+		if err != nil {
+			return err
+		}
+		defer stopNet()
+		if o.hold > 0 {
+			fmt.Fprintf(w, "guest: holding for %v\n", o.hold)
+			select {
+			case <-time.After(o.hold):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		if err := showKVP(ctx, w, m); err != nil {
 			return err

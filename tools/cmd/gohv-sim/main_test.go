@@ -59,8 +59,15 @@ func TestDemo(t *testing.T) {
 				// Time sync.
 				"guest: time sync: host provides time: yes; last sync 20",
 				"guest: time sync: guest clock minus host clock: ",
+				// Network: DHCP from the simulated host, HTTP both ways.
+				"gohv: address 192.168.200.10/24 (dhcp)",
+				"guest: network: address 192.168.200.10, DNS [192.168.200.1]",
+				"host: GET http://192.168.200.10/ from the peer: \"hello from the gohv guest at 192.168.200.10\"",
+				"guest: GET http://192.168.200.1:8080/: \"hello from the host's peer, you are 192.168.200.10:",
+				"gohv: net: dhcp4: lease 192.168.200.10/24 lost: released",
 				// KVP: what the kernel tells the host.
 				"host: KVP auto pool from the guest, ",
+				"host:   NetworkAddressIPv4 = 192.168.200.10",
 				"host:   OSName = gohv",
 				"host:   ProcessorArchitecture = x86_64",
 				// VSS.

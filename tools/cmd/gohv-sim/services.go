@@ -45,6 +45,18 @@ func showKVP(ctx context.Context, w io.Writer, m *simhost.Machine) error {
 	if err != nil {
 		return fmt.Errorf("host: %w", err)
 	}
+	if m.NIC != nil {
+		// Hyper-V enumerates the auto pool again from time to time; by now
+		// the guest has its address.
+		recs, err := m.Standard.KVP.Enumerate(ctx, hvsim.KVPPoolAuto)
+		if err != nil {
+			return fmt.Errorf("host: KVP enumeration: %w", err)
+		}
+		auto = make(map[string]string, len(recs))
+		for _, r := range recs {
+			auto[r.Key] = r.Value
+		}
+	}
 	keys := make([]string, 0, len(auto))
 	for key := range auto {
 		keys = append(keys, key)

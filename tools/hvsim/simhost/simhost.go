@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 
 	"github.com/gohv/gohv/tools/hvsim"
+	"github.com/gohv/gohv/tools/hvsim/netvsp"
 	"github.com/gohv/gohv/tools/hvsim/storvsp"
 )
 
@@ -64,7 +66,25 @@ type Config struct {
 	// Heartbeat replaces the standard heartbeat host (for a faster
 	// demo); nil keeps it.
 	Heartbeat *hvsim.Heartbeat
+	// TAP plugs the synthetic NIC into the Linux TAP device of that name
+	// (in the caller's network namespace; a DHCP server such as dnsmasq
+	// on its other side gives the guest an address). Empty: the NIC is
+	// plugged into an in-process peer stack (PeerAddr) with the
+	// simulator's own DHCP server in front of it, and no packet leaves the
+	// process.
+	TAP string
+	// NoNetwork keeps the standard set's NIC offer inert.
+	NoNetwork bool
 }
+
+// The in-process network: the peer (router, DNS server and DHCP server)
+// and the address its DHCP server gives the guest.
+var (
+	PeerAddr  = netip.MustParsePrefix("192.168.200.1/24")
+	GuestAddr = netip.MustParseAddr("192.168.200.10")
+	peerMAC   = [6]byte{0x02, 0, 0, 0, 0, 0x02}
+	guestMAC  = [6]byte{0x00, 0x15, 0x5d, 0x67, 0x68, 0x76} // Hyper-V's OUI
+)
 
 // Machine is the assembled simulated VM.
 type Machine struct {
@@ -72,7 +92,23 @@ type Machine struct {
 	Standard hvsim.StandardDevices
 	SCSI     *storvsp.StorVSP
 	IDE      *storvsp.StorVSP // nil unless an IDE disk was given
-	closers  []io.Closer
+	NIC      *netvsp.Device   // nil with NoNetwork
+	// Peer is the in-process network's other end (nil with TAP or
+	// NoNetwork): run servers and clients on it to reach the guest.
+	Peer    *netvsp.Peer
+	dhcp    *dhcpServer
+	closers []io.Closer
+}
+
+// DHCPStats returns how many OFFERs and ACKs the in-process DHCP server
+// sent.
+func (m *Machine) DHCPStats() (offers, acks int) {
+	if m.dhcp == nil {
+		return 0, 0
+	}
+	m.dhcp.mu.Lock()
+	defer m.dhcp.mu.Unlock()
+	return m.dhcp.offers, m.dhcp.acks
 }
 
 // Instance GUIDs of the controllers (as a Hyper-V VM's own are fixed per
@@ -134,10 +170,17 @@ func New(cfg Config) (*Machine, error) {
 			return fail(err)
 		}
 	}
+	if !cfg.NoNetwork {
+		if err := m.plugNIC(cfg); err != nil {
+			return fail(err)
+		}
+	}
 	for i, d := range m.Standard.All {
 		switch {
 		case d.Offer().Class == hvsim.ClassStorVSC:
 			d = m.SCSI // the standard set's inert SCSI offer, now served
+		case d.Offer().Class == hvsim.ClassNetVSC && m.NIC != nil:
+			d = m.NIC // likewise the NIC
 		case d == hvsim.Device(standardHB):
 			d = m.Standard.Heartbeat
 		}
@@ -152,6 +195,35 @@ func New(cfg Config) (*Machine, error) {
 		}
 	}
 	return m, nil
+}
+
+// plugNIC creates the synthetic NIC and its network.
+func (m *Machine) plugNIC(cfg Config) error {
+	var be netvsp.Backend
+	if cfg.TAP != "" {
+		tap, err := netvsp.OpenTAP(cfg.TAP)
+		if err != nil {
+			return fmt.Errorf("simhost: TAP device %s: %w", cfg.TAP, err)
+		}
+		m.closers = append(m.closers, tap)
+		be = tap
+	} else {
+		peer, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: peerMAC, Addr: PeerAddr})
+		if err != nil {
+			return err
+		}
+		m.Peer = peer
+		m.closers = append(m.closers, peer)
+		m.dhcp = &dhcpServer{next: peer, serverMAC: peerMAC, server: PeerAddr.Addr(),
+			client: GuestAddr, prefix: PeerAddr.Bits(), leaseSecs: 3600}
+		be = m.dhcp
+	}
+	nic, err := netvsp.New(m.Host, netvsp.Config{MAC: guestMAC, Backend: be})
+	if err != nil {
+		return err
+	}
+	m.NIC = nic
+	return nil
 }
 
 func open(d Disk) (storeCloser, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -156,3 +157,22 @@ func (k *Kernel) closeNetwork(ctx context.Context) error {
 type hostVisibleOnly struct{ hv.Memory }
 
 var _ Driver = (*netvsc.Driver)(nil)
+
+// Listen listens on the kernel's network stack (the guest's, hosted too),
+// falling back to Go's net package when the kernel has no stack.
+func (k *Kernel) Listen(network, address string) (net.Listener, error) {
+	if k != nil && k.net != nil {
+		return k.net.Listen(network, address)
+	}
+	return net.Listen(network, address)
+}
+
+// Dial connects through the kernel's network stack, falling back to Go's
+// net package when the kernel has no stack.
+func (k *Kernel) Dial(ctx context.Context, network, address string) (net.Conn, error) {
+	if k != nil && k.net != nil {
+		return k.net.Dial(ctx, network, address)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, address)
+}

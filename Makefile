@@ -54,8 +54,9 @@ staticcheck:
 # Compile (not link) the bare-metal code with stock Go and stand-ins for
 # tamago-go's runtime additions: see tools/tamagocheck/README.md.
 tamago-check:
-	tools/scripts/tamago-check.sh -tags $(KERNEL_TAGS) ./boot ./hv ./vmbus/... ./drivers/... ./kernel
+	tools/scripts/tamago-check.sh -tags $(KERNEL_TAGS) ./boot ./hv/... ./vmbus/... ./drivers/... ./kernel/... ./netstack/... ./azure
 	tools/scripts/tamago-check.sh -tags $(KERNEL_TAGS) $(KERNEL_PKG)
+	tools/scripts/tamago-check.sh -tags $(KERNEL_TAGS) ./examples/httpd
 
 race:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)

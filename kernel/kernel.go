@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gohv/gohv/azure"
 	"github.com/gohv/gohv/drivers/block"
 	"github.com/gohv/gohv/drivers/heartbeat"
 	"github.com/gohv/gohv/drivers/kvp"
@@ -97,8 +98,10 @@ type Kernel struct {
 	Storage   *storvsc.Driver
 	NICs      *netvsc.Driver // nil when the network is disabled
 
-	net   *netstack.Stack
-	addrs atomic.Pointer[[]netip.Addr] // for KVP
+	net       *netstack.Stack
+	addrs     atomic.Pointer[[]netip.Addr] // for KVP
+	azure     *azure.Provisioner           // nil off Azure
+	stopAzure context.CancelFunc
 
 	clock   *guestClock
 	gate    vss.WriteGate

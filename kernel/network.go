@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync/atomic"
 	"time"
 
+	"github.com/gohv/gohv/azure"
 	"github.com/gohv/gohv/drivers/netvsc"
 	"github.com/gohv/gohv/hv"
 	"github.com/gohv/gohv/netstack"
@@ -103,7 +105,31 @@ func (k *Kernel) waitAddress(ctx context.Context) {
 		return
 	}
 	k.logf("gohv: address %s (%s)", a.Prefix, a.Origin)
+	k.startAzure()
 }
+
+// startAzure reports the VM ready to Azure's fabric and reads the instance
+// metadata when DHCP says this is Azure (option 245, the WireServer), in
+// the background: the application never waits for Azure.
+func (k *Kernel) startAzure() {
+	ws, ok := k.net.WireServer()
+	if !ok {
+		return
+	}
+	k.logf("gohv: on Azure (WireServer %s): reporting ready in the background", ws)
+	p := &azure.Provisioner{
+		Client:     &http.Client{Transport: &http.Transport{DialContext: k.net.Dial, Proxy: nil}},
+		WireServer: ws,
+		Log:        k.log,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	k.azure, k.stopAzure = p, cancel
+	go p.Run(ctx) //nolint:errcheck // results are read through Provisioner.Result
+}
+
+// Azure returns the provisioning agent's state on Azure (its Result holds
+// the ready report's outcome and the instance metadata), nil elsewhere.
+func (k *Kernel) Azure() *azure.Provisioner { return k.azure }
 
 // watchAddresses keeps the address list KVP reports to the host current.
 func (k *Kernel) watchAddresses(w *netstack.Watcher) {
@@ -138,6 +164,9 @@ func (a kvpAddresses) AppendAddrs(dst []netip.Addr) []netip.Addr {
 func (k *Kernel) closeNetwork(ctx context.Context) error {
 	if k.net == nil {
 		return nil
+	}
+	if k.stopAzure != nil {
+		k.stopAzure()
 	}
 	var errs []error
 	if err := k.net.Close(); err != nil {

@@ -283,7 +283,7 @@ func TestSim(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"sim", "-tap", "tap0", "."}, "-tap is not supported yet"},
+		{[]string{"sim", "-tap", "gohv-no-such-tap", "."}, "gohv-no-such-tap"},
 		{[]string{"sim", "-profile", "ws2008", "."}, `unknown profile "ws2008"`},
 		{[]string{"sim", "-disk", disk + ",rw", "."}, `unknown option "rw"`},
 		{[]string{"sim", "./nope"}, "cannot find package ./nope"},

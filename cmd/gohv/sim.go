@@ -46,7 +46,7 @@ program's exit status. Arguments after -- go to the program.`,
 	f := cmd.Flags()
 	f.StringVar(&s.profile, "profile", "ws2022", "Hyper-V release to simulate: ws2022, ws2019, ws2016 or ws2012r2")
 	f.StringArrayVar(&s.disks, "disk", nil, "disk image, PATH[,ro][,ide] (repeatable; SCSI LUN 0 first)")
-	f.StringVar(&s.tap, "tap", "", "TAP interface for the synthetic NIC (not yet supported)")
+	f.StringVar(&s.tap, "tap", "", "TAP interface for the synthetic NIC, in this network namespace (default: an in-process network with DHCP)")
 	f.StringVar(&s.tags, "tags", "", "extra comma-separated build tags")
 	return cmd
 }
@@ -67,9 +67,7 @@ func runSim(ctx context.Context, pkg string, progArgs []string, s simFlags) erro
 		}
 		c.Disks = append(c.Disks, disk)
 	}
-	if s.tap != "" {
-		return errors.New("-tap is not supported yet: the network stack has not landed")
-	}
+	c.Tap = s.tap
 	if err := requireGohv(ctx); err != nil {
 		return err
 	}

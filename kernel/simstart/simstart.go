@@ -9,8 +9,8 @@
 //	                    ws2019, ws2016 or ws2012r2
 //	GOHV_SIM_DISKS      disk images, PATH[,ro][,ide] separated by ";": SCSI
 //	                    LUNs 0, 1, ... (raw, or VHDX by the .vhdx extension)
-//	GOHV_SIM_TAP        a TAP interface for the synthetic NIC (not yet
-//	                    supported: refused)
+//	GOHV_SIM_TAP        a TAP interface for the synthetic NIC (else the
+//	                    in-process peer network with its DHCP server)
 //	GOHV_SIM_AUTOSTART  "1": also start the kernel (VMBus and the standard
 //	                    drivers) on the simulated machine, as
 //	                    kernel/autostart does on a gohv kernel; gohv sim
@@ -30,7 +30,6 @@
 package simstart
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 
@@ -45,10 +44,6 @@ const (
 	EnvTap       = "GOHV_SIM_TAP"
 	EnvAutostart = "GOHV_SIM_AUTOSTART"
 )
-
-// ErrTapNotYet is returned for a TAP interface: the network stack that
-// would use it is not there yet.
-var ErrTapNotYet = errors.New("simstart: -tap is not supported yet (the network stack has not landed)")
 
 var profiles = map[string]hvsim.Profile{
 	"ws2022": hvsim.WS2022, "ws2019": hvsim.WS2019, "ws2016": hvsim.WS2016, "ws2012r2": hvsim.WS2012R2,
@@ -124,10 +119,9 @@ func (c Config) Env() []string {
 		EnvTap + "=" + c.Tap, EnvAutostart + "=" + auto}
 }
 
-// New assembles and starts the simulated machine of c.
+// New assembles and starts the simulated machine of c. With Tap, the
+// synthetic NIC is plugged into that TAP device (which must exist in the
+// process's network namespace); without, into the in-process peer network.
 func New(c Config) (*simhost.Machine, error) {
-	if c.Tap != "" {
-		return nil, ErrTapNotYet
-	}
-	return simhost.New(simhost.Config{Profile: c.Profile, Disks: c.Disks})
+	return simhost.New(simhost.Config{Profile: c.Profile, Disks: c.Disks, TAP: c.Tap})
 }

@@ -2,7 +2,6 @@ package simstart
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -65,9 +64,12 @@ func cut(kv string) (string, string, bool) {
 	return kv, "", false
 }
 
-func TestTapNotYet(t *testing.T) {
-	if _, err := New(Config{Tap: "tap0"}); !errors.Is(err, ErrTapNotYet) {
-		t.Errorf("New with a TAP: %v, want ErrTapNotYet", err)
+func TestTapNeedsTheDevice(t *testing.T) {
+	// A TAP device that does not exist is an error naming it, before any
+	// guest runs.
+	_, err := New(Config{Tap: "gohv-no-such-tap"})
+	if err == nil || !strings.Contains(err.Error(), "gohv-no-such-tap") {
+		t.Errorf("New with a missing TAP device: %v", err)
 	}
 }
 

@@ -182,6 +182,14 @@ func (h startInfoHeader) MemmapBytes() int {
 	return int(h.MemmapEntries) * pvh.MemmapEntrySize
 }
 
+// earlyWindow is what cpuinit mapped: [4 KiB, 4 GiB).
+var earlyWindow = physWindow{Low: 4096, High: lowMapEnd}
+
+// bootReadWindow is what early may read while it keeps page 0 mapped:
+// loaders and firmware put boot data there (QEMU's PVH option ROM puts
+// the E820 table at 0x5a8; the BIOS data area holds the EBDA pointer).
+var bootReadWindow = physWindow{Low: 0, High: lowMapEnd}
+
 // physWindow says which physical addresses the pre-runtime reader may
 // touch: [Low, High), identity-mapped by cpuinit's first tables, excluding
 // the unmapped zero page.

@@ -274,3 +274,33 @@ func TestFormatUint(t *testing.T) {
 		t.Errorf("formatUint allocates %v times", n)
 	}
 }
+
+// TestStartInfoInPageZero: QEMU's PVH option ROM hands over a start_info
+// whose E820 table sits at 0x5a8, inside page 0, which cpuinit leaves
+// unmapped. The pre-runtime reader must accept it (early maps page 0
+// while it reads) and decode the map, where the first window refused it.
+func TestStartInfoInPageZero(t *testing.T) {
+	const memmapAt, entries = 0x5a8, 7
+	si := make([]byte, 56)
+	binary.LittleEndian.PutUint32(si[0:], pvh.StartInfoMagic)
+	binary.LittleEndian.PutUint32(si[4:], 1)
+	binary.LittleEndian.PutUint64(si[40:], memmapAt)
+	binary.LittleEndian.PutUint32(si[48:], entries)
+	h, e := decodeStartInfo(si)
+	if e != bootOK {
+		t.Fatal(e)
+	}
+	if earlyWindow.Contains(h.MemmapPaddr, h.MemmapBytes()) {
+		t.Error("the early window (page 0 unmapped) claims to hold the map at 0x5a8")
+	}
+	if !bootReadWindow.Contains(h.MemmapPaddr, h.MemmapBytes()) {
+		t.Fatalf("the boot read window refuses the map at %#x (%d bytes)", h.MemmapPaddr, h.MemmapBytes())
+	}
+	// The map QEMU -m 1024 puts there, decoded from "physical memory".
+	phys := make([]byte, 0x1000)
+	copy(phys[memmapAt:], e820(mapQEMU1G...))
+	var mm memMap
+	if e := mm.Decode(phys[h.MemmapPaddr : h.MemmapPaddr+uint64(h.MemmapBytes())]); e != bootOK || mm.N != entries {
+		t.Fatalf("decoded %d entries (%v), want %d", mm.N, e, entries)
+	}
+}

@@ -43,14 +43,6 @@ type bootState struct {
 	StartPA uint64
 }
 
-// earlyWindow is what cpuinit mapped: [4 KiB, 4 GiB).
-var earlyWindow = physWindow{Low: 4096, High: lowMapEnd}
-
-// bootReadWindow is what early may read while it keeps page 0 mapped:
-// loaders and firmware put boot data there (QEMU's PVH option ROM puts
-// the E820 table at 0x5a8; the BIOS data area holds the EBDA pointer).
-var bootReadWindow = physWindow{Low: 0, High: lowMapEnd}
-
 // bootView is an acpi.View of [0, 4 GiB) for the pre-runtime path.
 func bootView(addr uint64, n int) []byte {
 	if !bootReadWindow.Contains(addr, n) {

@@ -99,8 +99,11 @@ type Kernel struct {
 	NICs      *netvsc.Driver // nil when the network is disabled
 
 	net       *netstack.Stack
-	addrs     atomic.Pointer[[]netip.Addr] // for KVP
-	azure     *azure.Provisioner           // nil off Azure
+	addrs     atomic.Pointer[[]netip.Addr]      // for KVP
+	azure     *azure.Provisioner                // nil off Azure
+	adapters  atomic.Pointer[[]adapterSnapshot] // for KVP's GET_IP_INFO
+	nicMu     sync.Mutex
+	nicMACs   map[int][6]byte // stack interface id -> MAC; under nicMu
 	stopAzure context.CancelFunc
 
 	clock   *guestClock
@@ -179,7 +182,7 @@ func (k *Kernel) registerDrivers() error {
 		k.Heartbeat = heartbeat.New()
 		k.Shutdown = shutdown.New(k.Power.Deliver)
 		k.TimeSync = timesync.New(k.clock, timesync.Config{})
-		k.KVP = kvp.New(kvp.Config{System: k.systemInfo(), Addresses: kvpAddresses{&k.addrs}})
+		k.KVP = kvp.New(kvp.Config{System: k.systemInfo(), Addresses: kvpAddresses{&k.addrs}, Adapters: kvpAdapters{&k.adapters}})
 		k.VSS = vss.New(vss.Config{Freezer: (*diskFreezer)(k)})
 		scfg := k.cfg.Storage
 		scfg.Memory = k.platform

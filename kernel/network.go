@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gohv/gohv/azure"
+	"github.com/gohv/gohv/drivers/kvp"
 	"github.com/gohv/gohv/drivers/netvsc"
 	"github.com/gohv/gohv/hv"
 	"github.com/gohv/gohv/netstack"
@@ -66,6 +67,7 @@ func (k *Kernel) startNetwork(reg func(class chanmsg.GUID, d Driver) error) erro
 		OnNIC:  k.addNIC,
 	}
 	k.addrs.Store(new([]netip.Addr))
+	k.nicMACs = map[int][6]byte{}
 	go k.watchAddresses(st.Watch())
 	return reg(netvsc.Class, k.NICs)
 }
@@ -73,10 +75,15 @@ func (k *Kernel) startNetwork(reg func(class chanmsg.GUID, d Driver) error) erro
 // addNIC joins an opened NIC to the stack. It runs on the goroutine that
 // attached the NIC.
 func (k *Kernel) addNIC(n *netvsc.NIC) {
-	if _, err := k.net.AddNIC(n, k.cfg.Network.NIC); err != nil {
+	ifc, err := k.net.AddNIC(n, k.cfg.Network.NIC)
+	if err != nil {
 		k.logf("gohv: NIC %x: %v", n.MAC(), err)
 		return
 	}
+	k.nicMu.Lock()
+	k.nicMACs[ifc.ID()] = n.MAC()
+	k.nicMu.Unlock()
+	k.refreshAddresses()
 	link := "down"
 	if n.LinkUp() {
 		link = "up"
@@ -131,22 +138,87 @@ func (k *Kernel) startAzure() {
 // the ready report's outcome and the instance metadata), nil elsewhere.
 func (k *Kernel) Azure() *azure.Provisioner { return k.azure }
 
-// watchAddresses keeps the address list KVP reports to the host current.
+// watchAddresses keeps what KVP reports to the host (addresses, each
+// adapter's configuration) current.
 func (k *Kernel) watchAddresses(w *netstack.Watcher) {
 	defer w.Close()
 	for {
 		if _, err := w.Next(context.Background()); err != nil {
 			return
 		}
-		list := make([]netip.Addr, 0, 4)
-		for _, a := range k.net.Addresses() {
-			if !a.Prefix.Addr().IsLoopback() {
-				list = append(list, a.Prefix.Addr())
-			}
-		}
-		k.addrs.Store(&list)
+		k.refreshAddresses()
 	}
 }
+
+// refreshAddresses rebuilds the snapshots KVP reads without locking.
+func (k *Kernel) refreshAddresses() {
+	list := make([]netip.Addr, 0, 4)
+	addrs := k.net.Addresses()
+	for _, a := range addrs {
+		if !a.Prefix.Addr().IsLoopback() {
+			list = append(list, a.Prefix.Addr())
+		}
+	}
+	k.addrs.Store(&list)
+
+	routes, dns := k.net.Routes(), k.net.DNSServers()
+	k.nicMu.Lock()
+	adapters := make([]adapterSnapshot, 0, len(k.nicMACs))
+	for id, mac := range k.nicMACs {
+		a := adapterSnapshot{mac: mac}
+		a.info.DNS = dns
+		for _, ad := range addrs {
+			if ad.NIC == id {
+				a.info.Addrs = append(a.info.Addrs, ad.Prefix)
+				a.info.DHCP = a.info.DHCP || ad.Origin == netstack.DHCP
+			}
+		}
+		for _, r := range routes {
+			if r.NIC == id && r.Dst.Bits() == 0 && r.Via.IsValid() {
+				a.info.Gateways = append(a.info.Gateways, r.Via)
+			}
+		}
+		adapters = append(adapters, a)
+	}
+	k.nicMu.Unlock()
+	k.adapters.Store(&adapters)
+}
+
+// adapterSnapshot is one NIC's configuration as KVP's GET_IP_INFO reports
+// it.
+type adapterSnapshot struct {
+	mac  [6]byte
+	info kvp.AdapterInfo
+}
+
+// kvpAdapters is KVP's AdapterProvider: GET_IP_INFO answers from the
+// snapshots; SET_IP_INFO (Hyper-V Replica's IP injection) is refused, since
+// the stack does not reconfigure a running interface.
+type kvpAdapters struct {
+	snap *atomic.Pointer[[]adapterSnapshot]
+}
+
+// ErrIPInjection is what the host's SET_IP_INFO gets.
+var ErrIPInjection = errors.New("kernel: IP injection (KVP SET_IP_INFO) is not supported: the guest keeps its configuration")
+
+func (a kvpAdapters) AdapterInfo(mac [6]byte, info *kvp.AdapterInfo) bool {
+	p := a.snap.Load()
+	if p == nil {
+		return false
+	}
+	for _, s := range *p {
+		if s.mac == mac {
+			info.DHCP = s.info.DHCP
+			info.Addrs = append(info.Addrs[:0], s.info.Addrs...)
+			info.Gateways = append(info.Gateways[:0], s.info.Gateways...)
+			info.DNS = append(info.DNS[:0], s.info.DNS...)
+			return true
+		}
+	}
+	return false
+}
+
+func (kvpAdapters) SetAdapterInfo(chanmsg.GUID, kvp.AdapterInfo) error { return ErrIPInjection }
 
 // kvpAddresses is KVP's AddressProvider over the cached address list: it
 // runs on the KVP channel's goroutine and must neither block nor allocate.

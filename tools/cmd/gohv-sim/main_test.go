@@ -68,6 +68,7 @@ func TestDemo(t *testing.T) {
 				// KVP: what the kernel tells the host.
 				"host: KVP auto pool from the guest, ",
 				"host:   NetworkAddressIPv4 = 192.168.200.10",
+				"host: KVP GET_IP_INFO 00:15:5D:67:68:76: addresses [192.168.200.10 fe80::215:5dff:fe67:6876], subnets [255.255.255.0 /64], gateways [192.168.200.1], DNS [192.168.200.1], DHCP true",
 				"host:   OSName = gohv",
 				"host:   ProcessorArchitecture = x86_64",
 				// VSS.

@@ -66,6 +66,15 @@ func showKVP(ctx context.Context, w io.Writer, m *simhost.Machine) error {
 	for _, key := range keys {
 		fmt.Fprintf(w, "host:   %s = %s\n", key, auto[key])
 	}
+	if m.NIC != nil {
+		id := hvsim.MACAdapterID(simhost.GuestMAC)
+		info, err := m.Standard.KVP.GetIPInfo(ctx, id)
+		if err != nil {
+			return fmt.Errorf("host: KVP GET_IP_INFO %s: %w", id, err)
+		}
+		fmt.Fprintf(w, "host: KVP GET_IP_INFO %s: addresses %v, subnets %v, gateways %v, DNS %v, DHCP %v\n",
+			id, info.Addresses, info.Subnets, info.Gateways, info.DNS, info.DHCP)
+	}
 	return nil
 }
 

@@ -83,7 +83,8 @@ var (
 	PeerAddr  = netip.MustParsePrefix("192.168.200.1/24")
 	GuestAddr = netip.MustParseAddr("192.168.200.10")
 	peerMAC   = [6]byte{0x02, 0, 0, 0, 0, 0x02}
-	guestMAC  = [6]byte{0x00, 0x15, 0x5d, 0x67, 0x68, 0x76} // Hyper-V's OUI
+	// GuestMAC is the synthetic NIC's address (Hyper-V's OUI 00:15:5d).
+	GuestMAC = [6]byte{0x00, 0x15, 0x5d, 0x67, 0x68, 0x76}
 )
 
 // Machine is the assembled simulated VM.
@@ -218,7 +219,7 @@ func (m *Machine) plugNIC(cfg Config) error {
 			client: GuestAddr, prefix: PeerAddr.Bits(), leaseSecs: 3600}
 		be = m.dhcp
 	}
-	nic, err := netvsp.New(m.Host, netvsp.Config{MAC: guestMAC, Backend: be})
+	nic, err := netvsp.New(m.Host, netvsp.Config{MAC: GuestMAC, Backend: be})
 	if err != nil {
 		return err
 	}

@@ -475,16 +475,7 @@ efi_main:
     ; while the console still works
     cmp byte [g_defer], 0
     je .ramok
-    mov rax, [g_mmcap]
-    mov [g_mmsize], rax
-    lea rcx, [g_mmsize]
-    mov rdx, [g_mmbuf]
-    lea r8, [g_mmkey]
-    lea r9, [g_dsize]
-    lea rax, [g_dver]
-    mov [rsp + 32], rax
-    mov rax, [g_bs]
-    call [rax + BS_GETMEMORYMAP]
+    call getmap
     lea rcx, [msg_nomap]
     test rax, rax
     jnz fail
@@ -608,16 +599,7 @@ efi_main:
     ; --- final memory map and ExitBootServices (one retry, UEFI 2.10 §7.4)
     xor r13d, r13d                  ; attempt
 .getmap:
-    mov rax, [g_mmcap]
-    mov [g_mmsize], rax
-    lea rcx, [g_mmsize]
-    mov rdx, [g_mmbuf]
-    lea r8, [g_mmkey]
-    lea r9, [g_dsize]
-    lea rax, [g_dver]
-    mov [rsp + 32], rax
-    mov rax, [g_bs]
-    call [rax + BS_GETMEMORYMAP]
+    call getmap
     test rax, rax
     jz .mapped
     test r13d, r13d
@@ -812,6 +794,23 @@ ebs_failed:
 .halt:
     hlt
     jmp .halt
+
+; getmap: GetMemoryMap into g_mmbuf (g_mmcap bytes); returns its status in
+; rax. Called with rsp 16-byte aligned, as the body keeps it.
+getmap:
+    sub rsp, 40                     ; shadow space + the fifth argument
+    mov rax, [g_mmcap]
+    mov [g_mmsize], rax
+    lea rcx, [g_mmsize]
+    mov rdx, [g_mmbuf]
+    lea r8, [g_mmkey]
+    lea r9, [g_dsize]
+    lea rax, [g_dver]
+    mov [rsp + 32], rax
+    mov rax, [g_bs]
+    call [rax + BS_GETMEMORYMAP]
+    add rsp, 40
+    ret
 
 ; copyseg(index ecx): copy segment ecx of the GKI at r14 to its load
 ; address and zero its tail. Clobbers rax, rcx, rdx, rsi, rdi.

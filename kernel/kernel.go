@@ -108,6 +108,8 @@ type Kernel struct {
 
 	clock   *guestClock
 	gate    vss.WriteGate
+	gatedMu sync.Mutex
+	gated   map[*storvsc.Disk]*gatedDisk                // under gatedMu
 	closers []interface{ Close(context.Context) error } // IC drivers, closed in reverse
 
 	closeOnce sync.Once
@@ -254,7 +256,14 @@ func (k *Kernel) systemInfo() kvp.SystemInfo {
 func (k *Kernel) diskEvent(e storvsc.Event) {
 	switch e.Kind {
 	case storvsc.DiskAdded:
-		if err := k.Disks.Add(e.Disk); err == nil {
+		g := &gatedDisk{Device: e.Disk, gate: &k.gate}
+		k.gatedMu.Lock()
+		if k.gated == nil {
+			k.gated = map[*storvsc.Disk]*gatedDisk{}
+		}
+		k.gated[e.Disk] = g
+		k.gatedMu.Unlock()
+		if err := k.Disks.Add(g); err == nil {
 			info := e.Disk.Info()
 			ro := ""
 			if info.ReadOnly {
@@ -264,7 +273,11 @@ func (k *Kernel) diskEvent(e storvsc.Event) {
 				info.Sectors*uint64(info.SectorSize)>>20, info.SectorSize, ro)
 		}
 	case storvsc.DiskRemoved:
-		if k.Disks.Remove(e.Disk) {
+		k.gatedMu.Lock()
+		g := k.gated[e.Disk]
+		delete(k.gated, e.Disk)
+		k.gatedMu.Unlock()
+		if g != nil && k.Disks.Remove(g) {
 			k.logf("gohv: disk %s removed", e.Disk.Info().Name)
 		}
 	}
@@ -289,8 +302,10 @@ func (f *diskFreezer) Freeze(ctx context.Context) error {
 func (f *diskFreezer) Thaw() { (*Kernel)(f).gate.Release() }
 
 // WriteGate is held while the host takes a backup (VSS FREEZE to THAW).
-// Code that writes to disks around the block layer (a filesystem's own
-// caches) enters it for each write so that nothing lands in between.
+// Every write to a disk of Disks passes it already; code that keeps data of
+// its own and writes it elsewhere may enter it too, but never around a
+// write to one of those disks (the gate is not re-entrant: such a write
+// would wait for the freeze it holds up).
 func (k *Kernel) WriteGate() *vss.WriteGate { return &k.gate }
 
 // FlushDisks flushes every disk (SYNCHRONIZE CACHE): what was written

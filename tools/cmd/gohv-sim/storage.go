@@ -10,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/gohv/gohv/drivers/block"
 	"github.com/gohv/gohv/drivers/block/fat"
 	"github.com/gohv/gohv/drivers/block/mount"
 	"github.com/gohv/gohv/drivers/block/part"
@@ -61,7 +62,13 @@ func showDisks(ctx context.Context, w io.Writer, k *kernel.Kernel) (volumes, err
 	for _, d := range disks {
 		info := d.Info()
 		bus := "SCSI"
-		if sd, ok := d.(*storvsc.Disk); ok && sd.Controller().IDE() {
+		// The kernel lists its disks behind the VSS write gate; the
+		// driver's disk is underneath.
+		raw := d
+		if u, ok := d.(interface{ Unwrap() block.Device }); ok {
+			raw = u.Unwrap()
+		}
+		if sd, ok := raw.(*storvsc.Disk); ok && sd.Controller().IDE() {
 			bus = "IDE"
 		}
 		mode := "read-write"

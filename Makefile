@@ -68,7 +68,7 @@ fuzz:
 	FUZZTIME=$(if $(filter 3s,$(FUZZTIME)),60s,$(FUZZTIME)) tools/scripts/fuzz.sh $(PKGS)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./vmbus/ring/ ./vmbus/ ./hv/dma/ ./drivers/storvsc/ ./drivers/netvsc/ ./drivers/block/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./vmbus/ring/ ./vmbus/ ./hv/dma/ ./drivers/storvsc/ ./drivers/netvsc/ ./drivers/block/... ./netstack/ ./kernel/
 
 sim:
 	$(GO) run ./tools/cmd/gohv-sim

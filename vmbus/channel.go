@@ -58,7 +58,8 @@ type OpenConfig struct {
 	// must not block for long (it holds up only this channel); it
 	// typically drains ReadPacket, or masks the interrupt and hands the
 	// draining to a goroutine of its own (MaskInterrupt). A run in
-	// progress when the channel closes finishes; no new one starts.
+	// progress when the channel closes finishes, its ReadPacket calls
+	// returning ErrClosed from then on; no new one starts.
 	OnInterrupt func()
 }
 

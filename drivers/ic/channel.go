@@ -104,8 +104,8 @@ func (s *Service) onInterrupt() {
 		default:
 		}
 		pkt, err := s.ch.ReadPacket(s.buf)
-		if errors.Is(err, vmbus.ErrEmpty) {
-			return
+		if errors.Is(err, vmbus.ErrEmpty) || errors.Is(err, vmbus.ErrClosed) || errors.Is(err, vmbus.ErrRescinded) {
+			return // drained, or the channel went away under this run
 		}
 		if err != nil {
 			// A packet the ring could not deliver (corrupt or larger than

@@ -160,8 +160,8 @@ func (r *runner) start(ctx context.Context) error {
 func (r *runner) onInterrupt() {
 	for {
 		pkt, err := r.ch.ReadPacket(r.buf)
-		if errors.Is(err, vmbus.ErrEmpty) {
-			return
+		if errors.Is(err, vmbus.ErrEmpty) || errors.Is(err, vmbus.ErrClosed) || errors.Is(err, vmbus.ErrRescinded) {
+			return // drained, or the channel went away under this run
 		}
 		if err != nil {
 			r.bad.Add(1)

@@ -111,7 +111,9 @@ func (d *Disk) check(r *Request, info *Info) error {
 // completing channel's dispatch goroutine (or, for a request failed by a
 // timeout or by the controller going away, on the driver goroutine that
 // noticed); it must not block. Submit returns an error, and does not call
-// Done, when r is invalid or the disk is gone. r.Queue picks the channel
+// Done, when r is invalid, the disk is gone, or every request slot of the
+// channel is held by a request that timed out and the host has not
+// completed since (ErrTimeout: the host stopped answering). r.Queue picks the channel
 // (modulo Info().Queues). Requests larger than the host's maximum transfer
 // are split and run segment by segment. Neither Submit nor the completion
 // allocates.

@@ -54,6 +54,10 @@ type queue struct {
 	phead int
 	plen  int
 	dead  bool // channel rescinded or closed; guarded by mu
+	// abandoned counts slots in slotAbandoned; guarded by mu. When it
+	// reaches len(slots) no slot can free up until the host answers, so
+	// waiting work fails with ErrTimeout instead of waiting unbounded.
+	abandoned int
 
 	ctlMu   sync.Mutex // serialises control operations
 	ctlSeq  uint64     // guarded by ctlMu
@@ -182,6 +186,10 @@ func (q *queue) submit(w work) error {
 	if q.dead {
 		q.mu.Unlock()
 		return ErrRemoved
+	}
+	if len(q.free) == 0 && q.abandoned == len(q.slots) {
+		q.mu.Unlock()
+		return ErrTimeout // every slot waits for a host that stopped answering
 	}
 	q.stats.submitted.Add(1)
 	if len(q.free) == 0 {
@@ -454,10 +462,33 @@ func (s *slot) onTimeout() {
 	w, done := s.w, s.done
 	s.w = work{}
 	s.state = slotAbandoned
+	q.abandoned++
+	var stuck []work
+	if q.abandoned == len(q.slots) {
+		stuck = q.takePending()
+	}
 	q.mu.Unlock()
 	q.stats.errors.Add(1)
 	q.stats.completed.Add(1)
 	deliver(w, done, ErrTimeout)
+	for _, w := range stuck {
+		q.stats.errors.Add(1)
+		q.stats.completed.Add(1)
+		deliver(w, 0, ErrTimeout)
+	}
+}
+
+// takePending empties the FIFO of work waiting for a slot and returns it.
+// q.mu held.
+func (q *queue) takePending() []work {
+	var ws []work
+	for q.plen > 0 {
+		ws = append(ws, q.pend[q.phead])
+		q.pend[q.phead] = work{}
+		q.phead = (q.phead + 1) % len(q.pend)
+		q.plen--
+	}
+	return ws
 }
 
 // sendReset sends RESET_LUN or RESET_BUS without waiting: the host answers
@@ -539,6 +570,7 @@ func (q *queue) handle(p ring.Packet) {
 	}
 	if s.state == slotAbandoned {
 		s.state = slotActive
+		q.abandoned--
 		q.mu.Unlock()
 		if next, nw := s.release(); next != nil {
 			next.begin(nw)
@@ -724,14 +756,12 @@ func (q *queue) kill(err error) {
 			s.state = slotDead
 		}
 	}
-	for q.plen > 0 {
-		failed = append(failed, q.pend[q.phead])
+	for _, w := range q.takePending() {
+		failed = append(failed, w)
 		dones = append(dones, 0)
-		q.pend[q.phead] = work{}
-		q.phead = (q.phead + 1) % len(q.pend)
-		q.plen--
 	}
 	q.free = q.free[:0]
+	q.abandoned = 0
 	q.mu.Unlock()
 	for i, w := range failed {
 		q.stats.errors.Add(1)

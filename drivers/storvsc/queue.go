@@ -437,7 +437,9 @@ func (s *slot) onRetry() {
 // onTimeout runs on a timer goroutine when the host has not completed the
 // slot's request in time: first RESET_LUN, then RESET_BUS, each given
 // Config.ResetTimeout; then the request fails with ErrTimeout and the slot
-// is abandoned until the host completes it.
+// is abandoned until the host completes it. When that leaves every slot
+// abandoned, the work waiting for a slot fails with ErrTimeout too (and
+// submit refuses new work) until the host completes one of them.
 func (s *slot) onTimeout() {
 	q := s.q
 	q.mu.Lock()

@@ -241,7 +241,7 @@ func (k *Kernel) closeNetwork(ctx context.Context) error {
 		k.stopAzure()
 	}
 	var errs []error
-	if err := k.net.Close(); err != nil {
+	if err := withoutRemoved(k.net.Close()); err != nil {
 		errs = append(errs, fmt.Errorf("kernel: network stack: %w", err))
 	}
 	if k.NICs != nil {
@@ -252,6 +252,25 @@ func (k *Kernel) closeNetwork(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// withoutRemoved drops from err (one error or an errors.Join of them) those
+// that say the NIC was removed by the host: the stack cannot release a DHCP
+// lease through a rescinded NIC, and that is not a failure to close.
+func withoutRemoved(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var keep []error
+		for _, e := range j.Unwrap() {
+			if !errors.Is(e, netvsc.ErrRemoved) {
+				keep = append(keep, e)
+			}
+		}
+		return errors.Join(keep...)
+	}
+	if errors.Is(err, netvsc.ErrRemoved) {
+		return nil
+	}
+	return err
 }
 
 // hostVisibleOnly hides a platform's hv.PhysTranslator.

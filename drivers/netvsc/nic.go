@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gohv/gohv/drivers/netvsc/nvsp"
 	"github.com/gohv/gohv/drivers/netvsc/rndis"
@@ -317,9 +318,22 @@ func (n *NIC) Close(ctx context.Context) error {
 	return n.closeErr
 }
 
+// quiesceMax bounds quiesce when Close's context has no deadline.
+const quiesceMax = 2 * time.Second
+
 // quiesce stops the host from delivering (filter 0), halts RNDIS and
 // waits for outstanding sends. Failures are not fatal: teardown follows.
+// It uses at most half of the time ctx leaves (quiesceMax without a
+// deadline): sends whose completions the host never writes (lost, or a
+// host that stopped answering) must not use up the time teardown needs to
+// revoke the buffers and close the channels.
 func (n *NIC) quiesce(ctx context.Context) {
+	limit := quiesceMax
+	if dl, ok := ctx.Deadline(); ok {
+		limit = time.Until(dl) / 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	var info [4]byte
 	_ = n.setOID(ctx, rndis.OIDGenCurrentPacketFilter, info[:])
 	var halt [rndis.HaltSize]byte

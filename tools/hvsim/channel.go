@@ -80,9 +80,14 @@ type Channel struct {
 
 	recvKick  chan struct{}
 	spaceKick chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
-	closed    atomic.Bool
+	// spaceWaiters counts senders waiting on spaceKick for room (guarded
+	// by outMu). Any other write to the ring clears the pending send size
+	// they armed, so it kicks them to retry and re-arm it: without that
+	// the guest never signals and they wait forever.
+	spaceWaiters int
+	done         chan struct{}
+	closeOnce    sync.Once
+	closed       atomic.Bool
 
 	held     []byte // reorder fault: completion held back
 	heldTxID uint64
@@ -248,6 +253,12 @@ func (c *Channel) send(ctx context.Context, typ, flags uint16, txid uint64, head
 			return ErrClosed
 		}
 		signal, err := c.out.send(typ, flags, txid, header, payload)
+		full := errors.Is(err, errRingFull)
+		if full {
+			c.spaceWaiters++
+		} else {
+			c.kickSpaceWaitersLocked()
+		}
 		c.outMu.Unlock()
 		switch {
 		case err == nil:
@@ -260,14 +271,21 @@ func (c *Channel) send(ctx context.Context, typ, flags uint16, txid uint64, head
 				c.stats.suppressed.Add(1)
 			}
 			return nil
-		case errors.Is(err, errRingFull):
+		case full:
 			c.stats.ringFull.Add(1)
+			var werr error
 			select {
 			case <-c.spaceKick:
 			case <-ctx.Done():
-				return ctx.Err()
+				werr = ctx.Err()
 			case <-c.done:
-				return ErrClosed
+				werr = ErrClosed
+			}
+			c.outMu.Lock()
+			c.spaceWaiters--
+			c.outMu.Unlock()
+			if werr != nil {
+				return werr
 			}
 		case errors.Is(err, ErrRing):
 			err = fmt.Errorf("relid %d: %w", c.relid, err)
@@ -292,8 +310,9 @@ func (c *Channel) FillGuestRing() int {
 		}
 		_, err := c.out.send(pktDataInband, 0, 0, nil, nil)
 		if err != nil {
-			store32(c.out.hdr, ringOffPending, 0) // nobody waits for room
+			store32(c.out.hdr, ringOffPending, 0) // the filler waits for no room
 		}
+		c.kickSpaceWaitersLocked()
 		c.outMu.Unlock()
 		if err != nil {
 			if n > 0 {
@@ -302,6 +321,18 @@ func (c *Channel) FillGuestRing() int {
 			return n
 		}
 		n++
+	}
+}
+
+// kickSpaceWaitersLocked wakes a sender waiting for room after another
+// write has cleared the pending send size it armed (outMu held).
+func (c *Channel) kickSpaceWaitersLocked() {
+	if c.spaceWaiters == 0 {
+		return
+	}
+	select {
+	case c.spaceKick <- struct{}{}:
+	default:
 	}
 }
 

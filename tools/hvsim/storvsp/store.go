@@ -29,10 +29,30 @@ var ErrReadOnlyStore = errors.New("storvsp: store is read-only")
 
 // FileStore is a raw image file.
 type FileStore struct {
+	imageFile
+	size int64
+}
+
+// imageFile is the open image file a FileStore or VHDXStore keeps, with
+// the methods both have alike.
+type imageFile struct {
 	f        *os.File
-	size     int64
 	readOnly bool
 }
+
+// Sync implements Store with fsync (nothing to do for a read-only file).
+func (i imageFile) Sync() error {
+	if i.readOnly {
+		return nil
+	}
+	return i.f.Sync()
+}
+
+// Close closes the file.
+func (i imageFile) Close() error { return i.f.Close() }
+
+// ReadOnly reports whether the file was opened read-only.
+func (i imageFile) ReadOnly() bool { return i.readOnly }
 
 // OpenRaw opens a raw disk image; its size is the file's size.
 func OpenRaw(path string, readOnly bool) (*FileStore, error) {
@@ -49,7 +69,7 @@ func OpenRaw(path string, readOnly bool) (*FileStore, error) {
 		f.Close()
 		return nil, fmt.Errorf("storvsp: %w", err)
 	}
-	return &FileStore{f: f, size: st.Size(), readOnly: readOnly}, nil
+	return &FileStore{imageFile: imageFile{f: f, readOnly: readOnly}, size: st.Size()}, nil
 }
 
 // ReadAt implements Store.
@@ -66,27 +86,12 @@ func (s *FileStore) WriteAt(p []byte, off int64) (int, error) {
 // Size implements Store.
 func (s *FileStore) Size() int64 { return s.size }
 
-// Sync implements Store with fsync.
-func (s *FileStore) Sync() error {
-	if s.readOnly {
-		return nil
-	}
-	return s.f.Sync()
-}
-
-// Close closes the file.
-func (s *FileStore) Close() error { return s.f.Close() }
-
-// ReadOnly reports whether the file was opened read-only.
-func (s *FileStore) ReadOnly() bool { return s.readOnly }
-
 // VHDXStore is a VHDX image (fixed or dynamic, no parent, empty log) read
 // and written in place through tools/image/vhdx: a write to a block a
 // dynamic file does not store yet appends the block first
 // (vhdx.Disk.AllocateBlock).
 type VHDXStore struct {
-	f        *os.File
-	readOnly bool
+	imageFile
 
 	mu  sync.RWMutex // d's block table changes on allocation
 	d   *vhdx.Disk
@@ -113,7 +118,7 @@ func OpenVHDX(path string, readOnly bool) (*VHDXStore, error) {
 		f.Close()
 		return nil, fmt.Errorf("storvsp: %s: %w", path, err)
 	}
-	return &VHDXStore{f: f, d: d, readOnly: readOnly, end: st.Size()}, nil
+	return &VHDXStore{imageFile: imageFile{f: f, readOnly: readOnly}, d: d, end: st.Size()}, nil
 }
 
 // ReadAt implements Store.
@@ -169,20 +174,6 @@ func (s *VHDXStore) allocate(pos int64) error {
 
 // Size implements Store.
 func (s *VHDXStore) Size() int64 { return s.d.Size() }
-
-// Sync implements Store with fsync.
-func (s *VHDXStore) Sync() error {
-	if s.readOnly {
-		return nil
-	}
-	return s.f.Sync()
-}
-
-// Close closes the file.
-func (s *VHDXStore) Close() error { return s.f.Close() }
-
-// ReadOnly reports whether the file was opened read-only.
-func (s *VHDXStore) ReadOnly() bool { return s.readOnly }
 
 // MemStore is a store in memory, for benchmarks and tests. Sync does
 // nothing: everything written is "durable" for as long as the value lives.

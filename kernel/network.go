@@ -68,6 +68,7 @@ func (k *Kernel) startNetwork(reg func(class chanmsg.GUID, d Driver) error) erro
 	}
 	k.addrs.Store(new([]netip.Addr))
 	k.nicMACs = map[int][6]byte{}
+	k.netDone = make(chan struct{})
 	go k.watchAddresses(st.Watch())
 	return reg(netvsc.Class, k.NICs)
 }
@@ -89,7 +90,40 @@ func (k *Kernel) addNIC(n *netvsc.NIC) {
 		link = "up"
 	}
 	k.logf("gohv: NIC %x up: MTU %d, %d queue(s), link %s", n.MAC(), n.MTU(), n.Queues(), link)
+	k.netWG.Add(1)
+	go k.watchNICRemoval(n, ifc)
 }
+
+// watchNICRemoval takes a NIC the host rescinds out of the stack, so that
+// connections through it fail at once and new ones route elsewhere, and
+// then closes it. It runs on its own goroutine until the NIC goes or the
+// network shuts down.
+func (k *Kernel) watchNICRemoval(n *netvsc.NIC, ifc *netstack.Interface) {
+	defer k.netWG.Done()
+	select {
+	case <-n.Removed():
+	case <-k.netDone:
+		return
+	}
+	if err := k.net.RemoveInterface(ifc); err != nil {
+		// The stack is closing: closeNetwork closes the NIC.
+		return
+	}
+	k.nicMu.Lock()
+	delete(k.nicMACs, ifc.ID())
+	k.nicMu.Unlock()
+	k.refreshAddresses()
+	ctx, cancel := context.WithTimeout(context.Background(), nicCloseTimeout)
+	defer cancel()
+	if err := n.Close(ctx); err != nil && !errors.Is(err, netvsc.ErrRemoved) && !errors.Is(err, netvsc.ErrClosed) {
+		k.logf("gohv: NIC %x removed by the host; closing it: %v", n.MAC(), err)
+		return
+	}
+	k.logf("gohv: NIC %x removed by the host", n.MAC())
+}
+
+// nicCloseTimeout bounds the teardown of a NIC the host removed.
+const nicCloseTimeout = 5 * time.Second
 
 // waitAddress waits (bounded) for the first address, so that the
 // application starts with a network when there is one.
@@ -240,6 +274,8 @@ func (k *Kernel) closeNetwork(ctx context.Context) error {
 	if k.stopAzure != nil {
 		k.stopAzure()
 	}
+	close(k.netDone)
+	k.netWG.Wait() // a NIC being removed finishes first
 	var errs []error
 	if err := withoutRemoved(k.net.Close()); err != nil {
 		errs = append(errs, fmt.Errorf("kernel: network stack: %w", err))

@@ -18,6 +18,9 @@ const (
 	LeaseBound
 	// DNSChanged: the DNS server list changed.
 	DNSChanged
+	// InterfaceRemoved: the interface left the stack (RemoveInterface),
+	// after its AddressRemoved events.
+	InterfaceRemoved
 )
 
 func (k EventKind) String() string {
@@ -34,6 +37,8 @@ func (k EventKind) String() string {
 		return "lease bound"
 	case DNSChanged:
 		return "DNS changed"
+	case InterfaceRemoved:
+		return "interface removed"
 	}
 	return "EventKind(?)"
 }

@@ -34,6 +34,9 @@ var (
 	ErrBadAddress = errors.New("netstack: bad address")
 	// ErrNoDNS: no DNS server is configured.
 	ErrNoDNS = errors.New("netstack: no DNS server configured")
+	// ErrUnknownInterface: the interface is not (or no longer) part of
+	// the stack.
+	ErrUnknownInterface = errors.New("netstack: unknown interface")
 )
 
 // TCPIPError wraps a gVisor tcpip.Error so it can travel as a Go error.
@@ -258,6 +261,83 @@ func (st *Stack) AddNIC(n NIC, opts NICOptions) (*Interface, error) {
 		return nil, err
 	}
 	return ifc, err
+}
+
+// RemoveInterface takes ifc out of the stack, for a NIC that is gone (the
+// host rescinded it). The NIC can no longer send, so its DHCP client stops
+// without releasing the lease. Its addresses, routes and DNS servers go
+// (AddressRemoved and DNSChanged events, then InterfaceRemoved); dials to
+// destinations only it reached fail at once for want of a route; and
+// connections using one of its addresses are aborted, so that reads and
+// writes blocked on them fail now rather than at their deadlines or after
+// TCP's retransmission timeout. Listeners on the unspecified address stay
+// and keep serving the other interfaces. It does not close the NIC.
+func (st *Stack) RemoveInterface(ifc *Interface) error {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return ErrClosed
+	}
+	if ifc == nil || st.ifaces[ifc.id] != ifc {
+		st.mu.Unlock()
+		return ErrUnknownInterface
+	}
+	st.mu.Unlock()
+
+	// Stop the DHCP client first, so no lease lands after the removal.
+	if ifc.cancel != nil {
+		ifc.cancel()
+		<-ifc.done
+	}
+	ifc.nic.SetLinkHandler(nil)
+	ifc.nic.SetNetworkChangeHandler(nil)
+	local := map[tcpip.Address]bool{}
+	for _, pa := range st.s.AllAddresses()[ifc.id] {
+		local[pa.AddressWithPrefix.Address] = true
+	}
+
+	st.mu.Lock()
+	if st.closed || st.ifaces[ifc.id] != ifc {
+		st.mu.Unlock()
+		return ErrUnknownInterface
+	}
+	delete(st.ifaces, ifc.id)
+	st.rebuildRoutesLocked()
+	hadDNS := len(ifc.dns) > 0
+	var gone []Address
+	for _, a := range st.origins {
+		if a.NIC == int(ifc.id) {
+			gone = append(gone, a)
+		}
+	}
+	st.mu.Unlock()
+
+	// RemoveNIC closes the link endpoint: senders waiting for a writable
+	// queue give up and the NIC's receiver is cleared.
+	_ = st.s.RemoveNIC(ifc.id)
+	ifc.ep.Close()
+	for _, e := range st.s.RegisteredEndpoints() {
+		ie, ok := e.(interface{ Info() tcpip.EndpointInfo })
+		if !ok {
+			continue
+		}
+		info, ok := ie.Info().(*stack.TransportEndpointInfo)
+		if !ok {
+			continue
+		}
+		if info.BindNICID == ifc.id || local[info.ID.LocalAddress] {
+			e.Abort()
+		}
+	}
+	for _, a := range gone {
+		st.noteAddress(a, false)
+	}
+	if hadDNS {
+		st.emit(Event{Kind: DNSChanged, NIC: int(ifc.id)})
+	}
+	st.logf("netstack: nic %d removed", ifc.id)
+	st.emit(Event{Kind: InterfaceRemoved, NIC: int(ifc.id)})
+	return nil
 }
 
 func (st *Stack) addNIC(n NIC, opts NICOptions) (*Interface, error) {

@@ -156,6 +156,11 @@ func (n *NIC) SetNetworkChangeHandler(fn func()) {
 	n.netFn.Store(&fn)
 }
 
+// Removed is closed when the host rescinds the NIC (hot-remove): from
+// then on sends and waits fail with ErrRemoved, and the NIC should be taken
+// out of use and closed.
+func (n *NIC) Removed() <-chan struct{} { return n.primary.Rescinded() }
+
 // Stats returns the NIC's counters.
 func (n *NIC) Stats() Stats {
 	s := Stats{

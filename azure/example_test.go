@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net/http"
 	"net/http/httptest"
 
 	"github.com/gohv/gohv/azure"
+	"github.com/gohv/gohv/tools/hvsim/azurefabric"
 )
 
 func base64Text(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) + "\n" }
@@ -17,9 +17,9 @@ func base64Text(s string) string { return base64.StdEncoding.EncodeToString([]by
 // needs it. On Azure WireServer comes from DHCP option 245 and the base URLs
 // stay empty; this example runs against in-process fakes.
 func ExampleProvisioner_Run() {
-	wire := httptest.NewServer(http.HandlerFunc(newFakeWireState(nil).serve))
+	wire := httptest.NewServer(newFakeWireState(nil))
 	defer wire.Close()
-	imds := httptest.NewServer(http.HandlerFunc((&fakeIMDS{}).serve))
+	imds := httptest.NewServer(&azurefabric.IMDS{})
 	defer imds.Close()
 
 	opt245 := []byte{168, 63, 129, 16} // from the DHCP lease

@@ -9,14 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"gvisor.dev/gvisor/pkg/tcpip"
-	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
-	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
-
 	"github.com/gohv/gohv/azure"
 	"github.com/gohv/gohv/netstack"
 	"github.com/gohv/gohv/netstack/nic"
+	"github.com/gohv/gohv/tools/hvsim/azurefabric"
 	"github.com/gohv/gohv/tools/hvsim/netvsp"
 )
 
@@ -63,25 +59,6 @@ func (n *peerNIC) Send(_ int, parts [][]byte, _ nic.TxInfo) error {
 	return nil
 }
 
-// servePeer serves h on addr:80 of the peer's stack, adding addr to it.
-func servePeer(t *testing.T, p *netvsp.Peer, addr netip.Addr, h http.Handler) {
-	t.Helper()
-	a := tcpip.AddrFrom4(addr.As4())
-	if err := p.Stack().AddProtocolAddress(1, tcpip.ProtocolAddress{
-		Protocol:          ipv4.ProtocolNumber,
-		AddressWithPrefix: a.WithPrefix(),
-	}, stack.AddressProperties{}); err != nil {
-		t.Fatalf("add %v to the peer: %v", addr, err)
-	}
-	l, err := gonet.ListenTCP(p.Stack(), tcpip.FullAddress{NIC: 1, Addr: a, Port: 80}, ipv4.ProtocolNumber)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-}
-
 // The Provisioner with its base URLs left empty talks to 168.63.129.16 and
 // 169.254.169.254 through the guest's netstack; both addresses live on an
 // in-process gVisor peer beyond the guest's default gateway, so no packet
@@ -95,10 +72,17 @@ func TestProvisionerThroughNetstack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	wire := newFakeWireState(t)
-	servePeer(t, peer, netip.MustParseAddr(azure.DefaultWireServer), http.HandlerFunc(wire.serve))
-	imds := &fakeIMDS{}
-	servePeer(t, peer, netip.MustParseAddr(azure.IMDSAddress), http.HandlerFunc(imds.serve))
+	fabric, err := azurefabric.Attach(peer.Stack(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fabric.Close()
+	wire := fabric.Wire
+	t.Cleanup(func() {
+		for _, v := range wire.ProtocolViolations() {
+			t.Errorf("WireServer: %s", v)
+		}
+	})
 
 	guest, err := netstack.New(netstack.Config{DisableIPv6: true})
 	if err != nil {
@@ -130,7 +114,7 @@ func TestProvisionerThroughNetstack(t *testing.T) {
 	if res.GoalState.Incarnation != "1" || res.Instance.ComputerName != "gohv-host" {
 		t.Fatalf("result %+v", res)
 	}
-	if _, posts, reports := wire.counts(); posts != 1 || len(reports) != 1 {
+	if _, posts, reports := wire.Counts(); posts != 1 || len(reports) != 1 {
 		t.Fatalf("%d health POSTs, %d accepted", posts, len(reports))
 	}
 }

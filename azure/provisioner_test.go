@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gohv/gohv/azure"
+	"github.com/gohv/gohv/tools/hvsim/azurefabric"
 )
 
 // syncBuffer is a log sink safe for the Provisioner's goroutines.
@@ -59,7 +60,7 @@ func TestReportReady(t *testing.T) {
 	if err := p.ReportReady(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	gets, posts, reports := wire.counts()
+	gets, posts, reports := wire.Counts()
 	if gets != 1 || posts != 1 || len(reports) != 1 {
 		t.Fatalf("goal state GETs %d, health POSTs %d, reports %d; want 1, 1, 1", gets, posts, len(reports))
 	}
@@ -69,7 +70,7 @@ func TestReportReady(t *testing.T) {
 	}
 	// The document on the wire, byte for byte (hand-written).
 	want := `<?xml version="1.0" encoding="utf-8"?><Health xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"><GoalStateIncarnation>1</GoalStateIncarnation><Container><ContainerId>a3e6f1f5-7e4b-4a8a-9a77-2d8f0c6a1b42</ContainerId><RoleInstanceList><Role><InstanceId>f00dfeed0c2c4f6e9b1d3e0a7c5b9d11.gohv-vm</InstanceId><Health><State>Ready</State></Health></Role></RoleInstanceList></Container></Health>`
-	if got := string(wire.rawReports[0]); got != want {
+	if got := string(wire.RawReports[0]); got != want {
 		t.Fatalf("health body\ngot  %s\nwant %s", got, want)
 	}
 	if l := log.lines(); len(l) != 1 || !strings.Contains(l[0], "accepted for incarnation 1") {
@@ -79,13 +80,13 @@ func TestReportReady(t *testing.T) {
 
 func TestReportReadyRetries(t *testing.T) {
 	wire, ws := newFakeWire(t)
-	wire.failGoalState = 2
+	wire.FailGoalState = 2
 	var log syncBuffer
 	p := newProvisioner(ws.URL, "http://127.0.0.1:1", &log)
 	if err := p.ReportReady(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	gets, posts, reports := wire.counts()
+	gets, posts, reports := wire.Counts()
 	if gets != 3 || posts != 1 || len(reports) != 1 {
 		t.Fatalf("goal state GETs %d, health POSTs %d, reports %d; want 3, 1, 1", gets, posts, len(reports))
 	}
@@ -104,17 +105,19 @@ func TestReportReadyRetries(t *testing.T) {
 func TestReportReadyGivesUp(t *testing.T) {
 	tests := []struct {
 		name     string
-		setup    func(*fakeWire)
+		setup    func(*azurefabric.WireServer)
 		wantErr  error
 		wantGets int
 	}{
-		{"bad xml", func(f *fakeWire) { f.goalStateBody = []byte("<GoalState><Incarnation>1</Incarn") }, azure.ErrBadResponse, 5},
-		{"missing fields", func(f *fakeWire) { f.goalStateBody = []byte("<GoalState><Incarnation>1</Incarnation></GoalState>") }, azure.ErrBadResponse, 5},
-		{"oversized", func(f *fakeWire) {
-			f.goalStateBody = append([]byte("<GoalState>"), bytes.Repeat([]byte(" "), 256<<10)...)
+		{"bad xml", func(f *azurefabric.WireServer) { f.GoalStateBody = []byte("<GoalState><Incarnation>1</Incarn") }, azure.ErrBadResponse, 5},
+		{"missing fields", func(f *azurefabric.WireServer) {
+			f.GoalStateBody = []byte("<GoalState><Incarnation>1</Incarnation></GoalState>")
+		}, azure.ErrBadResponse, 5},
+		{"oversized", func(f *azurefabric.WireServer) {
+			f.GoalStateBody = append([]byte("<GoalState>"), bytes.Repeat([]byte(" "), 256<<10)...)
 		}, azure.ErrTooLarge, 5},
-		{"always 500", func(f *fakeWire) { f.status = 500 }, azure.ErrHTTPStatus, 0},
-		{"403 is permanent", func(f *fakeWire) { f.status = 403 }, azure.ErrHTTPStatus, 0},
+		{"always 500", func(f *azurefabric.WireServer) { f.Status = 500 }, azure.ErrHTTPStatus, 0},
+		{"403 is permanent", func(f *azurefabric.WireServer) { f.Status = 403 }, azure.ErrHTTPStatus, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,7 +129,7 @@ func TestReportReadyGivesUp(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err %v, want %v", err, tt.wantErr)
 			}
-			gets, posts, _ := wire.counts()
+			gets, posts, _ := wire.Counts()
 			if posts != 0 || (tt.wantGets != 0 && gets != tt.wantGets) {
 				t.Fatalf("GETs %d POSTs %d", gets, posts)
 			}
@@ -151,12 +154,12 @@ func TestReportReadyGivesUp(t *testing.T) {
 // (the fake answers 410); the next attempt fetches the new goal state.
 func TestReportReadyStaleIncarnation(t *testing.T) {
 	wire, ws := newFakeWire(t)
-	wire.bumpBetween = true
+	wire.BumpBetween = true
 	p := newProvisioner(ws.URL, "http://127.0.0.1:1", nil)
 	if err := p.ReportReady(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	gets, posts, reports := wire.counts()
+	gets, posts, reports := wire.Counts()
 	if gets != 2 || posts != 2 || len(reports) != 1 || reports[0].Incarnation != "2" {
 		t.Fatalf("GETs %d POSTs %d reports %+v; want 2, 2, one for incarnation 2", gets, posts, reports)
 	}
@@ -166,13 +169,13 @@ func TestReportReadyStaleIncarnation(t *testing.T) {
 // repeated for the new goal state.
 func TestReportReadyNewIncarnation(t *testing.T) {
 	wire, ws := newFakeWire(t)
-	wire.bumpAfterReport = true
+	wire.BumpAfterReport = true
 	var log syncBuffer
 	p := newProvisioner(ws.URL, "http://127.0.0.1:1", &log)
 	if err := p.ReportReady(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	_, _, reports := wire.counts()
+	_, _, reports := wire.Counts()
 	if len(reports) != 2 || reports[0].Incarnation != "1" || reports[1].Incarnation != "2" {
 		t.Fatalf("reports %+v; want incarnations 1 then 2", reports)
 	}
@@ -187,7 +190,7 @@ func TestReportFailure(t *testing.T) {
 	if err := p.ReportFailure(context.Background(), "no disk"); err != nil {
 		t.Fatal(err)
 	}
-	_, _, reports := wire.counts()
+	_, _, reports := wire.Counts()
 	if len(reports) != 1 || reports[0].Container.Role.State != "NotReady" || reports[0].Container.Role.SubStatus != "ProvisioningFailed" {
 		t.Fatalf("reports %+v", reports)
 	}
@@ -196,22 +199,22 @@ func TestReportFailure(t *testing.T) {
 // Cancelling the context ends a back-off wait at once.
 func TestReportReadyContext(t *testing.T) {
 	wire, ws := newFakeWire(t)
-	wire.status = 503
+	wire.Status = 503
 	p := newProvisioner(ws.URL, "http://127.0.0.1:1", nil)
 	p.Backoff = time.Hour
 	p.MaxBackoff = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- p.ReportReady(ctx) }()
-	<-wire.failed // the first attempt failed; the Provisioner now waits an hour
+	<-wire.Failed() // the first attempt failed; the Provisioner now waits an hour
 	cancel()
 	err := <-errc
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
-	wire.mu.Lock()
-	n := wire.requests
-	wire.mu.Unlock()
+	wire.Lock()
+	n := wire.Requests
+	wire.Unlock()
 	if n != 1 {
 		t.Fatalf("%d requests after cancel, want 1", n)
 	}
@@ -219,8 +222,8 @@ func TestReportReadyContext(t *testing.T) {
 
 func TestMetadata(t *testing.T) {
 	imds, is := newFakeIMDS(t)
-	imds.fail410 = 2
-	imds.userData = "I2Nsb3VkLWNvbmZpZwo=\n"
+	imds.Fail410 = 2
+	imds.UserData = "I2Nsb3VkLWNvbmZpZwo=\n"
 	var log syncBuffer
 	p := newProvisioner("http://127.0.0.1:1", is.URL, &log)
 	in, err := p.Metadata(context.Background())
@@ -237,7 +240,7 @@ func TestMetadata(t *testing.T) {
 	if err != nil || string(ud) != "#cloud-config\n" {
 		t.Fatalf("user data %q, %v", ud, err)
 	}
-	if imds.noMetaSeen {
+	if imds.MissingHeaderSeen {
 		t.Fatal("a request lacked the Metadata header")
 	}
 }
@@ -255,15 +258,15 @@ func TestMetadataRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			imds, is := newFakeIMDS(t)
-			imds.instance = tt.body
+			imds.Instance = tt.body
 			p := newProvisioner("http://127.0.0.1:1", is.URL, nil)
 			p.Attempts = 2
 			if _, err := p.Metadata(context.Background()); !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err %v, want %v", err, tt.wantErr)
 			}
-			imds.mu.Lock()
-			n := imds.instGets
-			imds.mu.Unlock()
+			imds.Lock()
+			n := imds.InstanceGets
+			imds.Unlock()
 			if n != 2 {
 				t.Fatalf("%d GETs, want 2", n)
 			}
@@ -273,9 +276,9 @@ func TestMetadataRejects(t *testing.T) {
 
 func TestRun(t *testing.T) {
 	wire, ws := newFakeWire(t)
-	wire.failGoalState = 1
+	wire.FailGoalState = 1
 	imds, is := newFakeIMDS(t)
-	imds.userData = base64Text("#!/bin/true\n")
+	imds.UserData = base64Text("#!/bin/true\n")
 	p := newProvisioner(ws.URL, is.URL, nil)
 	if _, ok := p.Result(); ok {
 		t.Fatal("Result ok before Run")
@@ -315,9 +318,9 @@ func TestRun(t *testing.T) {
 // in one process do not share state.
 func TestRunFailuresAndTwoProvisioners(t *testing.T) {
 	wire, ws := newFakeWire(t)
-	wire.status = 403
+	wire.Status = 403
 	imds, is := newFakeIMDS(t)
-	imds.status = 403
+	imds.Status = 403
 	bad := newProvisioner(ws.URL, is.URL, nil)
 
 	wire2, ws2 := newFakeWire(t)
@@ -341,7 +344,7 @@ func TestRunFailuresAndTwoProvisioners(t *testing.T) {
 	if goodErr != nil {
 		t.Fatalf("good Run: %v", goodErr)
 	}
-	if _, _, reports := wire2.counts(); len(reports) != 1 {
+	if _, _, reports := wire2.Counts(); len(reports) != 1 {
 		t.Fatalf("good provisioner: %d reports", len(reports))
 	}
 	if r, _ := good.Result(); r.UserData != nil || r.UserDataErr != nil {
@@ -369,7 +372,7 @@ func TestCallerClient(t *testing.T) {
 	if len(seen) != 2 || seen[0] != "custom-agent" || seen[1] != "custom-agent" {
 		t.Fatalf("agent names seen by the caller's transport: %q", seen)
 	}
-	if _, posts, _ := wire.counts(); posts != 1 {
+	if _, posts, _ := wire.Counts(); posts != 1 {
 		t.Fatalf("%d POSTs", posts)
 	}
 }
@@ -394,7 +397,7 @@ func TestDefaultURLs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wire := newFakeWireState(t)
-			imds := &fakeIMDS{}
+			imds := &azurefabric.IMDS{}
 			var mu sync.Mutex
 			var urls []string
 			p := &azure.Provisioner{
@@ -405,9 +408,9 @@ func TestDefaultURLs(t *testing.T) {
 					mu.Unlock()
 					rec := httptest.NewRecorder()
 					if r.URL.Host == azure.IMDSAddress {
-						imds.serve(rec, r)
+						imds.ServeHTTP(rec, r)
 					} else {
-						wire.serve(rec, r)
+						wire.ServeHTTP(rec, r)
 					}
 					return rec.Result(), nil
 				})},

@@ -20,6 +20,9 @@ type dhcpServer struct {
 	client    netip.Addr // the address handed out
 	prefix    int
 	leaseSecs uint32
+	// wireServer, when valid, is sent as option 245, as Azure's DHCP
+	// servers send the WireServer's address (docs/azure.md).
+	wireServer netip.Addr
 
 	mu      sync.Mutex
 	deliver func(frame []byte)
@@ -57,6 +60,7 @@ const (
 	optLease                                      = 51
 	optMsgType                                    = 53
 	optServerID                                   = 54
+	optAzureWireServer                            = 245
 	optEnd                                        = 255
 	dhcpDiscover, dhcpOffer, dhcpRequest, dhcpAck = 1, 2, 3, 5
 )
@@ -187,6 +191,11 @@ func (s *dhcpServer) frame(req []byte, typ byte) []byte {
 	msg = append(msg, sv4[:]...)
 	msg = append(msg, optDNS, 4)
 	msg = append(msg, sv4[:]...)
+	if s.wireServer.IsValid() {
+		ws := s.wireServer.As4()
+		msg = append(msg, optAzureWireServer, 4)
+		msg = append(msg, ws[:]...)
+	}
 	msg = append(msg, optEnd)
 
 	f := make([]byte, ethHeader+ipv4Header+udpHeader+len(msg))

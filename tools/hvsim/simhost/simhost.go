@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/gohv/gohv/tools/hvsim"
+	"github.com/gohv/gohv/tools/hvsim/azurefabric"
 	"github.com/gohv/gohv/tools/hvsim/netvsp"
 	"github.com/gohv/gohv/tools/hvsim/storvsp"
 )
@@ -75,6 +76,11 @@ type Config struct {
 	TAP string
 	// NoNetwork keeps the standard set's NIC offer inert.
 	NoNetwork bool
+	// Azure makes the in-process network look like Azure's: the DHCP
+	// server adds option 245 (the WireServer's address) and the peer
+	// serves a simulated WireServer and IMDS at 168.63.129.16 and
+	// 169.254.169.254 (Machine.Azure). Ignored with TAP.
+	Azure bool
 }
 
 // The in-process network: the peer (router, DNS server and DHCP server)
@@ -96,7 +102,10 @@ type Machine struct {
 	NIC      *netvsp.Device   // nil with NoNetwork
 	// Peer is the in-process network's other end (nil with TAP or
 	// NoNetwork): run servers and clients on it to reach the guest.
-	Peer    *netvsp.Peer
+	Peer *netvsp.Peer
+	// Azure is the simulated Azure fabric behind the peer (Config.Azure),
+	// nil otherwise.
+	Azure   *azurefabric.Fabric
 	dhcp    *dhcpServer
 	closers []io.Closer
 }
@@ -217,6 +226,15 @@ func (m *Machine) plugNIC(cfg Config) error {
 		m.closers = append(m.closers, peer)
 		m.dhcp = &dhcpServer{next: peer, serverMAC: peerMAC, server: PeerAddr.Addr(),
 			client: GuestAddr, prefix: PeerAddr.Bits(), leaseSecs: 3600}
+		if cfg.Azure {
+			f, err := azurefabric.Attach(peer.Stack(), netvsp.PeerNIC)
+			if err != nil {
+				return fmt.Errorf("simhost: Azure fabric: %w", err)
+			}
+			m.Azure = f
+			m.closers = append(m.closers, f)
+			m.dhcp.wireServer = azurefabric.WireServerAddr
+		}
 		be = m.dhcp
 	}
 	nic, err := netvsp.New(m.Host, netvsp.Config{MAC: GuestMAC, Backend: be})

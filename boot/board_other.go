@@ -4,6 +4,7 @@ package boot
 
 import (
 	"errors"
+	"time"
 
 	"github.com/gohv/gohv/hv"
 )
@@ -29,3 +30,7 @@ func Reboot() error { return ErrNotBareMetal }
 
 // SetTime does nothing outside the board: the host system owns the clock.
 func SetTime(int64) bool { return false }
+
+// RTC returns ErrNotBareMetal outside the board: the host system owns the
+// clock.
+func RTC() (time.Time, error) { return time.Time{}, ErrNotBareMetal }

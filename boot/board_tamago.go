@@ -8,6 +8,7 @@ import (
 	"runtime/goos"
 	"sync"
 	"sync/atomic"
+	"time"
 	_ "unsafe"
 
 	"github.com/usbarmory/tamago/amd64"
@@ -52,6 +53,10 @@ type machine struct {
 	clock     ClockSource
 	tscHz     uint64
 	clockNote string
+
+	rtcTime time.Time // the RTC's reading at boot
+	rtcAt   int64     // nanotime when it was read
+	rtcErr  error
 }
 
 var (
@@ -122,6 +127,7 @@ func discover(m *machine) {
 	}
 	discoverACPI(m)
 	setupClock(m)
+	readRTC(m)
 }
 
 func discoverACPI(m *machine) {

@@ -143,6 +143,7 @@ func Start(ctx context.Context, cfg Config) (*Kernel, error) {
 		if errors.Is(err, ErrNoPlatform) {
 			k.noBus = err
 			k.logf("gohv: %v; running the application without VMBus", err)
+			setWallClock(k)
 			return k, nil
 		}
 		return nil, fmt.Errorf("kernel: platform: %w", err)

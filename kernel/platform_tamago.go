@@ -34,21 +34,32 @@ const firstSyncWait = 2 * time.Second
 
 // setWallClock steps the board's clock to the host's time once the time
 // sync service has it: tamago's wall clock counts from boot until then.
-// Start calls it before the application runs, when nothing but the
-// kernel's own tickers is waiting on a timer.
+// Without that service (QEMU, or the service turned off on Hyper-V) the
+// CMOS real-time clock is used instead, taken as UTC. Start calls it
+// before the application runs, when nothing but the kernel's own tickers
+// is waiting on a timer.
 func setWallClock(k *Kernel) {
-	if k.TimeSync == nil {
-		return
-	}
-	for end := time.Now().Add(firstSyncWait); !k.TimeSync.HostProvidesTime(); {
-		if time.Now().After(end) {
-			k.logf("gohv: no time from the host yet; the clock counts from boot")
+	if k.TimeSync != nil {
+		for end := time.Now().Add(firstSyncWait); !k.TimeSync.HostProvidesTime(); {
+			if time.Now().After(end) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if k.TimeSync.HostProvidesTime() {
+			if boot.SetTime(k.Now().UnixNano()) {
+				k.logf("gohv: clock set from the host: %s", time.Now().UTC().Format(time.RFC3339Nano))
+			}
 			return
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	if boot.SetTime(k.Now().UnixNano()) {
-		k.logf("gohv: clock set from the host: %s", time.Now().UTC().Format(time.RFC3339Nano))
+	t, err := boot.RTC()
+	if err != nil {
+		k.logf("gohv: no time from the host or the RTC (%v); the clock counts from boot", err)
+		return
+	}
+	if boot.SetTime(t.UnixNano()) {
+		k.logf("gohv: clock set from the RTC (as UTC): %s", time.Now().UTC().Format(time.RFC3339))
 	}
 }
 

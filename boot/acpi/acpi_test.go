@@ -111,6 +111,10 @@ func TestQEMUTables(t *testing.T) {
 			if f.PMTimer.Space != AddressSpaceIO || f.PMTimer.Address != 0x608 || f.PMTimer32 {
 				t.Errorf("PM timer = %+v (32-bit %v)", f.PMTimer, f.PMTimer32)
 			}
+			// Every QEMU PC has an MC146818 with the century at CMOS 0x32.
+			if f.Century != 0x32 || f.NoCMOSRTC {
+				t.Errorf("RTC century register %#x, no RTC %v", f.Century, f.NoCMOSRTC)
+			}
 			if f.DSDT != tc.dsdt || f.SCIInterrupt != 9 {
 				t.Errorf("DSDT %#x SCI %d", f.DSDT, f.SCIInterrupt)
 			}

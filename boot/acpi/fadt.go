@@ -15,6 +15,7 @@ const (
 	fadtOffPMTimer     = 76
 	fadtOffPM1CntLen   = 89
 	fadtOffPMTimerLen  = 91
+	fadtOffCentury     = 108 // CMOS RAM index of the RTC's century register, 0: none
 	fadtOffBootArch    = 109
 	fadtOffFlags       = 112
 	fadtOffResetReg    = 116 // GAS, 12 bytes
@@ -30,6 +31,7 @@ const (
 	fadtFlagHWReduced  = 1 << 20 // HW_REDUCED_ACPI
 	bootArchLegacy     = 1 << 0  // LEGACY_DEVICES
 	bootArch8042       = 1 << 1
+	bootArchNoCMOSRTC  = 1 << 5 // CMOS RTC Not Present (ACPI 5.0)
 	gasSize            = 12
 	AddressSpaceMemory = 0
 	AddressSpaceIO     = 1
@@ -70,8 +72,13 @@ type FADT struct {
 	HWReduced      bool
 	// SleepControl is the hardware-reduced sleep control register.
 	SleepControl GAS
-	// LegacyDevices and Has8042 come from IAPC_BOOT_ARCH.
+	// LegacyDevices and Has8042 come from IAPC_BOOT_ARCH, and so does
+	// NoCMOSRTC: the platform has no MC146818 real-time clock.
 	LegacyDevices, Has8042 bool
+	NoCMOSRTC              bool
+	// Century is the CMOS RAM index of the RTC's century register (0:
+	// none).
+	Century uint8
 	HypervisorID           uint64
 }
 
@@ -114,9 +121,11 @@ func ParseFADT(table []byte) (*FADT, error) {
 	}
 	f.HWReduced = flags&fadtFlagHWReduced != 0
 	if has(fadtOffBootArch, 2) {
+		f.Century = t[fadtOffCentury]
 		ba := binary.LittleEndian.Uint16(t[fadtOffBootArch:])
 		f.LegacyDevices = ba&bootArchLegacy != 0
 		f.Has8042 = ba&bootArch8042 != 0
+		f.NoCMOSRTC = ba&bootArchNoCMOSRTC != 0
 	}
 	if has(fadtOffResetValue, 1) {
 		f.ResetRegister = parseGAS(t[fadtOffResetReg:])

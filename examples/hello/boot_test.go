@@ -140,13 +140,27 @@ func bootAndCheck(t *testing.T, o qemutest.Options) {
 		t.Fatalf("main never ran; serial log:\n%s", log)
 	}
 	var sleepAt, sleptAt time.Time
+	sawTime := false
 	for _, l := range r.Lines {
 		switch {
+		case strings.HasPrefix(l.Text, "time: "):
+			sawTime = true
+			// Without Hyper-V's time sync the wall clock comes from the
+			// RTC, which QEMU starts at the host's UTC time.
+			guest, err := time.Parse(time.RFC3339, strings.TrimSpace(strings.TrimPrefix(l.Text, "time: ")))
+			if err != nil {
+				t.Errorf("time line %q: %v", l.Text, err)
+			} else if d := l.At.Sub(guest); d < -5*time.Second || d > 30*time.Second {
+				t.Errorf("guest wall clock %v, host %v when the line arrived (%v apart); serial log:\n%s", guest, l.At.UTC(), d, log)
+			}
 		case strings.HasPrefix(l.Text, "sleeping 1s"):
 			sleepAt = l.At
 		case strings.HasPrefix(l.Text, "slept "):
 			sleptAt = l.At
 		}
+	}
+	if !sawTime {
+		t.Errorf("time line missing; serial log:\n%s", log)
 	}
 	if sleepAt.IsZero() || sleptAt.IsZero() {
 		t.Fatalf("sleep lines missing; serial log:\n%s", log)

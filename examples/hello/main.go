@@ -1,7 +1,7 @@
 // Command hello is the smallest gohv application: it boots on the gohv
 // board, starts the kernel (VMBus and the integration services on
 // Hyper-V, one line saying there is none elsewhere), says hello, reports
-// what the board and the kernel found, checks the board clock against a
+// what the board and the kernel found and the wall-clock time, checks the board clock against a
 // one-second sleep, and returns, which powers the machine off. On Hyper-V,
 // Stop-VM during the sleep cancels it and the VM shuts down cleanly.
 package main
@@ -20,6 +20,8 @@ func main() {
 		k := kernel.FromContext(ctx)
 		fmt.Println("hello from gohv")
 		fmt.Println("platform:", boot.Describe())
+		// The boot test compares this with the host's clock.
+		fmt.Println("time:", time.Now().UTC().Format(time.RFC3339))
 		if err := k.NoVMBus(); err != nil {
 			fmt.Println("VMBus: none")
 		} else {

@@ -78,8 +78,8 @@ type FADT struct {
 	NoCMOSRTC              bool
 	// Century is the CMOS RAM index of the RTC's century register (0:
 	// none).
-	Century uint8
-	HypervisorID           uint64
+	Century      uint8
+	HypervisorID uint64
 }
 
 // ParseFADT decodes a "FACP" table. Extended (X_) addresses win over the

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gohv/gohv/boot/kimage"
+	"github.com/gohv/gohv/internal/qemutest"
 )
 
 func build(t *testing.T) []byte {
@@ -70,25 +70,16 @@ func TestReproducible(t *testing.T) {
 // TestQEMUDirect boots the payload with QEMU's own PVH loader (-kernel), to
 // tell payload bugs apart from loader bugs.
 func TestQEMUDirect(t *testing.T) {
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		t.Skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
-	}
 	elf := build(t)
-	dir := t.TempDir()
-	kernel := filepath.Join(dir, "payload.elf")
+	kernel := filepath.Join(t.TempDir(), "payload.elf")
 	if err := os.WriteFile(kernel, elf, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, qemu, "-accel", "tcg", "-m", strconv.Itoa(MinMemoryMiB),
-		"-nographic", "-monitor", "none", "-serial", "stdio", "-no-reboot", "-display", "none", "-nic", "none",
-		"-device", "isa-debug-exit,iobase=0xf4,iosize=0x04", "-kernel", kernel)
-	out, err := cmd.Output()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != ExitPass {
-		t.Fatalf("qemu: %v\n%s", err, out)
+	r := qemutest.Run(t, qemutest.Options{Kind: qemutest.PVH, Kernel: kernel, MemMiB: MinMemoryMiB,
+		DebugExit: true, Timeout: 60 * time.Second}, nil)
+	out := []byte(r.Log())
+	if r.ExitCode != ExitPass {
+		t.Fatalf("QEMU exit status %d, want %d\n%s\n%s", r.ExitCode, ExitPass, r.Stderr, out)
 	}
 	m := regexp.MustCompile(regexp.QuoteMeta(ReportPrefix) + `(\d+), ram=(\d+) KiB, bss zero ok, data ok, entry ok`).FindSubmatch(out)
 	if m == nil || !bytes.Contains(out, []byte(PassLine)) {

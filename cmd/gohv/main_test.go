@@ -264,6 +264,31 @@ func TestRunKernelRun(t *testing.T) {
 	}
 }
 
+// azureMain reads what the kernel's Azure provisioning did.
+const azureMain = `package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gohv/gohv/kernel"
+)
+
+func main() {
+	kernel.Run(func(ctx context.Context) error {
+		p := kernel.FromContext(ctx).Azure()
+		if p == nil {
+			fmt.Println("not on Azure")
+			return nil
+		}
+		<-p.Done()
+		res, _ := p.Result()
+		fmt.Println("ready:", res.ReadyErr == nil, "computer name:", res.Instance.ComputerName)
+		return nil
+	})
+}
+`
+
 func TestSim(t *testing.T) {
 	dir := userModule(t, plainMain)
 	out := mustGohv(t, dir, "sim", ".")
@@ -279,6 +304,14 @@ func TestSim(t *testing.T) {
 	if st != 3 || out != "about to exit 3\n" {
 		t.Errorf("sim exit 3: status %d, stdout %q, stderr %q", st, out, errs)
 	}
+	dirAz := userModule(t, azureMain)
+	// kernel.Run's kernel logs to stdout, as on the console of a VM.
+	if out := mustGohv(t, dirAz, "sim", "-azure", "."); !strings.Contains(out, "\nready: true computer name: gohv-host\n") {
+		t.Errorf("sim -azure output %q", out)
+	}
+	if out := mustGohv(t, dirAz, "sim", "."); !strings.Contains(out, "\nnot on Azure\n") {
+		t.Errorf("sim output %q", out)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -287,6 +320,7 @@ func TestSim(t *testing.T) {
 		{[]string{"sim", "-profile", "ws2008", "."}, `unknown profile "ws2008"`},
 		{[]string{"sim", "-disk", disk + ",rw", "."}, `unknown option "rw"`},
 		{[]string{"sim", "./nope"}, "cannot find package ./nope"},
+		{[]string{"sim", "-azure", "-tap", "tap0", "."}, "cannot be combined with -tap"},
 	} {
 		_, errs, st := gohv(t, dir, tc.args...)
 		if st == 0 || !strings.Contains(errs, tc.want) {

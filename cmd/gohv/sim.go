@@ -21,6 +21,7 @@ type simFlags struct {
 	profile string
 	disks   []string
 	tap     string
+	azure   bool
 	tags    string
 }
 
@@ -47,6 +48,7 @@ program's exit status. Arguments after -- go to the program.`,
 	f.StringVar(&s.profile, "profile", "ws2022", "Hyper-V release to simulate: ws2022, ws2019, ws2016 or ws2012r2")
 	f.StringArrayVar(&s.disks, "disk", nil, "disk image, PATH[,ro][,ide] (repeatable; SCSI LUN 0 first)")
 	f.StringVar(&s.tap, "tap", "", "TAP interface for the synthetic NIC, in this network namespace (default: an in-process network with DHCP)")
+	f.BoolVar(&s.azure, "azure", false, "make the in-process network look like Azure's (DHCP option 245, a simulated WireServer and IMDS), so the kernel reports Ready on its own")
 	f.StringVar(&s.tags, "tags", "", "extra comma-separated build tags")
 	return cmd
 }
@@ -68,6 +70,10 @@ func runSim(ctx context.Context, pkg string, progArgs []string, s simFlags) erro
 		c.Disks = append(c.Disks, disk)
 	}
 	c.Tap = s.tap
+	c.Azure = s.azure
+	if c.Azure && c.Tap != "" {
+		return errors.New("-azure simulates Azure on the in-process network; it cannot be combined with -tap")
+	}
 	if err := requireGohv(ctx); err != nil {
 		return err
 	}

@@ -11,6 +11,9 @@
 //	                    LUNs 0, 1, ... (raw, or VHDX by the .vhdx extension)
 //	GOHV_SIM_TAP        a TAP interface for the synthetic NIC (else the
 //	                    in-process peer network with its DHCP server)
+//	GOHV_SIM_AZURE      "1": the in-process network looks like Azure's
+//	                    (DHCP option 245, a simulated WireServer and
+//	                    IMDS), so the kernel provisions itself
 //	GOHV_SIM_AUTOSTART  "1": also start the kernel (VMBus and the standard
 //	                    drivers) on the simulated machine, as
 //	                    kernel/autostart does on a gohv kernel; gohv sim
@@ -43,6 +46,7 @@ const (
 	EnvDisks     = "GOHV_SIM_DISKS"
 	EnvTap       = "GOHV_SIM_TAP"
 	EnvAutostart = "GOHV_SIM_AUTOSTART"
+	EnvAzure     = "GOHV_SIM_AZURE"
 )
 
 var profiles = map[string]hvsim.Profile{
@@ -54,6 +58,8 @@ type Config struct {
 	Profile hvsim.Profile
 	Disks   []simhost.Disk
 	Tap     string
+	// Azure makes the in-process network look like Azure's.
+	Azure bool
 	// Autostart starts the kernel on the machine at init.
 	Autostart bool
 }
@@ -89,6 +95,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	c.Tap = getenv(EnvTap)
 	c.Autostart = getenv(EnvAutostart) == "1"
+	c.Azure = getenv(EnvAzure) == "1"
 	return c, nil
 }
 
@@ -111,17 +118,19 @@ func (c Config) Env() []string {
 		}
 		disks = append(disks, s)
 	}
-	auto := ""
-	if c.Autostart {
-		auto = "1"
+	flag := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return ""
 	}
 	return []string{EnvProfile + "=" + name, EnvDisks + "=" + strings.Join(disks, ";"),
-		EnvTap + "=" + c.Tap, EnvAutostart + "=" + auto}
+		EnvTap + "=" + c.Tap, EnvAutostart + "=" + flag(c.Autostart), EnvAzure + "=" + flag(c.Azure)}
 }
 
 // New assembles and starts the simulated machine of c. With Tap, the
 // synthetic NIC is plugged into that TAP device (which must exist in the
 // process's network namespace); without, into the in-process peer network.
 func New(c Config) (*simhost.Machine, error) {
-	return simhost.New(simhost.Config{Profile: c.Profile, Disks: c.Disks, TAP: c.Tap})
+	return simhost.New(simhost.Config{Profile: c.Profile, Disks: c.Disks, TAP: c.Tap, Azure: c.Azure})
 }

@@ -21,13 +21,14 @@ func TestFromEnv(t *testing.T) {
 		EnvDisks:     "/a.raw;/b.vhdx,ro",
 		EnvTap:       "tap0",
 		EnvAutostart: "1",
+		EnvAzure:     "1",
 	}
 	c, err := FromEnv(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Config{Profile: hvsim.WS2016, Disks: []simhost.Disk{{Path: "/a.raw"}, {Path: "/b.vhdx", ReadOnly: true}}, Tap: "tap0", Autostart: true}
-	if c.Profile != want.Profile || !slices.Equal(c.Disks, want.Disks) || c.Tap != want.Tap || !c.Autostart {
+	if c.Profile != want.Profile || !slices.Equal(c.Disks, want.Disks) || c.Tap != want.Tap || !c.Autostart || !c.Azure {
 		t.Errorf("FromEnv = %+v, want %+v", c, want)
 	}
 	// Env carries the same configuration back.
@@ -36,12 +37,12 @@ func TestFromEnv(t *testing.T) {
 		k, v, _ := cut(kv)
 		m[k] = v
 	}
-	if m[EnvProfile] != "ws2016" || m[EnvDisks] != "/a.raw;/b.vhdx,ro" || m[EnvTap] != "tap0" || m[EnvAutostart] != "1" {
+	if m[EnvProfile] != "ws2016" || m[EnvDisks] != "/a.raw;/b.vhdx,ro" || m[EnvTap] != "tap0" || m[EnvAutostart] != "1" || m[EnvAzure] != "1" {
 		t.Errorf("Env = %q", c.Env())
 	}
 
 	empty, err := FromEnv(func(string) string { return "" })
-	if err != nil || empty.Profile != hvsim.WS2022 || empty.Disks != nil {
+	if err != nil || empty.Profile != hvsim.WS2022 || empty.Disks != nil || empty.Azure || empty.Autostart {
 		t.Errorf("empty environment: %+v, %v", empty, err)
 	}
 	for _, bad := range []map[string]string{

@@ -56,6 +56,7 @@ type options struct {
 	disks      []simhost.Disk
 	tap        string
 	hold       time.Duration
+	azure      bool
 }
 
 func main() {
@@ -73,6 +74,7 @@ func main() {
 	})
 	tap := flag.String("tap", "", "plug the guest's NIC into this Linux TAP device (run dnsmasq on it for DHCP) instead of the in-process peer network")
 	hold := flag.Duration("hold", 0, "keep the guest's HTTP server up this long before the host asks for shutdown (for curl over -tap)")
+	azure := flag.Bool("azure", false, "make the in-process network look like Azure's (DHCP option 245, a simulated WireServer and IMDS): the kernel reports Ready on its own")
 	flag.Parse()
 
 	var run []hvsim.Profile
@@ -89,7 +91,7 @@ func main() {
 		os.Exit(2)
 	}
 	for _, p := range run {
-		err := demo(os.Stdout, options{profile: p, heartbeats: *beats, interval: *interval, timeout: *timeout, disks: disks, tap: *tap, hold: *hold})
+		err := demo(os.Stdout, options{profile: p, heartbeats: *beats, interval: *interval, timeout: *timeout, disks: disks, tap: *tap, hold: *hold, azure: *azure})
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "gohv-sim: %v\n", err)
 			os.Exit(1)
@@ -124,7 +126,7 @@ func demo(out io.Writer, o options) error {
 	defer cancel()
 
 	hostHB := hvsim.NewHeartbeat(o.interval) // demo-friendly interval
-	m, err := simhost.New(simhost.Config{Profile: o.profile, Disks: o.disks, TAP: o.tap, Heartbeat: hostHB})
+	m, err := simhost.New(simhost.Config{Profile: o.profile, Disks: o.disks, TAP: o.tap, Heartbeat: hostHB, Azure: o.azure})
 	if err != nil {
 		return err
 	}
@@ -180,6 +182,9 @@ func demo(out io.Writer, o options) error {
 			return err
 		}
 		defer stopNet()
+		if err := showAzure(ctx, w, k, m); err != nil {
+			return err
+		}
 		if o.hold > 0 {
 			fmt.Fprintf(w, "guest: holding for %v\n", o.hold)
 			select {

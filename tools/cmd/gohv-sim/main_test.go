@@ -34,11 +34,13 @@ func TestDemo(t *testing.T) {
 	} {
 		t.Run(tc.profile.String(), func(t *testing.T) {
 			var out bytes.Buffer
-			err := demo(&out, options{profile: tc.profile, heartbeats: 3, interval: 5 * time.Millisecond, timeout: 30 * time.Second})
+			// The newest host also plays Azure.
+			azure := tc.profile == hvsim.WS2022
+			err := demo(&out, options{profile: tc.profile, heartbeats: 3, interval: 5 * time.Millisecond, timeout: 30 * time.Second, azure: azure})
 			if err != nil {
 				t.Fatalf("demo: %v\n%s", err, out.String())
 			}
-			for _, want := range []string{
+			want := []string{
 				"guest: VMBus version " + tc.version + " negotiated",
 				"heartbeat              instance ",
 				"shutdown               instance",
@@ -80,7 +82,17 @@ func TestDemo(t *testing.T) {
 				"gohv: the host asks for power-off",
 				"host: guest accepted the shutdown (S_OK); guest shut down for power-off",
 				"host: no protocol violations",
-			} {
+			}
+			if azure {
+				want = append(want,
+					"gohv: on Azure (WireServer 168.63.129.16): reporting ready in the background",
+					"guest: Azure: Ready reported for goal state incarnation 1",
+					"guest: Azure: VM gohv-vm (Standard_B2s) in westeurope, computer name gohv-host",
+					"host: WireServer accepted a health report: Ready for incarnation 1 (1 post(s))")
+			} else if strings.Contains(out.String(), "Azure") {
+				t.Errorf("Azure lines without -azure:\n%s", out.String())
+			}
+			for _, want := range want {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("output lacks %q:\n%s", want, out.String())
 				}

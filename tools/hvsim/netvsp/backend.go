@@ -11,3 +11,24 @@ type Backend interface {
 	// blocks. The Device calls it once, from New.
 	SetReceiver(fn func(frame []byte))
 }
+
+// OffloadBackend is a Backend that can also take frames the way a Hyper-V
+// vSwitch hands a VM's sends to another VM with offloads: a large send
+// (LSOv2) whole instead of cut into MTU-sized segments, with checksums the
+// host vouches for instead of ones the receiver must verify.
+type OffloadBackend interface {
+	Backend
+	// TakesOffloaded reports whether SendOffloaded may be used; the
+	// Device asks once, in New.
+	TakesOffloaded() bool
+	// SendOffloaded takes one frame from the guest whose checksums need no
+	// verification: the host computed them as the guest asked, or the
+	// frame is a whole LSOv2 send whose IP length and header checksum the
+	// host set and whose TCP checksum field holds the pseudo-header sum an
+	// LSOv2 sender puts there (the data went memory to memory, as
+	// Hyper-V's receive checksum bit 6, "loopback", says of VM-to-VM
+	// frames; docs/hyperv-protocol.md §7.8). Such a frame may exceed the
+	// MTU (at most the LSO size the host advertises plus headers). Same
+	// rules as Send otherwise.
+	SendOffloaded(frame []byte)
+}

@@ -130,6 +130,15 @@ func (q *queue) transmit(msg []byte) error {
 				d.stats.txDroppedLink.Add(1)
 				continue
 			}
+			if d.offload != nil && !(pk.HasVLAN && vlan != 0) {
+				vouched, err := wholeLSO(frame, pk.LSO, mtu)
+				if err != nil {
+					return err
+				}
+				d.stats.txLSOWhole.Add(1)
+				q.emitOffloaded(frame, vouched)
+				continue
+			}
 			if _, err := segmentLSO(frame, pk.LSO, mtu, q.seg, func(seg []byte) { q.emit(seg, vlan, pk.HasVLAN) }); err != nil {
 				return err
 			}
@@ -139,14 +148,20 @@ func (q *queue) transmit(msg []byte) error {
 		if len(frame) > mtu+vlanTagLen || (len(frame) > mtu && be.Uint16(frame[12:]) != etherTypeVLAN) {
 			return fmt.Errorf("%w: frame of %d bytes over the %d-byte MTU", ErrMalformed, len(frame), mtu)
 		}
+		done := false
 		if pk.HasCsum {
 			if err := txChecksum(frame, pk.Csum); err != nil {
 				return err
 			}
 			d.stats.txCsum.Add(1)
+			done = pk.Csum&(txCsumTCP|txCsumUDP) != 0
 		}
 		if !d.link.Load() {
 			d.stats.txDroppedLink.Add(1)
+			continue
+		}
+		if done && d.offload != nil && !(pk.HasVLAN && vlan != 0) {
+			q.emitOffloaded(frame, true)
 			continue
 		}
 		q.emit(frame, vlan, pk.HasVLAN)
@@ -169,6 +184,20 @@ func (q *queue) emit(frame []byte, vlan uint16, tagged bool) {
 	d.stats.txBytes.Add(uint64(len(frame)))
 	if b := d.cfg.Backend; b != nil {
 		b.Send(frame)
+	}
+}
+
+// emitOffloaded gives one frame to an OffloadBackend: through
+// SendOffloaded when the host vouches for its checksums, else through Send
+// (the backend verifies them).
+func (q *queue) emitOffloaded(frame []byte, vouched bool) {
+	d := q.d
+	d.stats.txFrames.Add(1)
+	d.stats.txBytes.Add(uint64(len(frame)))
+	if vouched {
+		d.offload.SendOffloaded(frame)
+	} else {
+		d.offload.Send(frame)
 	}
 }
 

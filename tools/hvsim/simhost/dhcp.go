@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
+
+	"github.com/gohv/gohv/tools/hvsim/netvsp"
 )
 
 // dhcpServer is the simulated network's DHCPv4 server (RFC 2131, RFC 2132):
@@ -30,6 +32,23 @@ type dhcpServer struct {
 type backend interface {
 	Send(frame []byte)
 	SetReceiver(fn func(frame []byte))
+}
+
+// TakesOffloaded implements netvsp.OffloadBackend: as the next backend.
+func (s *dhcpServer) TakesOffloaded() bool {
+	ob, ok := s.next.(netvsp.OffloadBackend)
+	return ok && ob.TakesOffloaded()
+}
+
+// SendOffloaded implements netvsp.OffloadBackend (called only when
+// TakesOffloaded said so): like Send, DHCP requests are answered here and
+// everything else goes on to the next backend's SendOffloaded.
+func (s *dhcpServer) SendOffloaded(frame []byte) {
+	if msg, ok := dhcpRequestOf(frame); ok {
+		s.answer(msg)
+		return
+	}
+	s.next.(netvsp.OffloadBackend).SendOffloaded(frame)
 }
 
 // Frame and message offsets (IPv4 without options; BOOTP, RFC 2131 §2).

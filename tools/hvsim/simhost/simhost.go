@@ -75,6 +75,12 @@ type Config struct {
 	TAP string
 	// NoNetwork keeps the standard set's NIC offer inert.
 	NoNetwork bool
+	// PeerNoOffload gives the in-process peer a link without GSO and
+	// checksum offload, so the NIC cuts every large send into MTU frames
+	// and the peer verifies every checksum. By default the peer's link
+	// offloads (netvsp.PeerConfig.Offload), as a Hyper-V vSwitch port to
+	// another VM does.
+	PeerNoOffload bool
 }
 
 // The in-process network: the peer (router, DNS server and DHCP server)
@@ -209,7 +215,7 @@ func (m *Machine) plugNIC(cfg Config) error {
 		m.closers = append(m.closers, tap)
 		be = tap
 	} else {
-		peer, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: peerMAC, Addr: PeerAddr})
+		peer, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: peerMAC, Addr: PeerAddr, Offload: !cfg.PeerNoOffload})
 		if err != nil {
 			return err
 		}

@@ -220,8 +220,19 @@ func (p *Peer) SendOffloaded(frame []byte) {
 // TakesOffloaded implements OffloadBackend: true with PeerConfig.Offload.
 func (p *Peer) TakesOffloaded() bool { return p.cfg.Offload }
 
+// headChunk is where inject splits a frame: the Ethernet, IP and TCP
+// headers of ordinary frames fit the first chunk. gVisor copies a whole
+// chunk when it reads a header from one the packet shares (ipv4's
+// HandlePacket does, holding a view of the header while it reads it
+// again), so the payload must not be in that chunk.
+const headChunk = 128
+
 func (p *Peer) inject(frame []byte) {
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithView(buffer.NewViewWithData(frame))})
+	buf := buffer.MakeWithView(buffer.NewViewWithData(frame[:min(len(frame), headChunk)]))
+	if len(frame) > headChunk {
+		buf.Append(buffer.NewViewWithData(frame[headChunk:]))
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buf})
 	p.ep.InjectInbound(0, pkt)
 	pkt.DecRef()
 }

@@ -18,6 +18,7 @@
 // Usage:
 //
 //	gohv-sim [-profile ws2022|ws2019|ws2016|ws2012r2|all] [-heartbeats N] [-interval D] [-disk PATH[,ro][,ide]]...
+//	gohv-sim -linux-http ADDR -hold D   (the guest's HTTP handler on Linux, no VM: a baseline)
 package main
 
 import (
@@ -73,7 +74,15 @@ func main() {
 	})
 	tap := flag.String("tap", "", "plug the guest's NIC into this Linux TAP device (run dnsmasq on it for DHCP) instead of the in-process peer network")
 	hold := flag.Duration("hold", 0, "keep the guest's HTTP server up this long before the host asks for shutdown (for curl over -tap)")
+	linuxHTTP := flag.String("linux-http", "", "run no VM: serve the guest's HTTP handler on Linux's own stack at this address for -hold (the baseline of tools/scripts/bench-http.sh)")
 	flag.Parse()
+	if *linuxHTTP != "" {
+		if err := serveLinux(os.Stdout, *linuxHTTP, *hold); err != nil {
+			fmt.Fprintf(os.Stderr, "gohv-sim: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	var run []hvsim.Profile
 	if *profile == "all" {

@@ -87,6 +87,11 @@ func BenchmarkBulkTCP(b *testing.B) {
 			})
 			st := m.NIC.Stats()
 			b.ReportMetric(float64(st.TxLSO+st.TxLSOWhole)/float64(b.N), "lso/op")
+			var busy uint64
+			for _, n := range k.NICs.NICs() {
+				busy += n.Stats().TxBusy
+			}
+			b.ReportMetric(float64(busy)/float64(b.N), "busy/op")
 		}
 	}
 	b.Run("baseline-gvisor-pair-gso", pair(true, 0))

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,13 +18,16 @@ import (
 // BenchmarkBulkTCP sends 1 MiB per op over TCP in the same run:
 //
 //   - baseline-gvisor-pair-gso: two gVisor stacks (netvsp.Peer) joined
-//     directly, their links offering GSO and checksum offload, frames
-//     handed across with nothing in between: the baseline
-//     (gVisor's channel endpoint: TCP segments of up to 32 KiB);
+//     directly (netvsp.JoinPeers: each packet's buffer handed to the other
+//     stack, no copy), their channel endpoints offering GSO and checksum
+//     offload: the baseline (gVisor's channel endpoint sends TCP
+//     segments of up to 32 KiB);
 //   - baseline-gvisor-pair-gso64k: the same with 64 KiB segments, the
 //     size of the guest's LSO sends (NetVSP advertises 62780 bytes);
-//   - baseline-gvisor-pair: the same without offloads (MTU frames, every
-//     checksum computed and verified);
+//   - baseline-gvisor-pair-gso64k-copy: the same, each frame copied out of
+//     one stack and into the other, as the peer takes the guest's frames;
+//   - baseline-gvisor-pair: two stacks without offloads (MTU frames, every
+//     checksum computed and verified), frames copied across;
 //   - netvsc-netvsp-gso: the guest's whole stack (gVisor netstack with
 //     LSO, netvsc, the VMBus ring, the simulated host's NetVSP) to a peer
 //     whose link offloads, which takes each large send whole (simhost's
@@ -31,9 +35,10 @@ import (
 //   - netvsc-netvsp-segmenting: the same to a peer without offloads, for
 //     which NetVSP cuts each large send into MTU frames.
 //
-// Each reports MB/s (b.SetBytes) and Gbit/s.
+// Each reports MB/s (b.SetBytes) and Gbit/s; the guest runs also report
+// LSO sends and netvsc sends that found the queue busy, per op.
 func BenchmarkBulkTCP(b *testing.B) {
-	pair := func(offload bool, gsoMax int) func(b *testing.B) {
+	pair := func(offload bool, gsoMax int, join bool) func(b *testing.B) {
 		return func(b *testing.B) {
 			a, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: [6]byte{2, 0, 0, 0, 0, 0xa}, Addr: netip.MustParsePrefix("10.9.0.1/24"), Offload: offload, GSOMaxSize: gsoMax})
 			if err != nil {
@@ -45,14 +50,19 @@ func BenchmarkBulkTCP(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer z.Close()
-			if offload {
+			switch {
+			case join:
+				if err := netvsp.JoinPeers(a, z); err != nil {
+					b.Fatal(err)
+				}
+			case offload:
 				// Offloading links hand each other large segments
 				// and trust each other's checksums, as two gVisor
 				// channel endpoints with GSO and both checksum
 				// offloads do.
 				a.SetOffloadedReceiver(z.SendOffloaded)
 				z.SetOffloadedReceiver(a.SendOffloaded)
-			} else {
+			default:
 				a.SetReceiver(z.Send)
 				z.SetReceiver(a.Send)
 			}
@@ -94,9 +104,10 @@ func BenchmarkBulkTCP(b *testing.B) {
 			b.ReportMetric(float64(busy)/float64(b.N), "busy/op")
 		}
 	}
-	b.Run("baseline-gvisor-pair-gso", pair(true, 0))
-	b.Run("baseline-gvisor-pair-gso64k", pair(true, 0xFFFF))
-	b.Run("baseline-gvisor-pair", pair(false, 0))
+	b.Run("baseline-gvisor-pair-gso", pair(true, 0, true))
+	b.Run("baseline-gvisor-pair-gso64k", pair(true, 0xFFFF, true))
+	b.Run("baseline-gvisor-pair-gso64k-copy", pair(true, 0xFFFF, false))
+	b.Run("baseline-gvisor-pair", pair(false, 0, false))
 	b.Run("netvsc-netvsp-gso", guest(false))
 	b.Run("netvsc-netvsp-segmenting", guest(true))
 }
@@ -122,7 +133,7 @@ func bulk(b *testing.B, ln net.Listener, dial func(context.Context) (net.Conn, e
 	buf := make([]byte, 1<<20)
 	b.SetBytes(int64(len(buf)))
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for range b.N {
 		if _, err := c.Write(buf); err != nil {
 			b.Fatal(err)
@@ -133,5 +144,17 @@ func bulk(b *testing.B, ln net.Listener, dial func(context.Context) (net.Conn, e
 		b.Fatalf("peer read %d bytes, want %d", n, int64(b.N)*int64(len(buf)))
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(b.N)*float64(len(buf))*8/time.Since(start).Seconds()/1e9, "Gbit/s")
+	wall, cpu := time.Since(start), cpuTime()-cpu0
+	b.ReportMetric(float64(b.N)*float64(len(buf))*8/wall.Seconds()/1e9, "Gbit/s")
+	b.ReportMetric(cpu.Seconds()/wall.Seconds(), "cpus")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// cpuTime is the CPU time the process has used (user and system).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -1,5 +1,7 @@
 package netvsp
 
+import "gvisor.dev/gvisor/pkg/buffer"
+
 // Backend is the network a Device is plugged into.
 type Backend interface {
 	// Send takes one Ethernet frame from the guest (checksums done,
@@ -32,3 +34,25 @@ type OffloadBackend interface {
 	// rules as Send otherwise.
 	SendOffloaded(frame []byte)
 }
+
+// FrameLender is an OffloadBackend that can lend the Device memory to
+// copy a guest's large send into, then keep a frame in it without copying
+// it again: the host copies each large send out of guest memory once,
+// into the memory the receiver keeps, as a vSwitch copies a VM's send
+// into the receiving VM's buffer.
+type FrameLender interface {
+	OffloadBackend
+	// LendFrame returns n bytes of the backend's memory, or ok false when
+	// it lends none (then the Device uses its own). The Device fills
+	// them, then either passes a frame within them to SendLent or gives
+	// them back with ReturnLent, on the same goroutine.
+	LendFrame(n int) (buf []byte, l Lent, ok bool)
+	// SendLent is SendOffloaded for frame, a part of buf (the memory of
+	// l): the backend keeps the memory instead of copying the frame.
+	SendLent(l Lent, buf, frame []byte)
+	// ReturnLent takes back memory not sent.
+	ReturnLent(l Lent)
+}
+
+// Lent is a FrameLender's handle on memory it lent.
+type Lent struct{ v *buffer.View }

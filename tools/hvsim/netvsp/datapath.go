@@ -42,10 +42,18 @@ func (q *queue) handleRNDIS(p hvsim.Packet, m nvspMsg) {
 		d.violate(q, err)
 		status = nvspStatusInvalidRNDS
 	}
+	if q.lentBuf != nil {
+		d.lender.ReturnLent(q.lent)
+		q.lent, q.lentBuf = Lent{}, nil
+	}
 	if p.Flags&flagCompletionWanted != 0 {
 		q.complete(p.TransactionID, status)
 	}
 }
+
+// lendMin is the smallest GPA-direct message read into a FrameLender's
+// memory: smaller ones are cheaper to copy twice than to lend for.
+const lendMin = 4096
 
 // readRNDIS copies the RNDIS bytes of one SEND_RNDIS_PACKET into q.msg.
 func (q *queue) readRNDIS(p hvsim.Packet, m nvspMsg, version uint32, send *hvsim.GPADLView) ([]byte, error) {
@@ -82,17 +90,29 @@ func (q *queue) readRNDIS(p hvsim.Packet, m nvspMsg, version uint32, send *hvsim
 		if len(ranges) > 0 && cap(ranges[0].PFNs) > cap(q.pfns) {
 			q.pfns = ranges[0].PFNs[:0:cap(ranges[0].PFNs)]
 		}
+		total := 0
+		for _, r := range ranges {
+			total += r.Len()
+		}
+		if total > len(q.msg) {
+			return nil, fmt.Errorf("%w: GPA-direct message over %d bytes", ErrMalformed, len(q.msg))
+		}
+		dst := q.msg[:total]
+		if l := q.d.lender; l != nil && total >= lendMin {
+			if buf, lent, ok := l.LendFrame(total); ok && len(buf) == total {
+				q.lent, q.lentBuf, dst = lent, buf, buf
+			} else if ok {
+				l.ReturnLent(lent)
+			}
+		}
 		n := 0
 		for _, r := range ranges {
-			if n+r.Len() > len(q.msg) {
-				return nil, fmt.Errorf("%w: GPA-direct message over %d bytes", ErrMalformed, len(q.msg))
-			}
-			if err := q.d.host.ReadPageRange(r, 0, q.msg[n:n+r.Len()]); err != nil {
+			if err := q.d.host.ReadPageRange(r, 0, dst[n:n+r.Len()]); err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrBufferRef, err)
 			}
 			n += r.Len()
 		}
-		msg = q.msg[:n]
+		msg = dst
 	}
 	if len(msg) < rndisHdrSize {
 		return nil, fmt.Errorf("%w: RNDIS message of %d bytes", ErrMalformed, len(msg))
@@ -136,6 +156,16 @@ func (q *queue) transmit(msg []byte) error {
 					return err
 				}
 				d.stats.txLSOWhole.Add(1)
+				if vouched && q.lentBuf != nil && len(msg) == 0 {
+					// The message's last frame, in the backend's
+					// memory: it keeps it, no second copy.
+					d.stats.txFrames.Add(1)
+					d.stats.txBytes.Add(uint64(len(frame)))
+					d.stats.txLent.Add(1)
+					d.lender.SendLent(q.lent, q.lentBuf, frame)
+					q.lent, q.lentBuf = Lent{}, nil
+					continue
+				}
 				q.emitOffloaded(frame, vouched)
 				continue
 			}

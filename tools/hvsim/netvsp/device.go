@@ -102,6 +102,7 @@ type Stats struct {
 	TxBytes         uint64
 	TxLSO           uint64 // LSO sends segmented
 	TxLSOWhole      uint64 // LSO sends given whole to an OffloadBackend
+	TxLent          uint64 // of which read into memory a FrameLender lent
 	TxCsum          uint64 // sends with a checksum request done
 	TxDroppedLink   uint64 // guest frames dropped with the link down
 	RxFrames        uint64 // frames written into the receive buffer
@@ -120,7 +121,7 @@ type Stats struct {
 
 type stats struct {
 	txPackets, txFrames, txBytes, txLSO, txCsum, txDroppedLink          atomic.Uint64
-	txLSOWhole                                                          atomic.Uint64
+	txLSOWhole, txLent                                                  atomic.Uint64
 	rxFrames, rxBytes, rxPackets, rxDroppedFull, rxDroppedLink          atomic.Uint64
 	rxDroppedFilter, rxDroppedSize, rxBufferWaits, control, indications atomic.Uint64
 	completionsLost, violations                                         atomic.Uint64
@@ -141,8 +142,10 @@ const (
 type Device struct {
 	cfg  Config
 	host *hvsim.Host
-	// offload is cfg.Backend when it takes offloaded frames (fixed at New).
+	// offload is cfg.Backend when it takes offloaded frames (fixed at New),
+	// lender the same when it lends memory too.
 	offload OffloadBackend
+	lender  FrameLender
 
 	mu sync.Mutex // guards the fields below up to rxMu
 	// primary is the open primary channel's state (nil when closed).
@@ -220,6 +223,7 @@ func New(h *hvsim.Host, cfg Config) (*Device, error) {
 	if cfg.Backend != nil {
 		if ob, ok := cfg.Backend.(OffloadBackend); ok && ob.TakesOffloaded() {
 			d.offload = ob
+			d.lender, _ = ob.(FrameLender)
 		}
 		cfg.Backend.SetReceiver(d.deliver)
 	}
@@ -317,7 +321,7 @@ func (d *Device) Stats() Stats {
 	s := &d.stats
 	return Stats{
 		TxPackets: s.txPackets.Load(), TxFrames: s.txFrames.Load(), TxBytes: s.txBytes.Load(),
-		TxLSO: s.txLSO.Load(), TxLSOWhole: s.txLSOWhole.Load(), TxCsum: s.txCsum.Load(), TxDroppedLink: s.txDroppedLink.Load(),
+		TxLSO: s.txLSO.Load(), TxLSOWhole: s.txLSOWhole.Load(), TxLent: s.txLent.Load(), TxCsum: s.txCsum.Load(), TxDroppedLink: s.txDroppedLink.Load(),
 		RxFrames: s.rxFrames.Load(), RxBytes: s.rxBytes.Load(), RxPackets: s.rxPackets.Load(),
 		RxDroppedFull: s.rxDroppedFull.Load(), RxDroppedLink: s.rxDroppedLink.Load(),
 		RxDroppedFilter: s.rxDroppedFilter.Load(), RxDroppedSize: s.rxDroppedSize.Load(),

@@ -47,7 +47,9 @@
 // its IP length and IPv4 header checksum set and vouched for when its TCP
 // checksum field holds the LSOv2 pseudo-header sum, and frames whose
 // checksums the host computed vouched for (SendOffloaded); other frames
-// still go through Send. Each RNDIS packet is completed with
+// still go through Send. A FrameLender (Peer) lends the memory a large
+// GPA-direct message is copied out into, and keeps the LSO send in it, so
+// the host copies it once. Each RNDIS packet is completed with
 // SEND_RNDIS_PACKET_COMPLETE (status 1, or 5 for a malformed message).
 //
 // Frames towards the guest are written into data sub-allocations, one RNDIS

@@ -199,6 +199,68 @@ func TestOffloadPeerVerifiesWhatTheHostDoesNot(t *testing.T) {
 	}
 }
 
+// TestJoinPeers: two peers joined directly (their gVisor buffers moved
+// across) carry a bulk transfer intact, with and without offloads.
+func TestJoinPeers(t *testing.T) {
+	for _, offload := range []bool{false, true} {
+		a, err := NewPeer(PeerConfig{MAC: [6]byte{2, 0, 0, 0, 0, 0xa}, Addr: netip.MustParsePrefix("10.9.0.1/24"), Offload: offload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		z, err := NewPeer(PeerConfig{MAC: [6]byte{2, 0, 0, 0, 0, 0xb}, Addr: netip.MustParsePrefix("10.9.0.2/24"), Offload: !offload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer z.Close()
+		if JoinPeers(a, z) == nil {
+			t.Fatal("peers with different offloads joined")
+		}
+		z.Close()
+		z, err = NewPeer(PeerConfig{MAC: [6]byte{2, 0, 0, 0, 0, 0xb}, Addr: netip.MustParsePrefix("10.9.0.2/24"), Offload: offload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer z.Close()
+		if err := JoinPeers(a, z); err != nil {
+			t.Fatal(err)
+		}
+		ln, err := z.ListenTCP(5001)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		data := bytes.Repeat([]byte("joined "), 200000)
+		got := make(chan []byte, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				got <- nil
+				return
+			}
+			defer c.Close()
+			b, _ := io.ReadAll(c)
+			got <- b
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), testWait)
+		defer cancel()
+		c, err := a.DialTCP(ctx, netip.MustParseAddrPort("10.9.0.2:5001"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if b := <-got; !bytes.Equal(b, data) {
+			t.Fatalf("offload %v: read %d bytes, want the %d written", offload, len(b), len(data))
+		}
+		if in, _ := z.Frames(); in == 0 {
+			t.Fatalf("offload %v: no frame counted into the joined peer", offload)
+		}
+	}
+}
+
 // TestOffloadPeerPairBulk joins two offloading peers directly: large
 // segments cross whole, and the bytes arrive intact.
 func TestOffloadPeerPairBulk(t *testing.T) {
@@ -254,4 +316,78 @@ func TestOffloadPeerPairBulk(t *testing.T) {
 	if large == 0 {
 		t.Fatal("no frame over the MTU crossed: GSO not in use")
 	}
+}
+
+// TestLentLSOReachesPeerWhole: a GPA-direct LSO send to an offloading
+// peer is read into memory the peer lent and enters its stack whole; the
+// bytes the peer's TCP reads are the guest's. A send whose TCP checksum
+// field is not the LSOv2 partial sum is not vouched for: it goes through
+// Send, where the peer verifies and drops it.
+func TestLentLSOReachesPeerWhole(t *testing.T) {
+	peer := newOffloadPeer(t)
+	n := newNIC(t, Config{Backend: peer})
+	n.ready()
+	ln, err := peer.ListenTCP(8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const size = 20000
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(testWait))
+		b := make([]byte, size)
+		if _, err := io.ReadFull(c, b); err != nil {
+			got <- nil
+			return
+		}
+		got <- b
+	}()
+	// Teach the peer our MAC with an ARP request of our own.
+	n.transmit(n.c, guestPacket(arpRequest()))
+	n.frames(n.c) // the reply
+	const iss = 5000
+	n.transmit(n.c, guestPacket(ipv4Frame(6, tcpSegment(40000, 8080, iss, 0, header.TCPFlagSyn, nil), false), ppi{0, csumReqTCP4}))
+	frames, _ := n.frames(n.c)
+	synack := header.TCP(frames[0][34:])
+	if synack.Flags() != header.TCPFlagSyn|header.TCPFlagAck {
+		t.Fatalf("SYN-ACK % x", frames[0])
+	}
+	peerSeq := synack.SequenceNumber() + 1
+	n.transmit(n.c, guestPacket(ipv4Frame(6, tcpSegment(40000, 8080, iss+1, peerSeq, header.TCPFlagAck, nil), false), ppi{0, csumReqTCP4}))
+
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i*5 + 1)
+	}
+	bad := ipv4Frame(6, tcpSegment(40000, 8080, iss+1, peerSeq, header.TCPFlagAck, data), true) // checksum field 0x0bad
+	if r := n.completion(n.sendRNDISDirect(n.c, guestPacket(bad, ppi{2, lsoInfo(1460)}))); get32(r, 4) != 1 {
+		t.Fatalf("send completion % x", r)
+	}
+	if peer.BadChecksums() != 1 {
+		t.Fatalf("bad checksums %d: the send without the partial sum should have been verified and dropped", peer.BadChecksums())
+	}
+	f := ipv4Frame(6, tcpSegment(40000, 8080, iss+1, peerSeq, header.TCPFlagAck|header.TCPFlagPsh, data), true)
+	header.TCP(f[34:]).SetChecksum(partialSum(f))
+	if r := n.completion(n.sendRNDISDirect(n.c, guestPacket(f, ppi{2, lsoInfo(1460)}))); get32(r, 4) != 1 {
+		t.Fatalf("send completion % x", r)
+	}
+	select {
+	case b := <-got:
+		if !bytes.Equal(b, data) {
+			t.Fatal("peer read different bytes")
+		}
+	case <-time.After(testWait):
+		t.Fatalf("peer got nothing; stats %+v", n.dev.Stats())
+	}
+	if st := n.dev.Stats(); st.TxLSOWhole != 2 || st.TxLent != 1 || st.TxLSO != 0 {
+		t.Fatalf("stats %+v: want 2 whole LSO sends, 1 in lent memory", st)
+	}
+	noViolations(t, n.g.h)
 }

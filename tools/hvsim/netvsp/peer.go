@@ -59,6 +59,7 @@ type Peer struct {
 	ep     *channel.Endpoint
 	recv   atomic.Pointer[func([]byte)]
 	whole  atomic.Bool // recv takes the link's frames as they are
+	direct atomic.Pointer[Peer]
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -83,6 +84,7 @@ func (e gsoEndpoint) GSOMaxSize() uint32 { return e.max }
 const (
 	peerNIC       = 1
 	peerTCPBuffer = 4 << 20
+	peerQueue     = 4096
 )
 
 // NewPeer creates and starts a peer stack.
@@ -106,7 +108,10 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
-	ep := channel.New(1024, uint32(cfg.MTU), tcpip.LinkAddress(cfg.MAC[:]))
+	// The outbound queue holds more than a full TCP window of MTU frames
+	// (peerTCPBuffer / 1500 ≈ 2800): gVisor drops what does not fit, and
+	// a pump that falls behind must cost time, not retransmissions.
+	ep := channel.New(peerQueue, uint32(cfg.MTU), tcpip.LinkAddress(cfg.MAC[:]))
 	if cfg.Offload {
 		ep.LinkEPCapabilities = stack.CapabilityTXChecksumOffload | stack.CapabilityRXChecksumOffload
 		ep.SupportedGSOKind = stack.HostGSOSupported
@@ -143,7 +148,9 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 	// 4 MiB TCP buffers both ways, Linux's autotuning maxima (tcp_rmem,
 	// tcp_wmem), instead of gVisor's 1 MiB defaults: a peer is then no
 	// tighter a bottleneck than a Linux host would be.
-	rb := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: peerTCPBuffer, Max: peerTCPBuffer}
+	rb := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultReceiveBufferSize, Max: peerTCPBuffer}
+	mod := tcpip.TCPModerateReceiveBufferOption(true)
+	s.SetTransportProtocolOption(tcp.ProtocolNumber, &mod)
 	sb := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: peerTCPBuffer, Max: peerTCPBuffer}
 	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &rb); err != nil {
 		s.Close()
@@ -171,6 +178,17 @@ func (p *Peer) pump(ctx context.Context) {
 		pkt := p.ep.ReadContext(ctx)
 		if pkt == nil {
 			return
+		}
+		if q := p.direct.Load(); q != nil {
+			// Joined directly: the packet's buffer moves across, as
+			// between two channel endpoints pumped into each other.
+			p.framesOut.Add(1)
+			q.framesIn.Add(1)
+			in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
+			q.ep.InjectInbound(0, in)
+			in.DecRef()
+			pkt.DecRef()
+			continue
 		}
 		v := pkt.ToView()
 		if fn := p.recv.Load(); fn != nil {
@@ -233,6 +251,44 @@ func (p *Peer) SendOffloaded(frame []byte) {
 	p.inject(frame)
 }
 
+// LendFrame implements FrameLender: with Offload, n bytes of a pooled
+// gVisor buffer (at most buffer.MaxChunkSize).
+func (p *Peer) LendFrame(n int) ([]byte, Lent, bool) {
+	if !p.cfg.Offload || n <= headChunk || n > buffer.MaxChunkSize {
+		return nil, Lent{}, false
+	}
+	v := buffer.NewViewSize(n)
+	return v.AsSlice(), Lent{v}, true
+}
+
+// SendLent implements FrameLender: frame enters the stack in the lent
+// buffer itself, past a copy of its first headChunk bytes (see inject).
+func (p *Peer) SendLent(l Lent, buf, frame []byte) {
+	off := cap(buf) - cap(frame) // frame is buf[off:off+len(frame)]
+	if l.v == nil || off < 0 || off+len(frame) > len(buf) || len(frame) <= headChunk ||
+		len(buf) != l.v.Size() || &buf[0] != &l.v.AsSlice()[0] || &buf[off] != &frame[0] {
+		p.SendOffloaded(frame) // not as promised: copy
+		p.ReturnLent(l)
+		return
+	}
+	p.framesIn.Add(1)
+	head := buffer.NewViewWithData(frame[:headChunk])
+	l.v.TrimFront(off + headChunk)
+	l.v.CapLength(len(frame) - headChunk)
+	b := buffer.MakeWithView(head)
+	b.Append(l.v)
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: b})
+	p.ep.InjectInbound(0, pkt)
+	pkt.DecRef()
+}
+
+// ReturnLent implements FrameLender.
+func (p *Peer) ReturnLent(l Lent) {
+	if l.v != nil {
+		l.v.Release()
+	}
+}
+
 // TakesOffloaded implements OffloadBackend: true with PeerConfig.Offload.
 func (p *Peer) TakesOffloaded() bool { return p.cfg.Offload }
 
@@ -275,6 +331,20 @@ func (p *Peer) SetReceiver(fn func(frame []byte)) {
 func (p *Peer) SetOffloadedReceiver(fn func(frame []byte)) {
 	p.whole.Store(true)
 	p.recv.Store(&fn)
+}
+
+// JoinPeers joins two peers' links directly, with nothing in between and
+// no copy: each outbound packet's gVisor buffer becomes the other stack's
+// inbound packet, as between two gVisor channel endpoints pumped into each
+// other. Both must have the same PeerConfig.Offload. Receivers set with
+// SetReceiver no longer see their frames; a peer stays joined until Close.
+func JoinPeers(a, b *Peer) error {
+	if a.cfg.Offload != b.cfg.Offload {
+		return fmt.Errorf("netvsp: joining a peer with offloads to one without")
+	}
+	a.direct.Store(b)
+	b.direct.Store(a)
+	return nil
 }
 
 // Stack is the peer's gVisor stack, for anything the helpers below do not
@@ -331,4 +401,4 @@ func (p *Peer) Close() error {
 	return nil
 }
 
-var _ OffloadBackend = (*Peer)(nil)
+var _ FrameLender = (*Peer)(nil)

@@ -40,6 +40,25 @@ func (s *dhcpServer) TakesOffloaded() bool {
 	return ok && ob.TakesOffloaded()
 }
 
+// LendFrame implements netvsp.FrameLender: the next backend's memory, if
+// it lends any.
+func (s *dhcpServer) LendFrame(n int) ([]byte, netvsp.Lent, bool) {
+	if l, ok := s.next.(netvsp.FrameLender); ok {
+		return l.LendFrame(n)
+	}
+	return nil, netvsp.Lent{}, false
+}
+
+// SendLent implements netvsp.FrameLender: the Device lends only for large
+// TCP sends, which are never DHCP requests, so they go on to the next
+// backend.
+func (s *dhcpServer) SendLent(l netvsp.Lent, buf, frame []byte) {
+	s.next.(netvsp.FrameLender).SendLent(l, buf, frame)
+}
+
+// ReturnLent implements netvsp.FrameLender.
+func (s *dhcpServer) ReturnLent(l netvsp.Lent) { s.next.(netvsp.FrameLender).ReturnLent(l) }
+
 // SendOffloaded implements netvsp.OffloadBackend (called only when
 // TakesOffloaded said so): like Send, DHCP requests are answered here and
 // everything else goes on to the next backend's SendOffloaded.

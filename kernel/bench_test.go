@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/netstack"
 	"github.com/gohv/gohv/tools/hvsim"
 	"github.com/gohv/gohv/tools/hvsim/netvsp"
 	"github.com/gohv/gohv/tools/hvsim/simhost"
@@ -38,14 +39,17 @@ import (
 // Each reports MB/s (b.SetBytes) and Gbit/s; the guest runs also report
 // LSO sends and netvsc sends that found the queue busy, per op.
 func BenchmarkBulkTCP(b *testing.B) {
+	// The pairs' sender gets the guest's send buffer
+	// (netstack.DefaultTCPSendBuffer).
+	const sendBuf = netstack.DefaultTCPSendBuffer
 	pair := func(offload bool, gsoMax int, join bool) func(b *testing.B) {
 		return func(b *testing.B) {
-			a, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: [6]byte{2, 0, 0, 0, 0, 0xa}, Addr: netip.MustParsePrefix("10.9.0.1/24"), Offload: offload, GSOMaxSize: gsoMax})
+			a, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: [6]byte{2, 0, 0, 0, 0, 0xa}, Addr: netip.MustParsePrefix("10.9.0.1/24"), Offload: offload, GSOMaxSize: gsoMax, TCPSendBuffer: sendBuf})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer a.Close()
-			z, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: [6]byte{2, 0, 0, 0, 0, 0xb}, Addr: netip.MustParsePrefix("10.9.0.2/24"), Offload: offload, GSOMaxSize: gsoMax})
+			z, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: [6]byte{2, 0, 0, 0, 0, 0xb}, Addr: netip.MustParsePrefix("10.9.0.2/24"), Offload: offload, GSOMaxSize: gsoMax, TCPSendBuffer: sendBuf})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -65,9 +65,9 @@
 // from router advertisements (gVisor's NDP); RDNSS servers join the DNS
 // list. Every change is an Event (Stack.Watch), for consumers such as KVP.
 //
-// TCP connections get a DefaultTCPSendBuffer (4 MiB) send buffer unless
+// TCP connections get a DefaultTCPSendBuffer (1 MiB) send buffer unless
 // Config.TCPSendBuffer says otherwise: a bulk sender keeps at most that
-// much unacknowledged, and the round trip through netvsc and VMBus is long.
+// much unacknowledged.
 //
 // # Goroutines
 //

@@ -14,7 +14,7 @@ func TestTCPSendBuffer(t *testing.T) {
 		cfg       int
 		want, max int
 	}{
-		{"default", 0, 4 << 20, 4 << 20},
+		{"default", 0, 1 << 20, 4 << 20},
 		{"smaller", 256 << 10, 256 << 10, 4 << 20},
 		{"larger", 16 << 20, 16 << 20, 16 << 20},
 	} {

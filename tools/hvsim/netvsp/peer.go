@@ -44,6 +44,9 @@ type PeerConfig struct {
 	// GSOMaxSize bounds the TCP segments an offloading peer's stack sends
 	// (default PeerGSOMaxSize, gVisor's channel endpoint's; at most 65535).
 	GSOMaxSize int
+	// TCPSendBuffer is each TCP connection's send buffer, bytes (0:
+	// gVisor's default, 1 MiB).
+	TCPSendBuffer int
 }
 
 // Peer is an in-process gVisor TCP/IP stack on the far side of the wire:
@@ -108,9 +111,9 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 	})
-	// The outbound queue holds more than a full TCP window of MTU frames
-	// (peerTCPBuffer / 1500 ≈ 2800): gVisor drops what does not fit, and
-	// a pump that falls behind must cost time, not retransmissions.
+	// The outbound queue holds more than a 4 MiB TCP window of MTU frames
+	// (about 2800): gVisor drops what does not fit, and a pump that falls
+	// behind must cost time, not retransmissions.
 	ep := channel.New(peerQueue, uint32(cfg.MTU), tcpip.LinkAddress(cfg.MAC[:]))
 	if cfg.Offload {
 		ep.LinkEPCapabilities = stack.CapabilityTXChecksumOffload | stack.CapabilityRXChecksumOffload
@@ -145,20 +148,21 @@ func NewPeer(cfg PeerConfig) (*Peer, error) {
 		routes = append(routes, tcpip.Route{Destination: header.IPv6EmptySubnet, NIC: peerNIC})
 	}
 	s.SetRouteTable(routes)
-	// 4 MiB TCP buffers both ways, Linux's autotuning maxima (tcp_rmem,
-	// tcp_wmem), instead of gVisor's 1 MiB defaults: a peer is then no
-	// tighter a bottleneck than a Linux host would be.
+	// The receive buffer grows with use up to 4 MiB, as Linux's
+	// autotuning does (tcp_rmem), where gVisor's default stays at 1 MiB:
+	// a receiving peer is then no tighter a bottleneck than a Linux host.
 	rb := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: tcp.DefaultReceiveBufferSize, Max: peerTCPBuffer}
 	mod := tcpip.TCPModerateReceiveBufferOption(true)
-	s.SetTransportProtocolOption(tcp.ProtocolNumber, &mod)
-	sb := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: peerTCPBuffer, Max: peerTCPBuffer}
-	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &rb); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("netvsp: peer TCP receive buffer: %s", err)
+	sndBuf := cfg.TCPSendBuffer
+	if sndBuf <= 0 {
+		sndBuf = tcp.DefaultSendBufferSize
 	}
-	if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, &sb); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("netvsp: peer TCP send buffer: %s", err)
+	sb := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: sndBuf, Max: max(sndBuf, tcp.MaxBufferSize)}
+	for _, o := range []tcpip.SettableTransportProtocolOption{&rb, &mod, &sb} {
+		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, o); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("netvsp: peer TCP buffers: %s", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Peer{cfg: cfg, stack: s, ep: ep, cancel: cancel}

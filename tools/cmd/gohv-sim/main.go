@@ -77,7 +77,10 @@ func main() {
 	linuxHTTP := flag.String("linux-http", "", "run no VM: serve the guest's HTTP handler on Linux's own stack at this address for -hold (the baseline of tools/scripts/bench-http.sh)")
 	flag.Parse()
 	if *linuxHTTP != "" {
-		if err := serveLinux(os.Stdout, *linuxHTTP, *hold); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), *hold)
+		err := serveLinux(ctx, os.Stdout, *linuxHTTP)
+		cancel()
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "gohv-sim: %v\n", err)
 			os.Exit(1)
 		}

@@ -94,9 +94,9 @@ func helloHandler(addr string) http.Handler {
 }
 
 // serveLinux serves helloHandler with Go's net package on Linux's own
-// stack at addr for d: no VM, the baseline tools/scripts/bench-http.sh
-// measures the guest's server against.
-func serveLinux(w io.Writer, addr string, d time.Duration) error {
+// stack at addr until ctx is done: no VM, the baseline
+// tools/scripts/bench-http.sh measures the guest's server against.
+func serveLinux(ctx context.Context, w io.Writer, addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -104,11 +104,11 @@ func serveLinux(w io.Writer, addr string, d time.Duration) error {
 	host, _, _ := net.SplitHostPort(ln.Addr().String())
 	srv := &http.Server{Handler: helloHandler(host)}
 	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
-	fmt.Fprintf(w, "linux: serving HTTP on %s for %v\n", ln.Addr(), d)
-	time.Sleep(d)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	fmt.Fprintf(w, "linux: serving HTTP on %s\n", ln.Addr())
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	return srv.Shutdown(ctx)
+	return srv.Shutdown(sctx)
 }
 
 func get(ctx context.Context, c *http.Client, url string) (string, error) {

@@ -24,7 +24,8 @@ type OffloadBackend interface {
 	// Device asks once, in New.
 	TakesOffloaded() bool
 	// SendOffloaded takes one frame from the guest whose checksums need no
-	// verification: the host computed them as the guest asked, or the
+	// verification: the host computed the TCP/UDP checksum as the guest
+	// asked and computed or checked the IPv4 header checksum, or the
 	// frame is a whole LSOv2 send whose IP length and header checksum the
 	// host set and whose TCP checksum field holds the pseudo-header sum an
 	// LSOv2 sender puts there (the data went memory to memory, as

@@ -184,7 +184,9 @@ func (q *queue) transmit(msg []byte) error {
 				return err
 			}
 			d.stats.txCsum.Add(1)
-			done = pk.Csum&(txCsumTCP|txCsumUDP) != 0
+			// Vouched for: the TCP/UDP checksum the host computed,
+			// and an IPv4 header checksum it computed or checked.
+			done = pk.Csum&(txCsumTCP|txCsumUDP) != 0 && (pk.Csum&txCsumIPHeader != 0 || ipHeaderOK(frame))
 		}
 		if !d.link.Load() {
 			d.stats.txDroppedLink.Add(1)

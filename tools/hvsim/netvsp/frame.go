@@ -370,3 +370,14 @@ func wholeLSO(frame []byte, info uint32, maxFrame int) (partialOK bool, err erro
 	}
 	return be.Uint16(frame[h.L4+16:]) == fold(pseudoSum(frame, h, 0)), nil
 }
+
+// ipHeaderOK reports whether frame's IPv4 header checksum is right (true
+// for IPv6, which has none, and for frames without an IP header).
+func ipHeaderOK(frame []byte) bool {
+	h, ok := parseL3(frame, false)
+	if !ok || h.IPv6 {
+		return true
+	}
+	ihl := int(frame[h.L3]&0xF) * 4
+	return fold(sum16(0, frame[h.L3:h.L3+ihl])) == 0xFFFF
+}

@@ -30,7 +30,7 @@ OVMF_VARS ?= /usr/share/OVMF/OVMF_VARS_4M.fd
 
 WITH_TAMAGO = tools/scripts/with-tamago.sh
 
-.PHONY: help test vet staticcheck tamago-check race fuzz-short fuzz bench sim loader-test clean \
+.PHONY: help test vet staticcheck tamago-check race fuzz-short fuzz bench bench-http sim loader-test clean \
 	kernel gen1 gen2 qemu qemu-gen1 qemu-gen2 qemu-hyperv \
 	_kernel _gen1 _gen2 _qemu _qemu-gen1 _qemu-gen2 _qemu-hyperv
 
@@ -39,6 +39,7 @@ help:
 	@echo "make test         vet, staticcheck, race-enabled tests (incl. QEMU loader boots), short fuzzing"
 	@echo "make fuzz         every fuzz target for FUZZTIME (default here 60s)"
 	@echo "make bench        ring, storvsc, netvsc and block benchmarks next to their baselines"
+	@echo "make bench-http   (root) wrk against net/http in the guest over TAP and against Linux on loopback"
 	@echo "make loader-test  boot the Gen1/Gen2 loaders with a test payload under QEMU"
 	@echo "make kernel gen1 gen2 qemu qemu-gen1 qemu-gen2 qemu-hyperv   need the TamaGo compiler (TAMAGO=...)"
 
@@ -69,6 +70,12 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./vmbus/ring/ ./vmbus/ ./hv/dma/ ./drivers/storvsc/ ./drivers/netvsc/ ./drivers/block/... ./netstack/ ./kernel/
+	@echo "HTTP requests per second (guest over TAP vs Linux on loopback, wrk, needs root): make bench-http"
+
+# Not part of test or bench: needs root, wrk and dnsmasq; creates and
+# deletes its own network namespace. DURATION, CONNS, THREADS tune wrk.
+bench-http:
+	tools/scripts/bench-http.sh
 
 sim:
 	$(GO) run ./tools/cmd/gohv-sim

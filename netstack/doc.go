@@ -34,7 +34,9 @@
 //
 // Receive: the NIC calls the endpoint's receiver on the queue's goroutine
 // with a frame valid only during the call. The receiver never blocks: it
-// copies the frame into a pooled gVisor buffer, and queues it (ring of
+// copies the frame into pooled gVisor buffers (the first rxHeadChunk bytes
+// apart from the rest: gVisor copies a whole shared chunk when it reads a
+// header from it), and queues it (ring of
 // rxRingSize per queue; a full ring drops and counts) for the queue's
 // delivery goroutine, which hands it to gVisor. Delivery runs apart from
 // the NIC's goroutine because gVisor may answer inline (ARP, ICMP, TCP
@@ -62,6 +64,10 @@
 // the lease. IPv6 gets a link-local address and SLAAC addresses and routes
 // from router advertisements (gVisor's NDP); RDNSS servers join the DNS
 // list. Every change is an Event (Stack.Watch), for consumers such as KVP.
+//
+// TCP connections get a DefaultTCPSendBuffer (1 MiB) send buffer unless
+// Config.TCPSendBuffer says otherwise: a bulk sender keeps at most that
+// much unacknowledged.
 //
 // # Goroutines
 //

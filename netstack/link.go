@@ -20,6 +20,9 @@ import (
 // callback drops (it must not block) and counts the drop.
 const rxRingSize = 1024
 
+// rxHeadChunk is where a received frame is split between two gVisor chunks.
+const rxHeadChunk = 128
+
 // LinkStats counts what one link endpoint did.
 type LinkStats struct {
 	TxPackets, TxBytes, TxGSO uint64
@@ -457,9 +460,15 @@ func (e *linkEndpoint) receive(qi int, frame []byte, info nic.RxInfo) {
 	if qi < 0 || qi >= len(e.rxq) {
 		qi = 0
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-		Payload: buffer.MakeWithView(buffer.NewViewWithData(frame)),
-	})
+	// Headers and payload go into separate chunks: gVisor copies a whole
+	// chunk when it reads a header from one the packet shares (ipv4's
+	// HandlePacket holds a view of the IP header while reading it again),
+	// and the headers of ordinary frames fit rxHeadChunk bytes.
+	buf := buffer.MakeWithView(buffer.NewViewWithData(frame[:min(len(frame), rxHeadChunk)]))
+	if len(frame) > rxHeadChunk {
+		buf.Append(buffer.NewViewWithData(frame[rxHeadChunk:]))
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buf})
 	q := &e.rxq[qi]
 	q.mu.Lock()
 	if q.n == rxRingSize {

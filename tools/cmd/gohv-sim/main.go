@@ -18,6 +18,7 @@
 // Usage:
 //
 //	gohv-sim [-profile ws2022|ws2019|ws2016|ws2012r2|all] [-heartbeats N] [-interval D] [-disk PATH[,ro][,ide]]...
+//	gohv-sim -linux-http ADDR -hold D   (the guest's HTTP handler on Linux, no VM: a baseline)
 package main
 
 import (
@@ -75,7 +76,18 @@ func main() {
 	tap := flag.String("tap", "", "plug the guest's NIC into this Linux TAP device (run dnsmasq on it for DHCP) instead of the in-process peer network")
 	hold := flag.Duration("hold", 0, "keep the guest's HTTP server up this long before the host asks for shutdown (for curl over -tap)")
 	azure := flag.Bool("azure", false, "make the in-process network look like Azure's (DHCP option 245, a simulated WireServer and IMDS): the kernel reports Ready on its own")
+	linuxHTTP := flag.String("linux-http", "", "run no VM: serve the guest's HTTP handler on Linux's own stack at this address for -hold (the baseline of tools/scripts/bench-http.sh)")
 	flag.Parse()
+	if *linuxHTTP != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), *hold)
+		err := serveLinux(ctx, os.Stdout, *linuxHTTP)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gohv-sim: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 
 	var run []hvsim.Profile
 	if *profile == "all" {

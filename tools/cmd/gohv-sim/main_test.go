@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -292,5 +296,35 @@ func TestPreview(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("preview(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// TestServeLinux: -linux-http serves the guest's handler on Linux's stack.
+func TestServeLinux(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- serveLinux(ctx, pw, "127.0.0.1:0"); pw.Close() }()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "linux: serving HTTP on ")
+	if !ok {
+		t.Fatalf("first line %q", line)
+	}
+	go io.Copy(io.Discard, pr)
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := "hello from the gohv guest at 127.0.0.1\n"; string(body) != want {
+		t.Errorf("body %q, want %q", body, want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("serveLinux: %v", err)
 	}
 }

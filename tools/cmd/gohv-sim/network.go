@@ -41,9 +41,7 @@ func showNetwork(ctx context.Context, w io.Writer, k *kernel.Kernel, m *simhost.
 	if err != nil {
 		return nil, fmt.Errorf("guest: listen :80: %w", err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(rw, "hello from the gohv guest at %s\n", addr)
-	})}
+	srv := &http.Server{Handler: helloHandler(addr.String())}
 	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
 	stop = func() {
 		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -86,6 +84,31 @@ func showNetwork(ctx context.Context, w io.Writer, k *kernel.Kernel, m *simhost.
 	}
 	fmt.Fprintf(w, "guest: GET %s: %q\n", url, body)
 	return stop, nil
+}
+
+// helloHandler is the guest's HTTP handler.
+func helloHandler(addr string) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(rw, "hello from the gohv guest at %s\n", addr)
+	})
+}
+
+// serveLinux serves helloHandler with Go's net package on Linux's own
+// stack at addr until ctx is done: no VM, the baseline
+// tools/scripts/bench-http.sh measures the guest's server against.
+func serveLinux(ctx context.Context, w io.Writer, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	host, _, _ := net.SplitHostPort(ln.Addr().String())
+	srv := &http.Server{Handler: helloHandler(host)}
+	go srv.Serve(ln) //nolint:errcheck // ends with Shutdown
+	fmt.Fprintf(w, "linux: serving HTTP on %s\n", ln.Addr())
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
 }
 
 func get(ctx context.Context, c *http.Client, url string) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/gohv/gohv/tools/hvsim"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 )
 
 type nullBackend struct{ frames, bytes int }
@@ -83,4 +84,29 @@ func TestHotPathsAllocateNothing(t *testing.T) {
 	if be.frames == 0 {
 		t.Fatal("nothing reached the backend")
 	}
+
+	// An LSO send given whole to a backend that takes offloaded frames.
+	ob := &nullOffloadBackend{}
+	q = testQueue(t, ob)
+	f := ipv4Frame(6, tcpSegment(1, 2, 3, 4, 0x10, make([]byte, 20000)), true)
+	header.TCP(f[34:]).SetChecksum(partialSum(f))
+	wholeMsg := guestPacket(f, ppi{2, lsoInfo(1460)})
+	if a := testing.AllocsPerRun(100, func() {
+		if err := q.transmit(wholeMsg); err != nil {
+			t.Fatal(err)
+		}
+	}); a != 0 {
+		t.Errorf("transmit LSO whole: %v allocations per run", a)
+	}
+	if ob.offloaded == 0 {
+		t.Fatal("nothing reached SendOffloaded")
+	}
 }
+
+type nullOffloadBackend struct {
+	nullBackend
+	offloaded int
+}
+
+func (b *nullOffloadBackend) SendOffloaded([]byte) { b.offloaded++ }
+func (b *nullOffloadBackend) TakesOffloaded() bool { return true }

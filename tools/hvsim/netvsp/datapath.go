@@ -42,10 +42,18 @@ func (q *queue) handleRNDIS(p hvsim.Packet, m nvspMsg) {
 		d.violate(q, err)
 		status = nvspStatusInvalidRNDS
 	}
+	if q.lentBuf != nil {
+		d.lender.ReturnLent(q.lent)
+		q.lent, q.lentBuf = Lent{}, nil
+	}
 	if p.Flags&flagCompletionWanted != 0 {
 		q.complete(p.TransactionID, status)
 	}
 }
+
+// lendMin is the smallest GPA-direct message read into a FrameLender's
+// memory: smaller ones are cheaper to copy twice than to lend for.
+const lendMin = 4096
 
 // readRNDIS copies the RNDIS bytes of one SEND_RNDIS_PACKET into q.msg.
 func (q *queue) readRNDIS(p hvsim.Packet, m nvspMsg, version uint32, send *hvsim.GPADLView) ([]byte, error) {
@@ -82,17 +90,29 @@ func (q *queue) readRNDIS(p hvsim.Packet, m nvspMsg, version uint32, send *hvsim
 		if len(ranges) > 0 && cap(ranges[0].PFNs) > cap(q.pfns) {
 			q.pfns = ranges[0].PFNs[:0:cap(ranges[0].PFNs)]
 		}
+		total := 0
+		for _, r := range ranges {
+			total += r.Len()
+		}
+		if total > len(q.msg) {
+			return nil, fmt.Errorf("%w: GPA-direct message over %d bytes", ErrMalformed, len(q.msg))
+		}
+		dst := q.msg[:total]
+		if l := q.d.lender; l != nil && total >= lendMin {
+			if buf, lent, ok := l.LendFrame(total); ok && len(buf) == total {
+				q.lent, q.lentBuf, dst = lent, buf, buf
+			} else if ok {
+				l.ReturnLent(lent)
+			}
+		}
 		n := 0
 		for _, r := range ranges {
-			if n+r.Len() > len(q.msg) {
-				return nil, fmt.Errorf("%w: GPA-direct message over %d bytes", ErrMalformed, len(q.msg))
-			}
-			if err := q.d.host.ReadPageRange(r, 0, q.msg[n:n+r.Len()]); err != nil {
+			if err := q.d.host.ReadPageRange(r, 0, dst[n:n+r.Len()]); err != nil {
 				return nil, fmt.Errorf("%w: %w", ErrBufferRef, err)
 			}
 			n += r.Len()
 		}
-		msg = q.msg[:n]
+		msg = dst
 	}
 	if len(msg) < rndisHdrSize {
 		return nil, fmt.Errorf("%w: RNDIS message of %d bytes", ErrMalformed, len(msg))
@@ -130,6 +150,25 @@ func (q *queue) transmit(msg []byte) error {
 				d.stats.txDroppedLink.Add(1)
 				continue
 			}
+			if d.offload != nil && !(pk.HasVLAN && vlan != 0) {
+				vouched, err := wholeLSO(frame, pk.LSO, mtu)
+				if err != nil {
+					return err
+				}
+				d.stats.txLSOWhole.Add(1)
+				if vouched && q.lentBuf != nil && len(msg) == 0 {
+					// The message's last frame, in the backend's
+					// memory: it keeps it, no second copy.
+					d.stats.txFrames.Add(1)
+					d.stats.txBytes.Add(uint64(len(frame)))
+					d.stats.txLent.Add(1)
+					d.lender.SendLent(q.lent, q.lentBuf, frame)
+					q.lent, q.lentBuf = Lent{}, nil
+					continue
+				}
+				q.emitOffloaded(frame, vouched)
+				continue
+			}
 			if _, err := segmentLSO(frame, pk.LSO, mtu, q.seg, func(seg []byte) { q.emit(seg, vlan, pk.HasVLAN) }); err != nil {
 				return err
 			}
@@ -139,14 +178,22 @@ func (q *queue) transmit(msg []byte) error {
 		if len(frame) > mtu+vlanTagLen || (len(frame) > mtu && be.Uint16(frame[12:]) != etherTypeVLAN) {
 			return fmt.Errorf("%w: frame of %d bytes over the %d-byte MTU", ErrMalformed, len(frame), mtu)
 		}
+		done := false
 		if pk.HasCsum {
 			if err := txChecksum(frame, pk.Csum); err != nil {
 				return err
 			}
 			d.stats.txCsum.Add(1)
+			// Vouched for: the TCP/UDP checksum the host computed,
+			// and an IPv4 header checksum it computed or checked.
+			done = pk.Csum&(txCsumTCP|txCsumUDP) != 0 && (pk.Csum&txCsumIPHeader != 0 || ipHeaderOK(frame))
 		}
 		if !d.link.Load() {
 			d.stats.txDroppedLink.Add(1)
+			continue
+		}
+		if done && d.offload != nil && !(pk.HasVLAN && vlan != 0) {
+			q.emitOffloaded(frame, true)
 			continue
 		}
 		q.emit(frame, vlan, pk.HasVLAN)
@@ -169,6 +216,20 @@ func (q *queue) emit(frame []byte, vlan uint16, tagged bool) {
 	d.stats.txBytes.Add(uint64(len(frame)))
 	if b := d.cfg.Backend; b != nil {
 		b.Send(frame)
+	}
+}
+
+// emitOffloaded gives one frame to an OffloadBackend: through
+// SendOffloaded when the host vouches for its checksums, else through Send
+// (the backend verifies them).
+func (q *queue) emitOffloaded(frame []byte, vouched bool) {
+	d := q.d
+	d.stats.txFrames.Add(1)
+	d.stats.txBytes.Add(uint64(len(frame)))
+	if vouched {
+		d.offload.SendOffloaded(frame)
+	} else {
+		d.offload.Send(frame)
 	}
 }
 

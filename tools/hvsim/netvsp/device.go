@@ -101,6 +101,8 @@ type Stats struct {
 	TxFrames        uint64 // frames given to the backend (after LSO)
 	TxBytes         uint64
 	TxLSO           uint64 // LSO sends segmented
+	TxLSOWhole      uint64 // LSO sends given whole to an OffloadBackend
+	TxLent          uint64 // of which read into memory a FrameLender lent
 	TxCsum          uint64 // sends with a checksum request done
 	TxDroppedLink   uint64 // guest frames dropped with the link down
 	RxFrames        uint64 // frames written into the receive buffer
@@ -119,6 +121,7 @@ type Stats struct {
 
 type stats struct {
 	txPackets, txFrames, txBytes, txLSO, txCsum, txDroppedLink          atomic.Uint64
+	txLSOWhole, txLent                                                  atomic.Uint64
 	rxFrames, rxBytes, rxPackets, rxDroppedFull, rxDroppedLink          atomic.Uint64
 	rxDroppedFilter, rxDroppedSize, rxBufferWaits, control, indications atomic.Uint64
 	completionsLost, violations                                         atomic.Uint64
@@ -139,6 +142,10 @@ const (
 type Device struct {
 	cfg  Config
 	host *hvsim.Host
+	// offload is cfg.Backend when it takes offloaded frames (fixed at New),
+	// lender the same when it lends memory too.
+	offload OffloadBackend
+	lender  FrameLender
 
 	mu sync.Mutex // guards the fields below up to rxMu
 	// primary is the open primary channel's state (nil when closed).
@@ -214,6 +221,10 @@ func New(h *hvsim.Host, cfg Config) (*Device, error) {
 	d.faults.d = d
 	d.resetLocked()
 	if cfg.Backend != nil {
+		if ob, ok := cfg.Backend.(OffloadBackend); ok && ob.TakesOffloaded() {
+			d.offload = ob
+			d.lender, _ = ob.(FrameLender)
+		}
 		cfg.Backend.SetReceiver(d.deliver)
 	}
 	return d, nil
@@ -310,7 +321,7 @@ func (d *Device) Stats() Stats {
 	s := &d.stats
 	return Stats{
 		TxPackets: s.txPackets.Load(), TxFrames: s.txFrames.Load(), TxBytes: s.txBytes.Load(),
-		TxLSO: s.txLSO.Load(), TxCsum: s.txCsum.Load(), TxDroppedLink: s.txDroppedLink.Load(),
+		TxLSO: s.txLSO.Load(), TxLSOWhole: s.txLSOWhole.Load(), TxLent: s.txLent.Load(), TxCsum: s.txCsum.Load(), TxDroppedLink: s.txDroppedLink.Load(),
 		RxFrames: s.rxFrames.Load(), RxBytes: s.rxBytes.Load(), RxPackets: s.rxPackets.Load(),
 		RxDroppedFull: s.rxDroppedFull.Load(), RxDroppedLink: s.rxDroppedLink.Load(),
 		RxDroppedFilter: s.rxDroppedFilter.Load(), RxDroppedSize: s.rxDroppedSize.Load(),

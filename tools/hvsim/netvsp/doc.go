@@ -14,7 +14,7 @@
 //   - nvsp.go, rndis.go, oid.go: wire formats (named offsets, §7.2–§7.9),
 //     decoders for what the guest sends, encoders for what the host sends;
 //   - frame.go, rss.go: what a NIC does to frames (checksums, LSOv2
-//     segmentation, Toeplitz hashing);
+//     segmentation or a whole LSOv2 send's fix-up, Toeplitz hashing);
 //   - rxbuf.go: the receive buffer's sub-allocations and outstanding
 //     transfer-page packets;
 //   - device.go, queue.go, datapath.go, rx.go: the state machine and the
@@ -41,7 +41,15 @@
 // out (the host computes the IPv4 header, TCP and UDP checksums from
 // scratch), LSOv2 sends are cut into MSS-sized segments with correct
 // lengths, IPv4 ids, sequence numbers, flags and checksums, and 802.1Q
-// per-packet info becomes a tag. Each RNDIS packet is completed with
+// per-packet info becomes a tag. A Backend that is an OffloadBackend and
+// takes offloaded frames (Peer with PeerConfig.Offload, as a vSwitch port
+// to a VM with offloads) gets an untagged LSOv2 send whole instead, with
+// its IP length and IPv4 header checksum set and vouched for when its TCP
+// checksum field holds the LSOv2 pseudo-header sum, and frames whose
+// checksums the host computed vouched for (SendOffloaded); other frames
+// still go through Send. A FrameLender (Peer) lends the memory a large
+// GPA-direct message is copied out into, and keeps the LSO send in it, so
+// the host copies it once. Each RNDIS packet is completed with
 // SEND_RNDIS_PACKET_COMPLETE (status 1, or 5 for a malformed message).
 //
 // Frames towards the guest are written into data sub-allocations, one RNDIS

@@ -185,7 +185,13 @@ func TestScriptedGuestTalksToPeer(t *testing.T) {
 // peer connects to the guest and sends, the scripted guest answers the
 // handshake and acknowledges, completing every receive packet.
 func TestPeerDialsGuestTCP(t *testing.T) {
-	peer := newPeer(t)
+	t.Run("no offload", func(t *testing.T) { peerDialsGuestTCP(t, newPeer(t)) })
+	// An offloading peer's stack sends large segments and leaves
+	// checksums to its link: the peer cuts and completes them.
+	t.Run("offload", func(t *testing.T) { peerDialsGuestTCP(t, newOffloadPeer(t)) })
+}
+
+func peerDialsGuestTCP(t *testing.T, peer *Peer) {
 	n := newNIC(t, Config{Backend: peer})
 	n.ready()
 	// Teach the peer our MAC with an ARP request of our own.
@@ -219,8 +225,11 @@ func TestPeerDialsGuestTCP(t *testing.T) {
 	go c.Write(payload)
 	var recv []byte
 	for len(recv) < len(payload) {
-		frames, _ := n.frames(n.c)
-		for _, f := range frames {
+		frames, csum := n.frames(n.c)
+		for i, f := range frames {
+			if len(f) > 1514 || csum[i] != RxCsumIPOK|RxCsumTCPOK {
+				t.Fatalf("frame of %d bytes, checksum info %#x", len(f), csum[i])
+			}
 			seg := header.TCP(f[34:])
 			ip := header.IPv4(f[14:])
 			body := seg[seg.DataOffset() : ip.TotalLength()-uint16(ip.HeaderLength())]

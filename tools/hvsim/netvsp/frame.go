@@ -274,24 +274,14 @@ func rxChecksum(frame []byte, o *offloads) uint32 {
 // checksums, and passes each to emit (valid only during the call).
 // maxFrame bounds each segment.
 func segmentLSO(frame []byte, info uint32, maxFrame int, scratch []byte, emit func([]byte)) (int, error) {
-	mss := int(info & lsoMSSMask)
-	h, ok := parseHeaders(frame, true)
-	if !ok || h.Proto != protoTCP {
-		return 0, fmt.Errorf("%w: LSO request %#x for a frame without TCP headers", ErrMalformed, info)
-	}
-	if (info&lsoIPv6 != 0) != h.IPv6 {
-		return 0, fmt.Errorf("%w: LSO request %#x names the wrong IP version", ErrMalformed, info)
-	}
-	if off := int(info>>lsoTCPOffSh) & lsoTCPOffMk; off != h.L4 {
-		return 0, fmt.Errorf("%w: LSO TCP header offset %d, frame has it at %d", ErrMalformed, off, h.L4)
+	h, mss, err := lsoHeaders(frame, info, maxFrame)
+	if err != nil {
+		return 0, err
 	}
 	hdrLen := h.L4 + h.TCPLen
 	payload := frame[hdrLen:]
-	if mss == 0 || hdrLen+mss > maxFrame || hdrLen+mss > len(scratch) {
-		return 0, fmt.Errorf("%w: LSO MSS %d with %d header bytes (max frame %d)", ErrMalformed, mss, hdrLen, maxFrame)
-	}
-	if len(payload) > lsoMaxOffld {
-		return 0, fmt.Errorf("%w: LSO send of %d bytes, more than the advertised %d", ErrMalformed, len(payload), lsoMaxOffld)
+	if hdrLen+mss > len(scratch) {
+		return 0, fmt.Errorf("%w: LSO MSS %d with %d header bytes (scratch %d)", ErrMalformed, mss, hdrLen, len(scratch))
 	}
 	seq := be.Uint32(frame[h.L4+4:])
 	flags := frame[h.L4+13]
@@ -330,4 +320,64 @@ func segmentLSO(frame []byte, info uint32, maxFrame int, scratch []byte, emit fu
 		n++
 	}
 	return n, nil
+}
+
+// lsoHeaders checks an LSOv2 request (§7.8 PPI 2) against frame: TCP
+// headers where the request says, an MSS that fits maxFrame, no more
+// payload than advertised. It returns the frame's headers and the MSS.
+func lsoHeaders(frame []byte, info uint32, maxFrame int) (headers, int, error) {
+	mss := int(info & lsoMSSMask)
+	h, ok := parseHeaders(frame, true)
+	if !ok || h.Proto != protoTCP {
+		return h, 0, fmt.Errorf("%w: LSO request %#x for a frame without TCP headers", ErrMalformed, info)
+	}
+	if (info&lsoIPv6 != 0) != h.IPv6 {
+		return h, 0, fmt.Errorf("%w: LSO request %#x names the wrong IP version", ErrMalformed, info)
+	}
+	if off := int(info>>lsoTCPOffSh) & lsoTCPOffMk; off != h.L4 {
+		return h, 0, fmt.Errorf("%w: LSO TCP header offset %d, frame has it at %d", ErrMalformed, off, h.L4)
+	}
+	hdrLen := h.L4 + h.TCPLen
+	if mss == 0 || hdrLen+mss > maxFrame {
+		return h, 0, fmt.Errorf("%w: LSO MSS %d with %d header bytes (max frame %d)", ErrMalformed, mss, hdrLen, maxFrame)
+	}
+	if n := len(frame) - hdrLen; n > lsoMaxOffld {
+		return h, 0, fmt.Errorf("%w: LSO send of %d bytes, more than the advertised %d", ErrMalformed, n, lsoMaxOffld)
+	}
+	return h, mss, nil
+}
+
+// wholeLSO prepares an LSOv2 send to go on whole, as one large TCP
+// segment, to a backend that takes offloaded frames: it sets the IP length
+// from the frame's length (an LSO sender may leave it zero) and, for IPv4,
+// the header checksum. The payload is not touched or summed. partialOK
+// says the TCP checksum field holds what an LSOv2 sender puts there: the
+// pseudo-header sum with a zero length (RFC 793 pseudo-header; Linux
+// netvsc_drv.c and gVisor's GSO path both do so), so the host can vouch
+// for the frame; otherwise the receiver must verify it (and will drop
+// it, as it would drop the segments a NIC built from that field).
+func wholeLSO(frame []byte, info uint32, maxFrame int) (partialOK bool, err error) {
+	h, _, err := lsoHeaders(frame, info, maxFrame)
+	if err != nil {
+		return false, err
+	}
+	l4Len := len(frame) - h.L4
+	if h.IPv6 {
+		be.PutUint16(frame[h.L3+4:], uint16(l4Len))
+	} else {
+		be.PutUint16(frame[h.L3+2:], uint16(len(frame)-h.L3))
+		setIPv4Csum(frame, h)
+	}
+	return be.Uint16(frame[h.L4+16:]) == fold(pseudoSum(frame, h, 0)), nil
+}
+
+// ipHeaderOK reports whether frame's IPv4 header checksum is right (true
+// for IPv6, which has none, and for frames without an IP header).
+func ipHeaderOK(frame []byte) bool {
+	h, ok := parseL3(frame, false)
+	if !ok || h.IPv6 {
+		return true
+	}
+	ihl := int(frame[h.L3]&0xF) * 4
+	return fold(sum16(0, frame[h.L3:h.L3+ihl])) == 0xFFFF
 }

@@ -110,6 +110,21 @@ func FuzzSegmentLSO(f *testing.F) {
 	})
 }
 
+// FuzzWholeLSO: whatever the frame and request, wholeLSO returns an error
+// or leaves a frame whose IP length matches its size.
+func FuzzWholeLSO(f *testing.F) {
+	f.Add(ipv4Frame(6, tcpSegment(1, 2, 3, 4, 0x18, make([]byte, 3000)), true), lsoInfo(1400))
+	f.Fuzz(func(t *testing.T, frame []byte, info uint32) {
+		if _, err := wholeLSO(frame, info, 1514); err != nil {
+			return
+		}
+		h, ok := parseHeaders(frame, false)
+		if !ok || h.L4+h.L4Len != len(frame) {
+			t.Fatalf("accepted frame of %d bytes has IP length for %d", len(frame), h.L4+h.L4Len)
+		}
+	})
+}
+
 // FuzzGuestPacket drives a live NIC (negotiated, RNDIS up) with arbitrary
 // guest packets through the real ring: whatever the bytes, the host must
 // neither panic nor wedge (it keeps answering a keepalive-free probe: the

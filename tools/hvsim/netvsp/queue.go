@@ -43,19 +43,23 @@ type queue struct {
 	fsize  int
 
 	// serve's buffers.
-	pkt    []byte
-	msg    []byte
-	seg    []byte
-	tag    []byte
-	nv     [nvspSizeV61]byte
-	ranges []hvsim.PageRange
-	pfns   []uint64
-	ctrlB  [controlMsgMax]byte
-	tbl    [sizeIndirectionTable]byte
-	ctph   [tpHdrSize + tpRangeSize]byte
-	held   bool // reorder fault: a completion is held back
-	heldID uint64
-	heldSt uint32
+	pkt []byte
+	msg []byte
+	// lent is memory the backend lent for the message being handled
+	// (lentBuf nil: none); serve goroutine only.
+	lent    Lent
+	lentBuf []byte
+	seg     []byte
+	tag     []byte
+	nv      [nvspSizeV61]byte
+	ranges  []hvsim.PageRange
+	pfns    []uint64
+	ctrlB   [controlMsgMax]byte
+	tbl     [sizeIndirectionTable]byte
+	ctph    [tpHdrSize + tpRangeSize]byte
+	held    bool // reorder fault: a completion is held back
+	heldID  uint64
+	heldSt  uint32
 	// late is a violation found with Device.mu held, recorded after it
 	// is released (the host's violation hook may call back into hvsim).
 	late error

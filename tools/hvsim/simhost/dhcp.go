@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"sync"
+
+	"github.com/gohv/gohv/tools/hvsim/netvsp"
 )
 
 // dhcpServer is the simulated network's DHCPv4 server (RFC 2131, RFC 2132):
@@ -33,6 +35,42 @@ type dhcpServer struct {
 type backend interface {
 	Send(frame []byte)
 	SetReceiver(fn func(frame []byte))
+}
+
+// TakesOffloaded implements netvsp.OffloadBackend: as the next backend.
+func (s *dhcpServer) TakesOffloaded() bool {
+	ob, ok := s.next.(netvsp.OffloadBackend)
+	return ok && ob.TakesOffloaded()
+}
+
+// LendFrame implements netvsp.FrameLender: the next backend's memory, if
+// it lends any.
+func (s *dhcpServer) LendFrame(n int) ([]byte, netvsp.Lent, bool) {
+	if l, ok := s.next.(netvsp.FrameLender); ok {
+		return l.LendFrame(n)
+	}
+	return nil, netvsp.Lent{}, false
+}
+
+// SendLent implements netvsp.FrameLender: the Device lends only for large
+// TCP sends, which are never DHCP requests, so they go on to the next
+// backend.
+func (s *dhcpServer) SendLent(l netvsp.Lent, buf, frame []byte) {
+	s.next.(netvsp.FrameLender).SendLent(l, buf, frame)
+}
+
+// ReturnLent implements netvsp.FrameLender.
+func (s *dhcpServer) ReturnLent(l netvsp.Lent) { s.next.(netvsp.FrameLender).ReturnLent(l) }
+
+// SendOffloaded implements netvsp.OffloadBackend (called only when
+// TakesOffloaded said so): like Send, DHCP requests are answered here and
+// everything else goes on to the next backend's SendOffloaded.
+func (s *dhcpServer) SendOffloaded(frame []byte) {
+	if msg, ok := dhcpRequestOf(frame); ok {
+		s.answer(msg)
+		return
+	}
+	s.next.(netvsp.OffloadBackend).SendOffloaded(frame)
 }
 
 // Frame and message offsets (IPv4 without options; BOOTP, RFC 2131 §2).

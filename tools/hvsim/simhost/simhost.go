@@ -81,6 +81,12 @@ type Config struct {
 	// serves a simulated WireServer and IMDS at 168.63.129.16 and
 	// 169.254.169.254 (Machine.Azure). Ignored with TAP.
 	Azure bool
+	// PeerNoOffload gives the in-process peer a link without GSO and
+	// checksum offload, so the NIC cuts every large send into MTU frames
+	// and the peer verifies every checksum. By default the peer's link
+	// offloads (netvsp.PeerConfig.Offload), as a Hyper-V vSwitch port to
+	// another VM does.
+	PeerNoOffload bool
 }
 
 // The in-process network: the peer (router, DNS server and DHCP server)
@@ -218,7 +224,7 @@ func (m *Machine) plugNIC(cfg Config) error {
 		m.closers = append(m.closers, tap)
 		be = tap
 	} else {
-		peer, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: peerMAC, Addr: PeerAddr})
+		peer, err := netvsp.NewPeer(netvsp.PeerConfig{MAC: peerMAC, Addr: PeerAddr, Offload: !cfg.PeerNoOffload})
 		if err != nil {
 			return err
 		}

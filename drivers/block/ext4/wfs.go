@@ -37,7 +37,7 @@ type writer struct {
 	inodes    map[uint32]bool   // inodes whose record changed
 	dirBlocks map[uint64]uint32 // cached directory blocks and their owner
 	extBlocks map[uint64]uint32 // cached extent blocks and their owner
-	pending   []blockRun             // blocks freed since the last Sync
+	pending   []blockRun        // blocks freed since the last Sync
 	open      map[uint32]int    // inodes with write handles
 	dirty     bool
 	err       error  // set when a change failed half-way: no more changes or Syncs

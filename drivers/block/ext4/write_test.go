@@ -343,7 +343,9 @@ func TestWriteRefused(t *testing.T) {
 	}
 }
 
-func putLE32(b []byte, v uint32) { b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }
+func putLE32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
 
 // TestWriteSemantics checks the API's errors and read-after-write.
 func TestWriteSemantics(t *testing.T) {

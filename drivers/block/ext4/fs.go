@@ -642,7 +642,8 @@ type File struct {
 	write  bool
 	append bool
 	closed bool
-	leaf   uint64 // the extent tree's one leaf block, or 0 (in-inode tree)
+	leaf   uint64   // the extent tree's one leaf block, or 0 (in-inode tree)
+	spare  []extent // scratch for changing xs
 
 	mu     sync.Mutex // guards cache, cached
 	cache  []byte     // one block of the file

@@ -322,7 +322,9 @@ func (r *File) writeBlocks(p []byte, off int64) (int, error) {
 			if err != nil {
 				return done, err
 			}
-			xs := insertExtent(slices.Clone(r.xs), i, extent{logical: uint32(lb), length: uint32(got), physical: start})
+			// Change a copy (r.spare, reused: no allocation per write) so
+			// that r.xs stays as it was when this fails.
+			xs := insertExtent(append(r.spare[:0], r.xs...), i, extent{logical: uint32(lb), length: uint32(got), physical: start})
 			if len(xs) > f.leafMax() {
 				return done, errors.Join(&FeatureError{Reason: fmt.Sprintf("inode %d would need more than %d extents", r.in.Ino, f.leafMax())},
 					f.unallocBlocks(start, got))
@@ -338,7 +340,8 @@ func (r *File) writeBlocks(p []byte, off int64) (int, error) {
 				f.w.cache[leaf] = make([]byte, bs)
 				f.w.extBlocks[leaf] = r.in.Ino
 			}
-			r.xs, phys, avail, fresh = xs, start, got, true
+			r.xs, r.spare = xs, r.xs
+			phys, avail, fresh = start, got, true
 		}
 		n := int(min(int64(len(p)-done), int64(avail)*bs-in))
 		if err := f.writeData(phys, in, p[done:done+n], fresh); err != nil {

@@ -440,3 +440,29 @@ func TestWriteNoSpace(t *testing.T) {
 		t.Errorf("after: %q", got)
 	}
 }
+
+// TestWriteAllocs: appending and overwriting whole blocks allocate
+// nothing once the group's metadata is cached.
+func TestWriteAllocs(t *testing.T) {
+	_, f := writeBench(t)
+	w, err := f.Create("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	w.Write(buf)
+	if n := testing.AllocsPerRun(50, func() {
+		if _, err := w.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("append: %v allocations", n)
+	}
+	if n := testing.AllocsPerRun(50, func() {
+		if _, err := w.WriteAt(buf, 4096); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("overwrite: %v allocations", n)
+	}
+}

@@ -138,20 +138,85 @@ func (f *FS) findEntry(in *Inode, name string) (dirSlot, error) {
 
 // canAddEntry reports why an entry cannot be added to directory in.
 func (f *FS) canAddEntry(in *Inode) error {
-	if in.Flags&flagIndex != 0 {
-		return &FeatureError{Reason: fmt.Sprintf("adding entries to hashed (dir_index) directory %d is not implemented", in.Ino)}
-	}
 	_, _, err := f.loadMapping(in)
 	return err
+}
+
+// unindex turns hashed (dir_index) directory in into a linear one, as
+// the writer does not maintain hash trees: the root block's ".." entry
+// grows over the index (and a checksum tail is put after it), interior
+// index blocks become empty directory blocks, and the inode loses its
+// index flag. The leaf blocks are ordinary directory blocks already.
+// e2fsck and Linux accept linear directories of any size.
+func (f *FS) unindex(in *Inode, xs []extent) error {
+	bs := int(f.sb.BlockSize)
+	limit := bs
+	if f.w.csum {
+		limit -= dirTailSize
+	}
+	le := binary.LittleEndian
+	for lb := uint64(0); lb < in.Size/uint64(bs); lb++ {
+		i, ok := findExtent(xs, lb)
+		if !ok || xs[i].uninit {
+			return fmt.Errorf("%w: directory %d has a hole at block %d", ErrCorrupt, in.Ino, lb)
+		}
+		blk := xs[i].physical + lb - uint64(xs[i].logical)
+		b, err := f.peek(blk)
+		if err != nil {
+			return err
+		}
+		switch {
+		case lb == 0:
+			// "." (12 bytes) then ".." whose record covers the index.
+			dot := int(le.Uint16(b[deRecLen:]))
+			if dot != dirRecLen(1) || b[deNameLen] != 1 || b[dot+deNameLen] != 2 {
+				return fmt.Errorf("%w: hashed directory %d root block", ErrCorrupt, in.Ino)
+			}
+			if b, err = f.meta(blk); err != nil {
+				return err
+			}
+			clear(b[dot+dirRecLen(2):])
+			le.PutUint16(b[dot+deRecLen:], uint16(limit-dot))
+		case le.Uint32(b[deInode:]) == 0 && int(le.Uint16(b[deRecLen:])) == bs && b[deNameLen] == 0:
+			// An interior index block (a leaf with a checksum tail
+			// never has a first record of the whole block).
+			if !f.w.csum {
+				continue // already reads as an empty block
+			}
+			if b, err = f.meta(blk); err != nil {
+				return err
+			}
+			clear(b)
+			le.PutUint16(b[deRecLen:], uint16(limit))
+		default:
+			continue
+		}
+		if f.w.csum {
+			putDirTail(b)
+		}
+		f.w.dirBlocks[blk] = in.Ino
+	}
+	rec, err := f.inodeRec(in.Ino)
+	if err != nil {
+		return err
+	}
+	in.Flags &^= flagIndex
+	le.PutUint32(rec[inFlags:], in.Flags)
+	return nil
 }
 
 // addEntry links name to ino (of file type ft) in directory in, in the
 // first gap large enough or in a new block.
 func (f *FS) addEntry(in *Inode, name string, ino uint32, ft byte) error {
-	if err := f.canAddEntry(in); err != nil {
+	xs, leaf, err := f.loadMapping(in)
+	if err != nil {
 		return err
 	}
-	xs, leaf, _ := f.loadMapping(in)
+	if in.Flags&flagIndex != 0 {
+		if err := f.unindex(in, xs); err != nil {
+			return err
+		}
+	}
 	bs := int(f.sb.BlockSize)
 	limit := bs
 	if f.w.csum {
@@ -159,7 +224,7 @@ func (f *FS) addEntry(in *Inode, name string, ino uint32, ft byte) error {
 	}
 	need := dirRecLen(len(name))
 	var at *dirSlot
-	err := f.walkDir(in, xs, func(b []byte, s dirSlot, _ string) bool {
+	err = f.walkDir(in, xs, func(b []byte, s dirSlot, _ string) bool {
 		used := 0
 		if s.ino != 0 {
 			used = dirRecLen(s.nameLen)

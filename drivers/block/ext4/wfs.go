@@ -76,6 +76,12 @@ func MountRW(ctx context.Context, dev block.Device, o WriteOptions) (*FS, error)
 	if ss := int64(info.SectorSize); ss > f.sb.BlockSize || f.sb.BlockSize%ss != 0 {
 		return nil, &FeatureError{Reason: fmt.Sprintf("%d-byte blocks on %d-byte sectors", f.sb.BlockSize, ss)}
 	}
+	if f.sb.BlockSize > 1<<15 {
+		return nil, &FeatureError{Reason: "64 KiB blocks (directory record lengths need their special encoding)"}
+	}
+	if int64(f.sb.InodesPerGroup) > 8*f.sb.BlockSize {
+		return nil, fmt.Errorf("%w: %d inodes per group with %d-byte blocks", ErrCorrupt, f.sb.InodesPerGroup, f.sb.BlockSize)
+	}
 	w := &writer{raw: raw, csum: f.sb.FeatureROCompat&roCompatMetadataCsum != 0, now: o.Now,
 		cache: map[uint64][]byte{}, groups: map[uint32]bool{}, inodes: map[uint32]bool{},
 		dirBlocks: map[uint64]uint32{}, extBlocks: map[uint64]uint32{}, open: map[uint32]int{},

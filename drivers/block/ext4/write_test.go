@@ -466,3 +466,92 @@ func TestWriteAllocs(t *testing.T) {
 		t.Errorf("overwrite: %v allocations", n)
 	}
 }
+
+// TestWriteHtree changes a hashed directory (indexed by e2fsck -D): a
+// removal keeps the index; adding an entry turns it linear first.
+func TestWriteHtree(t *testing.T) {
+	need(t, "e2fsck", "e2fsprogs")
+	need(t, "debugfs", "e2fsprogs")
+	tr := sampleTree(300)
+	src := tr.write(t)
+	for _, c := range []struct {
+		name string
+		args []string
+	}{
+		{"csum", []string{"-t", "ext4", "-b", "1024"}},
+		{"no csum", []string{"-t", "ext4", "-b", "1024", "-O", "^metadata_csum"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, img := mkfs(t, src, "32M", c.args...)
+			exec.Command("e2fsck", "-fyD", img).Run()
+			if !strings.Contains(run(t, "debugfs", "-R", "htree many", img), "Root node dump") {
+				t.Fatal("e2fsck -D did not index 'many'")
+			}
+			m := load(t, img)
+			f, err := MountRW(context.Background(), m, WriteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			must(t, f.Remove("many/file-with-a-longish-name-010"))
+			must(t, f.Sync())
+			save(t, m, img)
+			fsck(t, img)
+			if !strings.Contains(run(t, "debugfs", "-R", "htree many", img), "Root node dump") {
+				t.Error("removal dropped the index")
+			}
+			writeFile(t, f, "many/added", []byte("added"))
+			must(t, f.Rename("many/file-with-a-longish-name-020", "many/renamed"))
+			must(t, f.Sync())
+			save(t, m, img)
+			fsck(t, img)
+			if out := run(t, "debugfs", "-R", "htree many", img); !strings.Contains(out, "Not a hash-indexed directory") {
+				t.Errorf("adding kept the index:\n%.300s", out)
+			}
+			if got := debugfsCat(t, img, "/many/added"); string(got) != "added" {
+				t.Errorf("added: %q", got)
+			}
+			if got := debugfsCat(t, img, "/many/renamed"); string(got) != "20" {
+				t.Errorf("renamed: %q", got)
+			}
+			if n := len(debugfsLs(t, img, "/many")); n != 300 {
+				t.Errorf("%d entries, want 300", n)
+			}
+		})
+	}
+}
+
+// TestWriteConcurrent reads while another goroutine writes (for -race).
+func TestWriteConcurrent(t *testing.T) {
+	_, f := writeBench(t)
+	must(t, f.Mkdir("d"))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			w, err := f.Create(fmt.Sprintf("d/f%d", i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := w.Write(pattern(5000, i)); err != nil {
+				t.Error(err)
+			}
+			w.Close()
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			for i := range 50 {
+				if b, err := f.ReadFile(fmt.Sprintf("d/f%d", i)); err != nil || !bytes.Equal(b, pattern(5000, i)) {
+					t.Errorf("f%d: %d bytes, %v", i, len(b), err)
+				}
+			}
+			return
+		default:
+			if _, err := f.ReadDir("d"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

@@ -39,6 +39,8 @@ type writer struct {
 	extBlocks map[uint64]uint32 // cached extent blocks and their owner
 	pending   []blockRun        // blocks freed since the last Sync
 	open      map[uint32]int    // inodes with write handles
+	j         *journal // nil: Sync without the journal
+	noJournal string   // why j is nil
 	dirty     bool
 	err       error  // set when a change failed half-way: no more changes or Syncs
 	buf       []byte // one block, for partial block writes
@@ -92,11 +94,23 @@ func MountRW(ctx context.Context, dev block.Device, o WriteOptions) (*FS, error)
 	w.seed = csumSeed(f.sb, raw)
 	w.gen = uint32(w.now().UnixNano())
 	f.w = w
+	if w.j, w.noJournal, err = f.openJournal(); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 
 // Writable reports whether f was mounted read-write.
 func (f *FS) Writable() bool { return f.w != nil }
+
+// Journaled reports whether Syncs are jbd2 transactions in the volume's
+// journal; when not, it says why.
+func (f *FS) Journaled() (bool, string) {
+	if f.w == nil {
+		return false, "read-only"
+	}
+	return f.w.j != nil, f.w.noJournal
+}
 
 // writeAt writes any byte range of the device (read-modify-write of
 // partial sectors).
@@ -598,9 +612,12 @@ func (f *FS) inodeRec(ino uint32) ([]byte, error) {
 	return b[o : o+int64(f.sb.InodeSize)], nil
 }
 
-// Sync makes every change durable and the volume consistent on disk:
-// it writes the superblock marked "not clean", then the changed metadata,
-// flushes, and marks the superblock clean again (flushing once more).
+// Sync makes every change durable and the volume consistent on disk.
+// With a usable internal journal the changed metadata is one jbd2
+// transaction (logged, committed, written in place, journal emptied);
+// without one Sync writes the superblock marked "not clean", the
+// changed metadata, and then the superblock marked clean. See the
+// package documentation.
 func (f *FS) Sync() error {
 	if f.w == nil {
 		return nil
@@ -618,6 +635,20 @@ func (f *FS) syncLocked() error {
 	if !w.dirty {
 		return f.flush()
 	}
+	if err := f.commitLocked(); err != nil {
+		return f.fail(err)
+	}
+	clear(w.cache)
+	clear(w.groups)
+	clear(w.inodes)
+	clear(w.dirBlocks)
+	clear(w.extBlocks)
+	w.dirty = false
+	return nil
+}
+
+func (f *FS) commitLocked() error {
+	w := f.w
 	// Blocks freed in this transaction become free now; drop cached
 	// copies of freed metadata blocks (they need not be written).
 	for _, r := range w.pending {
@@ -648,46 +679,73 @@ func (f *FS) syncLocked() error {
 		freeB += uint64(f.gd16(d, bgFreeBlocksLo, bgFreeBlocksHi))
 		freeI += f.gd16(d, bgFreeInodesLo, bgFreeInodesHi)
 	}
-	le := binary.LittleEndian
-	st := le.Uint16(w.raw[sbState:])
-	if err := f.writeSuper(st &^ stateValid); err != nil {
-		return err
-	}
-	if err := f.flush(); err != nil { // also makes the file data written so far durable
-		return err
-	}
-	blks := make([]uint64, 0, len(w.cache))
+	blks := make([]uint64, 0, len(w.cache)+1)
 	for blk := range w.cache {
 		blks = append(blks, blk)
 	}
 	slices.Sort(blks)
-	for _, blk := range blks {
-		if err := f.writeAt(w.cache[blk], int64(blk)*f.sb.BlockSize); err != nil {
-			return err
-		}
+	data := make([][]byte, len(blks), len(blks)+1)
+	for i, blk := range blks {
+		data[i] = w.cache[blk]
 	}
-	if err := f.flush(); err != nil {
-		return err
-	}
+	le := binary.LittleEndian
+	old := slices.Clone(w.raw)
 	le.PutUint32(w.raw[sbFreeBlocksLo:], uint32(freeB))
 	if f.sb.FeatureIncompat&incompat64bit != 0 {
 		le.PutUint32(w.raw[sbFreeBlocksHi:], uint32(freeB>>32))
 	}
 	le.PutUint32(w.raw[sbFreeInodes:], freeI)
 	le.PutUint32(w.raw[sbWtime:], uint32(w.now().Unix()))
-	if err := f.writeSuper(st | stateValid); err != nil {
+	inc := le.Uint32(w.raw[sbFeatureIncompat:])
+	st := le.Uint16(w.raw[sbState:])
+
+	if j := w.j; j != nil {
+		// The superblock's block is logged too, with the new counts (and
+		// needs_recovery set, as recovery expects and then clears).
+		bs := f.sb.BlockSize
+		sbBlk := uint64(superOffset / bs)
+		blkData := make([]byte, bs)
+		if err := f.readBlock(blkData, sbBlk); err != nil {
+			return err
+		}
+		copy(blkData[superOffset%bs:], f.superImage(w.raw, inc|incompatRecover, st))
+		lblks, ldata := append(blks, sbBlk), append(data, blkData)
+		if j.fits(int(bs), lblks, ldata) {
+			mark := func() error {
+				// The on-disk superblock, as it was, flagged for recovery.
+				return f.writeAt(f.superImage(old, inc|incompatRecover, st), superOffset)
+			}
+			if err := f.logTransaction(lblks, ldata, mark); err != nil {
+				return err
+			}
+			if err := f.writeAt(f.superImage(w.raw, inc&^incompatRecover, st), superOffset); err != nil {
+				return err
+			}
+			copy(w.raw, f.superImage(w.raw, inc&^incompatRecover, st))
+			return f.flush()
+		}
+	}
+	// Without the journal: mark the volume not clean while metadata is
+	// written in place.
+	if err := f.writeAt(f.superImage(old, inc, st&^stateValid), superOffset); err != nil {
 		return err
+	}
+	if err := f.flush(); err != nil { // also makes the file data written so far durable
+		return err
+	}
+	for i, blk := range blks {
+		if err := f.writeAt(data[i], int64(blk)*f.sb.BlockSize); err != nil {
+			return err
+		}
 	}
 	if err := f.flush(); err != nil {
 		return err
 	}
-	clear(w.cache)
-	clear(w.groups)
-	clear(w.inodes)
-	clear(w.dirBlocks)
-	clear(w.extBlocks)
-	w.dirty = false
-	return nil
+	copy(w.raw, f.superImage(w.raw, inc, st|stateValid))
+	if err := f.writeAt(w.raw, superOffset); err != nil {
+		return err
+	}
+	return f.flush()
 }
 
 func (f *FS) flush() error {
@@ -697,14 +755,17 @@ func (f *FS) flush() error {
 	return nil
 }
 
-// writeSuper writes the primary superblock with state st.
-func (f *FS) writeSuper(st uint16) error {
+// superImage returns a copy of superblock raw with incompat features inc,
+// state st and its checksum.
+func (f *FS) superImage(raw []byte, inc uint32, st uint16) []byte {
+	b := slices.Clone(raw)
 	le := binary.LittleEndian
-	le.PutUint16(f.w.raw[sbState:], st)
+	le.PutUint32(b[sbFeatureIncompat:], inc)
+	le.PutUint16(b[sbState:], st)
 	if f.w.csum {
-		le.PutUint32(f.w.raw[sbChecksum:], crc32c(^uint32(0), f.w.raw[:sbChecksum]))
+		le.PutUint32(b[sbChecksum:], crc32c(^uint32(0), b[:sbChecksum]))
 	}
-	return f.writeAt(f.w.raw, superOffset)
+	return b
 }
 
 // checksums sets the checksums of everything changed: bitmaps and

@@ -222,7 +222,7 @@ func crashRun(t *testing.T, args []string, csumV3, journaled bool) {
 			if err := os.WriteFile(p, dev.image(base, n, torn), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			want := state(done)
+			var want map[string][]byte
 			if applied >= 0 {
 				want = state(applied)
 			} else {

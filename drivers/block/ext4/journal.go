@@ -2,7 +2,6 @@ package ext4
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 )
 
@@ -84,8 +83,6 @@ type journalSuper struct {
 	Is64           bool
 	unusableReason string // why the writer cannot log into it, or ""
 }
-
-var errJournal = errors.New("ext4: journal")
 
 // parseJournalSuper decodes and validates a journal superblock for a
 // filesystem with fsBlockSize-byte blocks and a journal inode of blocks

@@ -202,7 +202,7 @@ func (f *FS) fail(err error) error {
 
 // autoSync syncs when too much metadata waits in memory.
 func (f *FS) autoSync() error {
-	if f.w.err == nil && len(f.w.cache) > maxDirtyBlocks {
+	if f.w.err == nil && len(f.w.cache) > f.w.maxDirty {
 		return f.syncLocked()
 	}
 	return nil

@@ -40,6 +40,7 @@ type writer struct {
 	pending   []blockRun        // blocks freed since the last Sync
 	open      map[uint32]int    // inodes with write handles
 	j         *journal // nil: Sync without the journal
+	maxDirty  int      // changed blocks that make an operation Sync
 	noJournal string   // why j is nil
 	dirty     bool
 	err       error  // set when a change failed half-way: no more changes or Syncs
@@ -96,6 +97,15 @@ func MountRW(ctx context.Context, dev block.Device, o WriteOptions) (*FS, error)
 	f.w = w
 	if w.j, w.noJournal, err = f.openJournal(); err != nil {
 		return nil, err
+	}
+	w.maxDirty = maxDirtyBlocks
+	if w.j != nil {
+		// Sync well before a transaction outgrows the journal (a single
+		// operation changes a few blocks; one that does not fit is
+		// synced without the journal).
+		per := w.j.tagsPerDescriptor(int(f.sb.BlockSize))
+		room := int(w.j.js.MaxLen-w.j.js.First) * per / (per + 1)
+		w.maxDirty = min(w.maxDirty, room/2)
 	}
 	return f, nil
 }

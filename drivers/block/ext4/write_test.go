@@ -607,3 +607,35 @@ func FuzzWriteVolume(f *testing.F) {
 		fsys.Sync()
 	})
 }
+
+// TestWriteJournalFallback: a transaction larger than the journal is
+// synced without it (marked not clean while written), and the volume is
+// still consistent; normally operations Sync by themselves before that.
+func TestWriteJournalFallback(t *testing.T) {
+	need(t, "e2fsck", "e2fsprogs")
+	src := tree{files: map[string][]byte{"x": []byte("x")}}.write(t)
+	m, img := mkfs(t, src, "64M", "-t", "ext4", "-b", "1024", "-J", "size=1")
+	f, err := MountRW(context.Background(), m, WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j, why := f.Journaled(); !j {
+		t.Fatalf("not journaled: %s", why)
+	}
+	for _, limit := range []int{f.w.maxDirty, 1 << 20} {
+		f.w.maxDirty = limit
+		seq := f.w.j.js.Sequence
+		for i := range 1200 {
+			must(t, f.Mkdir(fmt.Sprintf("d%d-%d", limit, i)))
+		}
+		must(t, f.Sync())
+		if logged := f.w.j.js.Sequence != seq; logged != (limit < 1<<20) {
+			t.Errorf("limit %d: journal sequence %d -> %d", limit, seq, f.w.j.js.Sequence)
+		}
+		save(t, m, img)
+		fsck(t, img)
+		if n := len(debugfsLs(t, img, "/")); n < 1200 {
+			t.Errorf("limit %d: %d entries", limit, n)
+		}
+	}
+}

@@ -6,7 +6,8 @@
 // It owns the on-disk format as documented in the Linux kernel's
 // "ext4 Data Structures and Algorithms" (Documentation/filesystems/ext4/,
 // sections "Super Block", "Block Group Descriptors", "Index Nodes",
-// "The Contents of inode.i_block", "Directory Entries", "Checksums";
+// "The Contents of inode.i_block", "Directory Entries", "Checksums",
+// "Journal (jbd2)";
 // section names below refer to it). Nothing else: partition tables are
 // block/part's, choosing a driver is block/mount's.
 //
@@ -44,8 +45,12 @@
 //     extra_isize, uninit_bg together with metadata_csum (BLOCK_UNINIT and
 //     INODE_UNINIT groups are initialised when first used; itable_unused
 //     is kept);
-//   - left alone, and safe to: has_journal (the journal must be empty; it
-//     is never used, see below), resize_inode (the reserved descriptor
+//   - has_journal: an internal jbd2 journal that is empty (else
+//     ErrNeedsCheck) is used for Syncs (below) when it is version 2
+//     with no features or only revoke, 64bit and checksum v3; any other
+//     journal (v1 checksums, v2 checksums, fast commits, shared,
+//     external) is left alone and Syncs go without it;
+//   - left alone, and safe to: resize_inode (the reserved descriptor
 //     blocks are not touched), ext_attr (no attributes are written; a file
 //     with an attribute block is not removed), dir_index (see below),
 //     orphan_file (empty; nothing is orphaned: a file open for writing
@@ -74,8 +79,7 @@
 //
 // # Crash safety
 //
-// There is no journaling of our own; instead nothing but file data
-// reaches the disk between Syncs:
+// Nothing but file data reaches the disk between Syncs:
 //
 //   - Every metadata block changed (bitmaps, group descriptors, inode
 //     table blocks, directory and extent blocks) is kept in memory, where
@@ -84,28 +88,49 @@
 //     place in the file's own blocks).
 //   - Blocks freed since the last Sync stay marked in use until that Sync,
 //     so new data never lands on blocks the on-disk metadata still
-//     references.
-//   - Sync writes the superblock marked "not clean" and flushes (which
-//     also makes the data durable), writes every changed metadata block,
-//     flushes, then writes the superblock marked clean with exact free
-//     counts, and flushes again.
+//     references, and no block is both freed and reused in one Sync.
 //
-// Guarantees that follow: after Sync returns everything written survives a
-// host crash and the volume is consistent (e2fsck -fn clean). A crash
-// between Syncs leaves exactly the last synced metadata, marked clean and
-// consistent; only data overwritten in place in files being written may
-// have changed. A crash during Sync leaves the volume marked not clean, so
-// e2fsck (as at boot) does a full check; the metadata written is a mix of
-// old and new blocks, in which the bytes describing unchanged files are
-// the same in both, and no new block is one an old file still uses, so
-// e2fsck -fy repairs it without touching files that were not being
-// changed. Linux must not mount such a volume before e2fsck; the journal
-// (when there is one) is empty and holds nothing to replay. Backup
-// superblocks and descriptors are not updated (e2fsck does not require
-// it). Freed space is reusable after the next Sync. More than
-// maxDirtyBlocks changed metadata blocks make an operation Sync by itself.
-// If a change fails half-way (an I/O error), the mount refuses further
-// changes and Syncs, so the disk keeps its last synced state.
+// With a usable journal, Sync is one jbd2 transaction (section "Journal
+// (jbd2)"; flushes at "|"): the journal superblock gets the start and
+// sequence and the filesystem superblock the needs_recovery flag, then
+// descriptor blocks (tags with checksum v3 when the journal has it) and
+// copies of every changed block, including the superblock's block with
+// the new free counts | the commit block | the blocks in place | the
+// journal superblock marked empty | needs_recovery cleared |. The
+// journal is empty again after every Sync, so no revoke records are ever
+// needed. A transaction that would not fit the journal (operations Sync
+// by themselves long before), or a block that would need escaping, is
+// synced as without a journal.
+//
+// Without a journal, Sync writes the superblock marked "not clean" and
+// flushes (which also makes the data durable), writes every changed
+// metadata block, flushes, then writes the superblock marked clean with
+// exact free counts, and flushes again.
+//
+// Guarantees that follow (and that the crash tests check with e2fsck and
+// debugfs after a simulated host crash at every write, and with the
+// writes after the last flush torn):
+//
+//   - After Sync returns, everything written survives a host crash and the
+//     volume is consistent (e2fsck -fn clean).
+//   - A crash between Syncs leaves exactly the last synced metadata,
+//     marked clean (e2fsck -fn clean); only data overwritten in place in
+//     files being written may have changed.
+//   - A crash during a journaled Sync leaves either the previous state or
+//     the new one, all of it, once the journal is recovered (by e2fsck,
+//     as at boot, or by Linux at mount): the new one exactly when the
+//     commit block reached the disk.
+//   - A crash during an unjournaled Sync leaves the volume marked not
+//     clean, so e2fsck does a full check: the metadata is a mix of old and
+//     new blocks in which the bytes describing unchanged files are the
+//     same in both and no new block is one an old file still uses, so
+//     e2fsck -fy repairs it without touching files that were not being
+//     changed. Linux must not mount it before e2fsck.
+//
+// Backup superblocks and descriptors are not updated (e2fsck does not
+// require it). Freed space is reusable after the next Sync. If a change or
+// a Sync fails half-way (an I/O error), the mount refuses further changes
+// and Syncs, so the disk keeps its last synced (or recoverable) state.
 //
 // One RWMutex serialises changes; reads share it. Write and WriteAt of
 // whole blocks into allocated or newly allocated space allocate no memory

@@ -29,32 +29,27 @@ const (
 	jtSuperV2    = 4
 
 	// Journal superblock.
-	jsBlockSize  = 0x0C
-	jsMaxLen     = 0x10
-	jsFirst      = 0x14
-	jsSequence   = 0x18
-	jsStart      = 0x1C
-	jsErrno      = 0x20
-	jsCompat     = 0x24
-	jsIncompat   = 0x28
-	jsROCompat   = 0x2C
-	jsUUID       = 0x30
-	jsNrUsers    = 0x40
-	jsCsumType   = 0x50
-	jsNumFCBlks  = 0x54
-	jsChecksum   = 0xFC
-	jsSize       = 1024
-	jCsumCRC32C  = 4
-	jCompatCsum  = 0x1 // v1 commit checksums
-	jIncRevoke   = 0x1
-	jInc64bit    = 0x2
-	jIncAsync    = 0x4
-	jIncCsumV2   = 0x8
-	jIncCsumV3   = 0x10
-	jIncFastComm = 0x20
+	jsBlockSize = 0x0C
+	jsMaxLen    = 0x10
+	jsFirst     = 0x14
+	jsSequence  = 0x18
+	jsStart     = 0x1C
+	jsCompat    = 0x24
+	jsIncompat  = 0x28
+	jsROCompat  = 0x2C
+	jsUUID      = 0x30
+	jsNrUsers   = 0x40
+	jsCsumType  = 0x50
+	jsNumFCBlks = 0x54
+	jsChecksum  = 0xFC
+	jsSize      = 1024
+	jCsumCRC32C = 4
+	jCompatCsum = 0x1 // v1 commit checksums
+	jIncRevoke  = 0x1
+	jInc64bit   = 0x2
+	jIncCsumV3  = 0x10
 
 	// Tags (journal_block_tag3_t with csum v3, else journal_block_tag_t).
-	jTagEscape   = 0x1
 	jTagSameUUID = 0x2
 	jTagLast     = 0x8
 	jTag3Size    = 16
@@ -62,7 +57,6 @@ const (
 	jTailSize    = 4 // descriptor block tail (csum v2/v3)
 
 	// Commit block.
-	jcChksumType = 0x0C
 	jcChksum     = 0x10
 	jcCommitSec  = 0x30
 	jcCommitNsec = 0x38

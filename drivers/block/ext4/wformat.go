@@ -96,13 +96,12 @@ const (
 	compatDirIndex    = 0x20
 	compatOrphanFile  = 0x1000
 
-	roSparseSuper   = 0x1
-	roLargeFile     = 0x2
-	roHugeFile      = 0x8
-	roGDTCsum       = 0x10
-	roDirNlink      = 0x20
-	roExtraIsize    = 0x40
-	roOrphanPresent = 0x10000
+	roSparseSuper = 0x1
+	roLargeFile   = 0x2
+	roHugeFile    = 0x8
+	roGDTCsum     = 0x10
+	roDirNlink    = 0x20
+	roExtraIsize  = 0x40
 
 	writeCompat   = compatJournal | compatExtAttr | compatResizeInode | compatDirIndex | compatOrphanFile | 0x1 /* dir_prealloc */ | 0x2 /* imagic_inodes */
 	writeIncompat = incompatFiletype | incompatExtents | incompat64bit | incompatFlexBG | incompatCsumSeed

@@ -39,9 +39,9 @@ type writer struct {
 	extBlocks map[uint64]uint32 // cached extent blocks and their owner
 	pending   []blockRun        // blocks freed since the last Sync
 	open      map[uint32]int    // inodes with write handles
-	j         *journal // nil: Sync without the journal
-	maxDirty  int      // changed blocks that make an operation Sync
-	noJournal string   // why j is nil
+	j         *journal          // nil: Sync without the journal
+	maxDirty  int               // changed blocks that make an operation Sync
+	noJournal string            // why j is nil
 	dirty     bool
 	err       error  // set when a change failed half-way: no more changes or Syncs
 	buf       []byte // one block, for partial block writes

@@ -132,6 +132,10 @@
 // a Sync fails half-way (an I/O error), the mount refuses further changes
 // and Syncs, so the disk keeps its last synced (or recoverable) state.
 //
+// A read-only handle knows the file's blocks from when it was opened: it
+// does not see later changes made through a write handle (as in
+// block/fat).
+//
 // One RWMutex serialises changes; reads share it. Write and WriteAt of
 // whole blocks into allocated or newly allocated space allocate no memory
 // once the group's metadata is cached.

@@ -176,6 +176,12 @@ func workload(t *testing.T, f *FS, bs int) map[string][]byte {
 	want["big.bin"] = nil
 	must(t, f.Mkdir("gone"))
 	must(t, f.Remove("gone"))
+	must(t, f.Remove("fast-link")) // symlinks: target in the inode, and in a block
+	must(t, f.Remove("slow-link"))
+	want["fast-link"], want["slow-link"] = nil, nil
+	must(t, f.Rename("abs-link", "sub/abs-link-moved"))
+	must(t, f.Remove("lost+found"))
+	want["lost+found"] = nil
 	if err := f.Remove("d1"); err == nil {
 		t.Error("removed a directory that is not empty")
 	}
@@ -275,6 +281,9 @@ func TestWriteMke2fs(t *testing.T) {
 			}
 			if ls := strings.Join(debugfsLs(t, img, "/moved-d3"), ","); ls != "leaf.txt" {
 				t.Errorf("debugfs ls moved-d3: %s", ls)
+			}
+			if out := run(t, "debugfs", "-R", "stat /sub/abs-link-moved", img); !strings.Contains(out, "Fast link dest: \"/link-targets/t2.txt\"") {
+				t.Errorf("moved symlink:\n%s", out)
 			}
 			// Our own reader, remounted, agrees.
 			g, err := Mount(context.Background(), load(t, img))

@@ -63,10 +63,10 @@
 // The write API matches block/fat's: Create, OpenFile (os.O_* flags),
 // File.Write/WriteAt/Truncate/Sync/Close, Mkdir, Remove, Rename, Sync.
 // Files are created with extents; a file's tree is written with depth 0
-// (up to four extents in the inode) or depth 1 (one leaf block, up to
-// (block size - 12) / 12 extents); a file whose tree is deeper, or which
-// would need more extents, is refused for writing and removal
-// (FeatureError). Writing
+// (up to four extents in the inode) or depth 1 (up to four leaf blocks
+// of (block size - 12) / 12 extents each: 336 extents with 1 KiB blocks,
+// 1360 with 4 KiB); a file whose tree is deeper, or which would need more
+// extents, is refused for writing and removal (FeatureError). Writing
 // into an uninitialised (fallocated) extent is refused the same way.
 // Holes stay holes. New directories are linear with checksum tails.
 // Adding an entry to a hash-tree directory first makes it linear (the

@@ -642,7 +642,7 @@ type File struct {
 	write  bool
 	append bool
 	closed bool
-	leaf   uint64   // the extent tree's one leaf block, or 0 (in-inode tree)
+	leaves []uint64 // the extent tree's leaf blocks (none: in-inode tree)
 	spare  []extent // scratch for changing xs
 
 	mu     sync.Mutex // guards cache, cached

@@ -208,7 +208,7 @@ func (f *FS) unindex(in *Inode, xs []extent) error {
 // addEntry links name to ino (of file type ft) in directory in, in the
 // first gap large enough or in a new block.
 func (f *FS) addEntry(in *Inode, name string, ino uint32, ft byte) error {
-	xs, leaf, err := f.loadMapping(in)
+	xs, leaves, err := f.loadMapping(in)
 	if err != nil {
 		return err
 	}
@@ -273,7 +273,7 @@ func (f *FS) addEntry(in *Inode, name string, ino uint32, ft byte) error {
 	i, _ := findExtent(xs, lb)
 	xs = insertExtent(xs, i, extent{logical: uint32(lb), length: 1, physical: blk})
 	in.Size += uint64(bs)
-	_, err = f.storeInode(in, xs, leaf)
+	_, err = f.storeInode(in, xs, leaves)
 	return err
 }
 
@@ -378,38 +378,38 @@ func (f *FS) releaseInode(in *Inode) error {
 	if in.Links > 1 {
 		return f.addLinks(in.Ino, -1)
 	}
-	xs, leaf, err := f.releasable(in)
+	xs, leaves, err := f.releasable(in)
 	if err != nil {
 		return err
 	}
 	for _, x := range xs {
 		f.freeBlocks(x.physical, uint64(x.length))
 	}
-	if leaf != 0 {
-		f.freeBlocks(leaf, 1)
+	for _, l := range leaves {
+		f.freeBlocks(l, 1)
 	}
 	return f.freeInode(in.Ino, in.isDir())
 }
 
 // releasable returns the blocks of an inode about to be freed, or why it
 // cannot be.
-func (f *FS) releasable(in *Inode) ([]extent, uint64, error) {
+func (f *FS) releasable(in *Inode) ([]extent, []uint64, error) {
 	if f.w.open[in.Ino] > 0 {
-		return nil, 0, ErrBusy
+		return nil, nil, ErrBusy
 	}
 	rec, err := f.inodeRec(in.Ino)
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	le := binary.LittleEndian
 	if le.Uint32(rec[inFileACLLo:]) != 0 || le.Uint16(rec[inFileACLHi:]) != 0 {
-		return nil, 0, &FeatureError{Reason: fmt.Sprintf("inode %d has an extended attribute block", in.Ino)}
+		return nil, nil, &FeatureError{Reason: fmt.Sprintf("inode %d has an extended attribute block", in.Ino)}
 	}
 	if in.Flags&flagExtents == 0 {
 		if le.Uint32(rec[inBlocksLo:]) != 0 || in.Flags&flagInlineData != 0 {
-			return nil, 0, &FeatureError{Reason: fmt.Sprintf("inode %d uses block maps", in.Ino)}
+			return nil, nil, &FeatureError{Reason: fmt.Sprintf("inode %d uses block maps", in.Ino)}
 		}
-		return nil, 0, nil // fast symlink or device: no blocks
+		return nil, nil, nil // fast symlink or device: no blocks
 	}
 	return f.loadMapping(in)
 }
@@ -474,7 +474,7 @@ func (f *FS) OpenFile(name string, flag int, perm fs.FileMode) (*File, error) {
 	case write && in.Mode&modeFmt != modeReg:
 		return nil, &fs.PathError{Op: "open", Path: name, Err: &FeatureError{Reason: "writing a special file"}}
 	case write:
-		if file.xs, file.leaf, err = f.loadMapping(in); err != nil {
+		if file.xs, file.leaves, err = f.loadMapping(in); err != nil {
 			return nil, &fs.PathError{Op: "open", Path: name, Err: err}
 		}
 		f.w.open[in.Ino]++
@@ -551,7 +551,7 @@ func (f *FS) mkdir(name string) error {
 	f.w.cache[blk] = b
 	f.w.dirBlocks[blk] = in.Ino
 	in.Size = uint64(bs)
-	if _, err := f.storeInode(in, []extent{{logical: 0, length: 1, physical: blk}}, 0); err != nil {
+	if _, err := f.storeInode(in, []extent{{logical: 0, length: 1, physical: blk}}, nil); err != nil {
 		return f.fail(err)
 	}
 	if err := f.addEntry(dir, base, in.Ino, ftDir); err != nil {

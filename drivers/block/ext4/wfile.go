@@ -23,38 +23,71 @@ func (f *FS) leafMax() int { return int(f.sb.BlockSize-ehSize) / entrySize }
 // maxFileSize: logical block numbers are 32 bits.
 func (f *FS) maxFileSize() int64 { return (1<<32 - 1) * f.sb.BlockSize }
 
-// loadMapping returns in's extents and its leaf block for changing. The
-// writer changes trees of depth 0 (in the inode) and depth 1 with one
-// leaf block; anything else is refused.
-func (f *FS) loadMapping(in *Inode) ([]extent, uint64, error) {
+// loadMapping returns in's extents and its leaf blocks for changing. The
+// writer changes trees of depth 0 (in the inode) and depth 1 (up to four
+// leaf blocks named by the inode); anything deeper is refused.
+func (f *FS) loadMapping(in *Inode) ([]extent, []uint64, error) {
 	if in.Flags&flagExtents == 0 {
-		return nil, 0, &FeatureError{Reason: fmt.Sprintf("inode %d uses block maps, not extents", in.Ino)}
+		return nil, nil, &FeatureError{Reason: fmt.Sprintf("inode %d uses block maps, not extents", in.Ino)}
 	}
 	if in.Flags&flagHugeFile != 0 {
-		return nil, 0, &FeatureError{Reason: fmt.Sprintf("inode %d counts i_blocks in file-system blocks", in.Ino)}
+		return nil, nil, &FeatureError{Reason: fmt.Sprintf("inode %d counts i_blocks in file-system blocks", in.Ino)}
 	}
 	n, err := parseExtentNode(in.block[:], f.sb.BlocksCount)
 	if err != nil {
-		return nil, 0, fmt.Errorf("inode %d: %w", in.Ino, err)
+		return nil, nil, fmt.Errorf("inode %d: %w", in.Ino, err)
 	}
-	switch {
-	case n.depth == 0:
-		return n.leaves, 0, nil
-	case n.depth == 1 && len(n.children) == 1:
-		b, err := f.peek(n.children[0])
-		if err != nil {
-			return nil, 0, err
+	switch n.depth {
+	case 0:
+		return n.leaves, nil, nil
+	case 1:
+		var xs []extent
+		for _, c := range n.children {
+			b, err := f.peek(c)
+			if err != nil {
+				return nil, nil, err
+			}
+			l, err := parseExtentNode(b, f.sb.BlocksCount)
+			if err != nil {
+				return nil, nil, fmt.Errorf("inode %d: %w", in.Ino, err)
+			}
+			if l.depth != 0 {
+				return nil, nil, fmt.Errorf("%w: inode %d extent leaf depth %d", ErrCorrupt, in.Ino, l.depth)
+			}
+			xs = append(xs, l.leaves...)
 		}
-		l, err := parseExtentNode(b, f.sb.BlocksCount)
-		if err != nil {
-			return nil, 0, fmt.Errorf("inode %d: %w", in.Ino, err)
+		if err := sortExtents(xs); err != nil {
+			return nil, nil, fmt.Errorf("inode %d: %w", in.Ino, err)
 		}
-		if l.depth != 0 {
-			return nil, 0, fmt.Errorf("%w: inode %d extent leaf depth %d", ErrCorrupt, in.Ino, l.depth)
-		}
-		return l.leaves, n.children[0], nil
+		return xs, slices.Clone(n.children), nil
 	}
-	return nil, 0, &FeatureError{Reason: fmt.Sprintf("inode %d has an extent tree of depth %d with %d index entries", in.Ino, n.depth, len(n.children))}
+	return nil, nil, &FeatureError{Reason: fmt.Sprintf("inode %d has an extent tree of depth %d", in.Ino, n.depth)}
+}
+
+// maxExtentsWritable is the number of extents a tree the writer stores
+// can hold: four full leaf blocks.
+func (f *FS) maxExtentsWritable() int { return extentsPerInode * f.leafMax() }
+
+// leavesFor is the number of leaf blocks n extents need (0: in i_block).
+func (f *FS) leavesFor(n int) int {
+	if n <= extentsPerInode {
+		return 0
+	}
+	return (n + f.leafMax() - 1) / f.leafMax()
+}
+
+// addLeaves allocates leaf blocks until there are n, near goal.
+func (f *FS) addLeaves(ino uint32, leaves []uint64, n int, goal uint64) ([]uint64, error) {
+	for len(leaves) < n {
+		blk, _, err := f.allocBlocks(goal, 1)
+		if err != nil {
+			return leaves, err
+		}
+		f.w.cache[blk] = make([]byte, f.sb.BlockSize)
+		f.w.extBlocks[blk] = ino
+		leaves = append(leaves, blk)
+	}
+	return leaves, nil
 }
 
 // findExtent returns the index of the extent holding logical block lb
@@ -95,74 +128,70 @@ func insertExtent(xs []extent, i int, x extent) []extent {
 }
 
 // storeMapping writes the extent tree of inode ino (record rec) for xs:
-// in i_block when it fits, else in one leaf block (allocated, or freed
-// when no longer needed). It returns the leaf block in use.
-func (f *FS) storeMapping(ino uint32, rec []byte, xs []extent, leaf uint64) (uint64, error) {
+// in i_block when it fits, else in leaf blocks (full but the last) named
+// by index entries in i_block; leaf blocks are allocated or freed as
+// needed. It returns the leaf blocks in use.
+func (f *FS) storeMapping(ino uint32, rec []byte, xs []extent, leaves []uint64) ([]uint64, error) {
 	ib := rec[inBlock : inBlock+inBlockLen]
-	if len(xs) <= extentsPerInode {
-		clear(ib)
+	need := f.leavesFor(len(xs))
+	if need > extentsPerInode {
+		return leaves, &FeatureError{Reason: fmt.Sprintf("inode %d would need more than %d extents", ino, f.maxExtentsWritable())}
+	}
+	for len(leaves) > need {
+		f.freeBlocks(leaves[len(leaves)-1], 1)
+		leaves = leaves[:len(leaves)-1]
+	}
+	clear(ib)
+	if need == 0 {
 		putExtentHeader(ib, len(xs), extentsPerInode, 0)
 		for i, x := range xs {
 			putExtent(ib[ehSize+i*entrySize:], x)
 		}
-		if leaf != 0 {
-			f.freeBlocks(leaf, 1)
-		}
-		return 0, nil
+		return nil, nil
 	}
-	if len(xs) > f.leafMax() {
-		return leaf, &FeatureError{Reason: fmt.Sprintf("inode %d would need more than %d extents", ino, f.leafMax())}
+	var err error
+	if leaves, err = f.addLeaves(ino, leaves, need, xs[0].physical); err != nil {
+		return leaves, err
 	}
-	var b []byte
-	if leaf == 0 {
-		blk, _, err := f.allocBlocks(xs[0].physical, 1)
+	putExtentHeader(ib, need, extentsPerInode, 1)
+	per := f.leafMax()
+	for k, leaf := range leaves {
+		part := xs[k*per : min(len(xs), (k+1)*per)]
+		b, err := f.meta(leaf)
 		if err != nil {
-			return 0, err
-		}
-		leaf = blk
-		b = make([]byte, f.sb.BlockSize)
-		f.w.cache[leaf] = b
-	} else {
-		var err error
-		if b, err = f.meta(leaf); err != nil {
-			return leaf, err
+			return leaves, err
 		}
 		clear(b)
+		f.w.extBlocks[leaf] = ino
+		putExtentHeader(b, len(part), per, 0)
+		for i, x := range part {
+			putExtent(b[ehSize+i*entrySize:], x)
+		}
+		putIndex(ib[ehSize+k*entrySize:], part[0].logical, leaf)
 	}
-	f.w.extBlocks[leaf] = ino
-	putExtentHeader(b, len(xs), f.leafMax(), 0)
-	for i, x := range xs {
-		putExtent(b[ehSize+i*entrySize:], x)
-	}
-	clear(ib)
-	putExtentHeader(ib, 1, extentsPerInode, 1)
-	putIndex(ib[ehSize:], xs[0].logical, leaf)
-	return leaf, nil
+	return leaves, nil
 }
 
 // storeInode writes size, block count, extent tree and times of ino.
-func (f *FS) storeInode(in *Inode, xs []extent, leaf uint64) (uint64, error) {
+func (f *FS) storeInode(in *Inode, xs []extent, leaves []uint64) ([]uint64, error) {
 	rec, err := f.inodeRec(in.Ino)
 	if err != nil {
-		return leaf, err
+		return leaves, err
 	}
 	le := binary.LittleEndian
-	if leaf, err = f.storeMapping(in.Ino, rec, xs, leaf); err != nil {
-		return leaf, err
+	if leaves, err = f.storeMapping(in.Ino, rec, xs, leaves); err != nil {
+		return leaves, err
 	}
-	blocks := uint64(0)
+	blocks := uint64(len(leaves))
 	for _, x := range xs {
 		blocks += uint64(x.length)
-	}
-	if leaf != 0 {
-		blocks++
 	}
 	if le.Uint32(rec[inFileACLLo:]) != 0 || le.Uint16(rec[inFileACLHi:]) != 0 {
 		blocks++
 	}
 	sectors := blocks * uint64(f.sb.BlockSize/512)
 	if sectors >= 1<<32 && f.sb.FeatureROCompat&roHugeFile == 0 || sectors >= 1<<48 {
-		return leaf, errTooBig
+		return leaves, errTooBig
 	}
 	le.PutUint32(rec[inBlocksLo:], uint32(sectors))
 	if f.sb.FeatureROCompat&roHugeFile != 0 {
@@ -179,7 +208,7 @@ func (f *FS) storeInode(in *Inode, xs []extent, leaf uint64) (uint64, error) {
 	putTime(rec, inCtime, inCtimeExtra, now)
 	in.Mtime = now.UTC()
 	copy(in.block[:], rec[inBlock:])
-	return leaf, nil
+	return leaves, nil
 }
 
 // check refuses changes on a read-only mount or after a failed change.
@@ -271,7 +300,7 @@ func (r *File) writeAtLocked(p []byte, off int64) (int, error) {
 		r.in.Size = uint64(end)
 	}
 	var err error
-	if r.leaf, err = f.storeInode(r.in, r.xs, r.leaf); err != nil {
+	if r.leaves, err = f.storeInode(r.in, r.xs, r.leaves); err != nil {
 		return n, &fs.PathError{Op: "write", Path: r.name, Err: f.fail(err)}
 	}
 	if werr != nil {
@@ -325,20 +354,18 @@ func (r *File) writeBlocks(p []byte, off int64) (int, error) {
 			// Change a copy (r.spare, reused: no allocation per write) so
 			// that r.xs stays as it was when this fails.
 			xs := insertExtent(append(r.spare[:0], r.xs...), i, extent{logical: uint32(lb), length: uint32(got), physical: start})
-			if len(xs) > f.leafMax() {
-				return done, errors.Join(&FeatureError{Reason: fmt.Sprintf("inode %d would need more than %d extents", r.in.Ino, f.leafMax())},
+			if len(xs) > f.maxExtentsWritable() {
+				return done, errors.Join(&FeatureError{Reason: fmt.Sprintf("inode %d would need more than %d extents", r.in.Ino, f.maxExtentsWritable())},
 					f.unallocBlocks(start, got))
 			}
-			if len(xs) > extentsPerInode && r.leaf == 0 {
-				// Take the leaf block now, so that storing the tree
+			if need := f.leavesFor(len(xs)); len(r.leaves) < need {
+				// Take the leaf blocks now, so that storing the tree
 				// cannot run out of space.
-				leaf, _, err := f.allocBlocks(start+got, 1)
+				leaves, err := f.addLeaves(r.in.Ino, r.leaves, need, start+got)
+				r.leaves = leaves
 				if err != nil {
 					return done, errors.Join(err, f.unallocBlocks(start, got))
 				}
-				r.leaf = leaf
-				f.w.cache[leaf] = make([]byte, bs)
-				f.w.extBlocks[leaf] = r.in.Ino
 			}
 			r.xs, r.spare = xs, r.xs
 			phys, avail, fresh = start, got, true
@@ -441,7 +468,7 @@ func (r *File) truncateLocked(size int64) error {
 	}
 	r.in.Size = uint64(size)
 	var err error
-	if r.leaf, err = f.storeInode(r.in, r.xs, r.leaf); err != nil {
+	if r.leaves, err = f.storeInode(r.in, r.xs, r.leaves); err != nil {
 		return &fs.PathError{Op: "truncate", Path: r.name, Err: f.fail(err)}
 	}
 	return f.autoSync()

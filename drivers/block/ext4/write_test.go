@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,11 +44,13 @@ func debugfsLs(t *testing.T, img, p string) []string {
 	if err != nil {
 		t.Fatalf("debugfs ls %s: %v", p, err)
 	}
-	// -p prints /inode/mode/uid/gid/name/size/ per entry.
+	// -p prints /inode/mode/uid/gid/name/size/ per entry, including
+	// empty ones (inode 0: a removed entry that was first in its block
+	// keeps its name).
 	var names []string
 	for _, l := range strings.Split(string(out), "\n") {
 		f := strings.Split(l, "/")
-		if len(f) >= 7 && f[5] != "." && f[5] != ".." {
+		if len(f) >= 7 && f[1] != "0" && f[5] != "." && f[5] != ".." {
 			names = append(names, f[5])
 		}
 	}
@@ -509,6 +512,9 @@ func TestWriteHtree(t *testing.T) {
 			if !strings.Contains(run(t, "debugfs", "-R", "htree many", img), "Root node dump") {
 				t.Error("removal dropped the index")
 			}
+			if slices.Contains(debugfsLs(t, img, "/many"), "file-with-a-longish-name-010") {
+				t.Errorf("removed entry still listed")
+			}
 			writeFile(t, f, "many/added", []byte("added"))
 			must(t, f.Rename("many/file-with-a-longish-name-020", "many/renamed"))
 			must(t, f.Sync())
@@ -647,4 +653,77 @@ func TestWriteJournalFallback(t *testing.T) {
 			t.Errorf("limit %d: %d entries", limit, n)
 		}
 	}
+}
+
+// TestWriteManyExtents interleaves two files block by block on 1 KiB
+// blocks, so each gets an extent per block: trees of several leaf
+// blocks, shrunk again by truncation, and refused past four full leaves.
+func TestWriteManyExtents(t *testing.T) {
+	need(t, "e2fsck", "e2fsprogs")
+	need(t, "debugfs", "e2fsprogs")
+	src := tree{files: map[string][]byte{"x": []byte("x")}}.write(t)
+	m, img := mkfs(t, src, "16M", "-t", "ext4", "-b", "1024", "-O", "^has_journal")
+	f, err := MountRW(context.Background(), m, WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := f.Create("a")
+	must(t, err)
+	b, err := f.Create("b")
+	must(t, err)
+	var da, db []byte
+	limit := f.maxExtentsWritable() // 4 leaves of 84 extents
+	for i := range 250 {
+		ba, bb := bytes.Repeat([]byte{byte(i)}, 1024), bytes.Repeat([]byte{byte(i + 100)}, 1024)
+		if _, err := a.Write(ba); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Write(bb); err != nil {
+			t.Fatal(err)
+		}
+		da, db = append(da, ba...), append(db, bb...)
+	}
+	if len(a.leaves) != 3 || len(a.xs) < 240 {
+		t.Fatalf("a: %d extents in %d leaves", len(a.xs), len(a.leaves))
+	}
+	must(t, f.Sync())
+	save(t, m, img)
+	fsck(t, img)
+	if got := debugfsCat(t, img, "/a"); !bytes.Equal(got, da) {
+		t.Errorf("a: %d bytes, want %d", len(got), len(da))
+	}
+	// Past four full leaves: refused, the volume stays consistent.
+	var werr error
+	for i := 0; len(b.xs) < limit && werr == nil; i++ {
+		a.Write([]byte{1})
+		a.Write(make([]byte, 1023))
+		_, werr = b.Write(bytes.Repeat([]byte{7}, 1024))
+	}
+	_, werr = b.WriteAt([]byte{1}, 1<<30) // a new extent far away
+	var fe *FeatureError
+	if !errors.As(werr, &fe) {
+		t.Fatalf("write past %d extents: %v", limit, werr)
+	}
+	must(t, b.Truncate(100*1024)) // back to one leaf
+	db = db[:100*1024]
+	if len(b.leaves) != 2 && len(b.leaves) != 1 {
+		t.Errorf("b after truncate: %d leaves for %d extents", len(b.leaves), len(b.xs))
+	}
+	must(t, b.Truncate(3*1024)) // back into the inode
+	db = db[:3*1024]
+	if len(b.leaves) != 0 {
+		t.Errorf("b after truncate: %d leaves for %d extents", len(b.leaves), len(b.xs))
+	}
+	a.Close()
+	b.Close()
+	must(t, f.Sync())
+	save(t, m, img)
+	fsck(t, img)
+	if got := debugfsCat(t, img, "/b"); !bytes.Equal(got, db) {
+		t.Errorf("b: %d bytes, want %d", len(got), len(db))
+	}
+	must(t, f.Remove("a"))
+	must(t, f.Sync())
+	save(t, m, img)
+	fsck(t, img)
 }

@@ -73,9 +73,11 @@
 // root's ".." record grows over the index, interior index blocks become
 // empty blocks with checksum tails, the index flag is cleared), which
 // e2fsck and Linux accept; removing entries keeps the index, since hash
-// leaves are ordinary directory blocks. Rename replaces files, never
-// directories (fs.ErrExist), and moves directories between parents
-// (".." and link counts updated), not into themselves.
+// leaves are ordinary directory blocks; moving a hash-tree directory to
+// another parent makes it linear too (its ".." is in the root block).
+// Rename replaces files, never directories (fs.ErrExist), and moves
+// directories between parents (".." and link counts updated), not into
+// themselves.
 //
 // # Crash safety
 //

@@ -681,8 +681,8 @@ func (f *FS) rename(oldname, newname string) error {
 				return err
 			}
 		}
-		if oin.Flags&flagIndex != 0 {
-			return &FeatureError{Reason: "moving a hashed (dir_index) directory to another directory"}
+		if _, _, err := f.loadMapping(oin); err != nil {
+			return err
 		}
 	}
 	var victim *Inode
@@ -739,6 +739,17 @@ func (f *FS) rename(oldname, newname string) error {
 		return f.fail(err)
 	}
 	if move {
+		if oin.Flags&flagIndex != 0 {
+			// ".." lives in the hash tree's root block, whose checksum
+			// the writer does not keep: make the directory linear.
+			xs, _, err := f.loadMapping(oin)
+			if err != nil {
+				return f.fail(err)
+			}
+			if err := f.unindex(oin, xs); err != nil {
+				return f.fail(err)
+			}
+		}
 		if err := f.setParent(oin, nd.Ino); err != nil {
 			return f.fail(err)
 		}

@@ -532,6 +532,26 @@ func TestWriteHtree(t *testing.T) {
 			if n := len(debugfsLs(t, img, "/many")); n != 300 {
 				t.Errorf("%d entries, want 300", n)
 			}
+			// Moving a hashed directory rewrites its "..".
+			exec.Command("e2fsck", "-fyD", img).Run()
+			if !strings.Contains(run(t, "debugfs", "-R", "htree many", img), "Root node dump") {
+				t.Fatal("e2fsck -D did not index 'many' again")
+			}
+			m = load(t, img)
+			if f, err = MountRW(context.Background(), m, WriteOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			must(t, f.Mkdir("newparent"))
+			must(t, f.Rename("many", "newparent/many"))
+			must(t, f.Sync())
+			save(t, m, img)
+			fsck(t, img)
+			if n := len(debugfsLs(t, img, "/newparent/many")); n != 300 {
+				t.Errorf("moved: %d entries, want 300", n)
+			}
+			if got := debugfsCat(t, img, "/newparent/many/added"); string(got) != "added" {
+				t.Errorf("moved added: %q", got)
+			}
 		})
 	}
 }

@@ -92,10 +92,36 @@ func randomRun(t *testing.T, bs int, seed uint64, args []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &model{files: map[string][]byte{"linux.txt": []byte("made by mke2fs")}, dirs: map[string]bool{"": true, "lost+found": true}}
+	m := newModel()
+	randomOps(t, f, r, m, bs, 500, func() { must(t, f.Sync()) })
+	must(t, f.Sync())
+	save(t, dev, img)
+	fsck(t, img)
+	compareDump(t, img, m)
+	t.Logf("%d files, %d directories", len(m.files), len(m.dirs)-1)
+}
+
+func newModel() *model {
+	return &model{files: map[string][]byte{"linux.txt": []byte("made by mke2fs")}, dirs: map[string]bool{"": true, "lost+found": true}}
+}
+
+func (m *model) clone() *model {
+	c := &model{files: map[string][]byte{}, dirs: map[string]bool{}}
+	for k, v := range m.files {
+		c.files[k] = v
+	}
+	for k, v := range m.dirs {
+		c.dirs[k] = v
+	}
+	return c
+}
+
+// randomOps applies n random operations to f and m, calling sync now
+// and then.
+func randomOps(t *testing.T, f *FS, r *rand.Rand, m *model, bs, n int, sync func()) {
 	names := 0
 	newName := func() string { names++; return fmt.Sprintf("n%d", names) }
-	for op := range 500 {
+	for op := range n {
 		switch k := r.IntN(12); {
 		case k < 3: // create
 			p := join(m.pick(r, true), newName())
@@ -204,12 +230,14 @@ func randomRun(t *testing.T, bs int, seed uint64, args []string) {
 			}
 		}
 		if r.IntN(40) == 0 {
-			must(t, f.Sync())
+			sync()
 		}
 	}
-	must(t, f.Sync())
-	save(t, dev, img)
-	fsck(t, img)
+}
+
+// compareDump compares a debugfs rdump of img with m.
+func compareDump(t *testing.T, img string, m *model) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "dump")
 	os.Mkdir(out, 0o755)
 	if b, err := exec.Command("debugfs", "-R", "rdump / "+out, img).CombinedOutput(); err != nil {
@@ -249,5 +277,86 @@ func randomRun(t *testing.T, bs int, seed uint64, args []string) {
 			t.Errorf("missing directory %s", p)
 		}
 	}
-	t.Logf("%d files, %d directories", len(m.files), len(m.dirs)-1)
+}
+
+// TestCrashRandom runs random operations with Syncs on a logged device
+// and crashes after sampled writes: every crash image must be clean
+// (between Syncs) or repaired by e2fsck -fy (inside one), and at the end
+// of each Sync the volume must hold exactly the model as of that Sync.
+func TestCrashRandom(t *testing.T) {
+	need(t, "e2fsck", "e2fsprogs")
+	need(t, "debugfs", "e2fsprogs")
+	for _, c := range []struct {
+		name   string
+		bs     int
+		args   []string
+		csumV3 bool
+	}{
+		{"1K journal csum v3", 1024, []string{"-t", "ext4", "-b", "1024"}, true},
+		{"4K no journal", 4096, []string{"-t", "ext4", "-b", "4096", "-O", "^has_journal"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(7, 42))
+			src := tree{files: map[string][]byte{"linux.txt": []byte("made by mke2fs")}}.write(t)
+			mem, img := mkfs(t, src, "32M", c.args...)
+			if c.csumV3 {
+				journalCsumV3(t, img)
+				mem = load(t, img)
+			}
+			base := bytes.Clone(mem.Bytes())
+			dev := &logDev{Mem: mem}
+			f, err := MountRW(context.Background(), dev, WriteOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := newModel()
+			type point struct{ start, end int }
+			var syncs []point
+			var snaps []*model
+			sync := func() {
+				s := dev.writes()
+				must(t, f.Sync())
+				syncs = append(syncs, point{s, dev.writes()})
+				snaps = append(snaps, m.clone())
+			}
+			randomOps(t, f, r, m, c.bs, 250, sync)
+			sync()
+			total := dev.writes()
+			p := filepath.Join(t.TempDir(), "crash.img")
+			checked := 0
+			for n := 1; n <= total; n++ {
+				inSync, atEnd := false, -1
+				for i, s := range syncs {
+					inSync = inSync || (n > s.start && n < s.end)
+					if n == s.end {
+						atEnd = i
+					}
+				}
+				if atEnd < 0 && n%7 != 0 {
+					continue // sample the rest
+				}
+				checked++
+				if err := os.WriteFile(p, dev.image(base, n, false), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				what := fmt.Sprintf("crash after write %d/%d (in sync %v)", n, total, inSync)
+				if inSync {
+					out, err := exec.Command("e2fsck", "-fy", p).CombinedOutput()
+					if ee, ok := err.(*exec.ExitError); err != nil && (!ok || ee.ExitCode() > 1) {
+						t.Fatalf("%s: e2fsck -fy: %v\n%s", what, err, out)
+					}
+				}
+				if out, err := exec.Command("e2fsck", "-fn", p).CombinedOutput(); err != nil {
+					t.Fatalf("%s: e2fsck -fn: %v\n%s", what, err, out)
+				}
+				if atEnd >= 0 {
+					compareDump(t, p, snaps[atEnd])
+					if t.Failed() {
+						t.Fatalf("%s: not the state of Sync %d", what, atEnd+1)
+					}
+				}
+			}
+			t.Logf("%d writes, %d Syncs, %d crash images checked", total, len(syncs), checked)
+		})
+	}
 }

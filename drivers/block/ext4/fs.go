@@ -24,13 +24,17 @@ const (
 	maxGDT       = 64 << 20 // 1M groups of 64 bytes: 128 TiB with 4 KiB blocks
 )
 
-// FS is a mounted read-only ext2/3/4 filesystem. It holds no mutable state
-// after Mount, so its methods are safe for concurrent use.
+// FS is a mounted ext2/3/4 filesystem: read-only from Mount, read-write
+// from MountRW. Its methods are safe for concurrent use: reads share mu,
+// changes hold it alone.
 type FS struct {
 	dev    block.Device
 	ctx    context.Context
 	sb     Superblock
 	tables []uint64 // inode table block per group
+
+	mu sync.RWMutex
+	w  *writer // nil when read-only
 }
 
 var (
@@ -96,6 +100,7 @@ func (f *FS) readAt(p []byte, off int64) error {
 		if _, err := f.dev.ReadAt(f.ctx, p, off); err != nil {
 			return fmt.Errorf("ext4: read at %d: %w", off, err)
 		}
+		f.overlay(p, off)
 		return nil
 	}
 	buf := make([]byte, end-start)
@@ -103,6 +108,7 @@ func (f *FS) readAt(p []byte, off int64) error {
 		return fmt.Errorf("ext4: read at %d: %w", start, err)
 	}
 	copy(p, buf[off-start:])
+	f.overlay(p, off)
 	return nil
 }
 
@@ -502,6 +508,8 @@ func (i *fileInfo) Sys() any           { return i.in }
 
 // Stat implements fs.StatFS (following symlinks).
 func (f *FS) Stat(name string) (fs.FileInfo, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	in, err := f.lookup("stat", name, true)
 	if err != nil {
 		return nil, err
@@ -511,6 +519,8 @@ func (f *FS) Stat(name string) (fs.FileInfo, error) {
 
 // Lstat implements fs.ReadLinkFS.
 func (f *FS) Lstat(name string) (fs.FileInfo, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	in, err := f.lookup("lstat", name, false)
 	if err != nil {
 		return nil, err
@@ -520,6 +530,8 @@ func (f *FS) Lstat(name string) (fs.FileInfo, error) {
 
 // ReadLink implements fs.ReadLinkFS.
 func (f *FS) ReadLink(name string) (string, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	in, err := f.lookup("readlink", name, false)
 	if err != nil {
 		return "", err
@@ -537,6 +549,8 @@ func (f *FS) ReadLink(name string) (string, error) {
 // ReadDir implements fs.ReadDirFS: entries sorted by name, with types
 // from the inodes (symlinks are not followed).
 func (f *FS) ReadDir(name string) ([]fs.DirEntry, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	in, err := f.lookup("readdir", name, true)
 	if err != nil {
 		return nil, err
@@ -585,6 +599,8 @@ func (f *FS) ReadFile(name string) ([]byte, error) {
 // Open implements fs.FS. Regular files are *File (io.ReaderAt,
 // io.Seeker); directories implement fs.ReadDirFile.
 func (f *FS) Open(name string) (fs.File, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	in, err := f.lookup("open", name, true)
 	if err != nil {
 		return nil, err
@@ -610,6 +626,9 @@ func (f *FS) Open(name string) (fs.File, error) {
 }
 
 // File is an open regular file (or a special file, which reads empty).
+// A handle from OpenFile or Create on a read-write mount may also write
+// (io.WriterAt, Truncate, Sync). Its methods are safe for concurrent use,
+// though Read, Write and Seek share one offset.
 type File struct {
 	fs     *FS
 	name   string
@@ -619,26 +638,64 @@ type File struct {
 	inline []byte
 	off    int64
 
+	// Write handles only (guarded by fs.mu).
+	write  bool
+	append bool
+	closed bool
+	leaves []uint64 // the extent tree's leaf blocks (none: in-inode tree)
+	spare  []extent // scratch for changing xs
+
 	mu     sync.Mutex // guards cache, cached
 	cache  []byte     // one block of the file
 	cached int64      // its logical block number, or -1
 }
 
 // Stat implements fs.File.
-func (r *File) Stat() (fs.FileInfo, error) { return r.info, nil }
+func (r *File) Stat() (fs.FileInfo, error) {
+	r.fs.mu.RLock()
+	defer r.fs.mu.RUnlock()
+	in := *r.in
+	return &fileInfo{name: r.info.name, in: &in}, nil
+}
 
-// Close implements fs.File.
-func (r *File) Close() error { return nil }
+// Close implements fs.File. Closing a write handle does not flush the
+// device: call Sync (on the file or the FS) for durability.
+func (r *File) Close() error {
+	if !r.write {
+		return nil
+	}
+	r.fs.mu.Lock()
+	defer r.fs.mu.Unlock()
+	if r.closed {
+		return &fs.PathError{Op: "close", Path: r.name, Err: fs.ErrClosed}
+	}
+	r.closed = true
+	w := r.fs.w
+	if w.open[r.in.Ino]--; w.open[r.in.Ino] <= 0 {
+		delete(w.open, r.in.Ino)
+	}
+	return r.fs.autoSync()
+}
 
-// Read implements io.Reader. Not safe for concurrent use (one offset).
+// Read implements io.Reader.
 func (r *File) Read(p []byte) (int, error) {
-	n, err := r.ReadAt(p, r.off)
-	r.off += int64(n)
+	r.mu.Lock()
+	off := r.off
+	r.mu.Unlock()
+	n, err := r.ReadAt(p, off)
+	r.mu.Lock()
+	r.off = off + int64(n)
+	r.mu.Unlock()
 	return n, err
 }
 
 // ReadAt implements io.ReaderAt.
 func (r *File) ReadAt(p []byte, off int64) (int, error) {
+	r.fs.mu.RLock()
+	defer r.fs.mu.RUnlock()
+	if r.closed {
+		return 0, &fs.PathError{Op: "read", Path: r.name, Err: fs.ErrClosed}
+	}
 	if off < 0 {
 		return 0, &fs.PathError{Op: "read", Path: r.name, Err: fs.ErrInvalid}
 	}
@@ -694,11 +751,16 @@ func (r *File) readSmall(p []byte, off int64) error {
 
 // Seek implements io.Seeker.
 func (r *File) Seek(offset int64, whence int) (int64, error) {
+	r.fs.mu.RLock()
+	size := int64(r.in.Size)
+	r.fs.mu.RUnlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	switch whence {
 	case io.SeekCurrent:
 		offset += r.off
 	case io.SeekEnd:
-		offset += int64(r.in.Size)
+		offset += size
 	}
 	if offset < 0 {
 		return 0, &fs.PathError{Op: "seek", Path: r.name, Err: fs.ErrInvalid}
@@ -725,7 +787,9 @@ func (d *dirFile) Read([]byte) (int, error) {
 // ReadDir implements fs.ReadDirFile.
 func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
 	if !d.read {
+		d.fs.mu.RLock()
 		es, err := d.fs.dirEntries(d.name, d.info.in)
+		d.fs.mu.RUnlock()
 		if err != nil {
 			return nil, err
 		}

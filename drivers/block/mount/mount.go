@@ -5,7 +5,8 @@
 //
 // It owns only detection and the choice of driver; the formats belong to
 // block/part, block/fat and block/ext4. It writes nothing unless the
-// caller writes through a returned FAT volume.
+// caller writes through a returned FAT volume (or an ext4 volume mounted
+// read-write with Options.Ext4Write).
 package mount
 
 import (
@@ -85,8 +86,13 @@ type Volume struct {
 	Device    block.Device // the partition (or the disk)
 	Type      Type
 	// FS is the mounted filesystem: *fat.FS (read-write unless the
-	// device or Options say read-only) or *ext4.FS (read-only).
+	// device or Options say read-only) or *ext4.FS (read-only, or
+	// read-write with Options.Ext4Write when the volume allows it).
 	FS fs.FS
+	// WriteErr says why an ext4 volume asked for read-write
+	// (Options.Ext4Write) was mounted read-only: an *ext4.FeatureError,
+	// ext4.ErrNeedsCheck, or a read-only device.
+	WriteErr error
 	// Err says why a partition has no FS (ErrUnknown for foreign or
 	// empty partitions, or the mount error).
 	Err error
@@ -94,8 +100,11 @@ type Volume struct {
 
 // Options adjust Mount.
 type Options struct {
-	ReadOnly bool             // mount FAT volumes read-only too
-	Now      func() time.Time // FAT time stamps; nil means time.Now
+	ReadOnly bool // mount FAT volumes read-only too (and ext4 never read-write)
+	// Ext4Write mounts ext4 volumes read-write (ext4.MountRW) when their
+	// features and state allow it, else read-only (Volume.WriteErr).
+	Ext4Write bool
+	Now       func() time.Time // FAT time stamps; nil means time.Now
 }
 
 // Mount reads dev's partition table and mounts every partition it can.
@@ -155,6 +164,14 @@ func mountOne(ctx context.Context, dev block.Device, p *part.Partition, o Option
 			v.FS = nil
 		}
 	case Ext4:
+		if o.Ext4Write && !o.ReadOnly {
+			f, err := ext4.MountRW(ctx, dev, ext4.WriteOptions{Now: o.Now})
+			if err == nil {
+				v.FS = f
+				return v
+			}
+			v.WriteErr = err
+		}
 		f, err := ext4.Mount(ctx, dev)
 		v.FS, v.Err = f, err
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing/fstest"
 
 	"github.com/gohv/gohv/drivers/block"
+	"github.com/gohv/gohv/drivers/block/ext4"
 	"github.com/gohv/gohv/drivers/block/fat"
 	"github.com/gohv/gohv/drivers/block/part"
 	"github.com/gohv/gohv/internal/hosttool"
@@ -122,6 +123,29 @@ func TestToolMadeDisk(t *testing.T) {
 		if b, err := fs.ReadFile(c.v.FS, c.name); string(b) != c.want {
 			t.Errorf("%s: %q %v", c.name, b, err)
 		}
+	}
+	if e, ok := vols[1].FS.(*ext4.FS); !ok || e.Writable() {
+		t.Errorf("ext4 mounted read-write without Ext4Write: %T", vols[1].FS)
+	}
+	vols, _, err = Mount(context.Background(), m, Options{Ext4Write: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := vols[1].FS.(*ext4.FS)
+	if !ok || !e.Writable() || vols[1].WriteErr != nil {
+		t.Fatalf("ext4 with Ext4Write: %T %v", vols[1].FS, vols[1].WriteErr)
+	}
+	w, err := e.Create("from-guest.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("guest"))
+	w.Close()
+	if err := e.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := fs.ReadFile(e, "from-guest.txt"); string(b) != "guest" {
+		t.Errorf("from-guest.txt: %q %v", b, err)
 	}
 }
 

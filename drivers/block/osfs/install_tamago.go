@@ -14,7 +14,7 @@ import (
 
 // Install mirrors fsys under root (for example "/disk") in TamaGo's
 // in-memory filesystem, so that os.Open, os.ReadFile and os.ReadDir reach
-// it; write may be nil (read-only) or FATWriter(volume). Call it before
+// it; write may be nil (read-only), FATWriter(volume) or Ext4Writer(volume). Call it before
 // other goroutines use the os package (tamago's MkDev takes no lock).
 func Install(fsys fs.FS, root string, write WriteFunc) error {
 	return Mirror(fsys, root, Hooks{

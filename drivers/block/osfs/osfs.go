@@ -15,7 +15,7 @@
 // created later through the FS API are not visible through os until
 // Mirror runs again), os.Stat reports size 0 (a device node), reads reach
 // EOF at the file's end as usual, and writes through os overwrite in place
-// (no truncation, no creation; use the fat API for those).
+// (no truncation, no creation; use the fat or ext4 API for those).
 //
 // Mirror is portable and tested on the host with stand-in hooks; Install
 // (install_tamago.go, GOOS=tamago only) passes TamaGo's syscall.Mkdir and
@@ -29,6 +29,7 @@ import (
 	"os"
 	"path"
 
+	"github.com/gohv/gohv/drivers/block/ext4"
 	"github.com/gohv/gohv/drivers/block/fat"
 )
 
@@ -114,9 +115,21 @@ func (f *file) Pwrite(b []byte, off int64) (int, error) {
 // FATWriter returns a WriteFunc writing through a mounted FAT volume; each
 // write opens, writes and closes the file (the entry's size and time are
 // updated), without flushing the device.
-func FATWriter(v *fat.FS) WriteFunc {
+func FATWriter(v *fat.FS) WriteFunc { return writerOf(v.OpenFile) }
+
+// Ext4Writer is FATWriter for an ext4 volume mounted read-write
+// (ext4.MountRW): what it writes is durable after the volume's Sync.
+func Ext4Writer(v *ext4.FS) WriteFunc { return writerOf(v.OpenFile) }
+
+// writableFile is what both filesystems' OpenFile returns.
+type writableFile interface {
+	WriteAt(p []byte, off int64) (int, error)
+	Close() error
+}
+
+func writerOf[F writableFile](open func(name string, flag int, perm fs.FileMode) (F, error)) WriteFunc {
 	return func(name string, p []byte, off int64) (int, error) {
-		w, err := v.OpenFile(name, os.O_WRONLY, 0)
+		w, err := open(name, os.O_WRONLY, 0)
 		if err != nil {
 			return 0, err
 		}

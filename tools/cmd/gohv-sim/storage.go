@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gohv/gohv/drivers/block"
+	"github.com/gohv/gohv/drivers/block/ext4"
 	"github.com/gohv/gohv/drivers/block/fat"
 	"github.com/gohv/gohv/drivers/block/mount"
 	"github.com/gohv/gohv/drivers/block/part"
@@ -51,7 +52,7 @@ func (v volumes) sync(w io.Writer) {
 
 // showDisks lists every disk the storage driver found with its
 // partitions and filesystems, reads their files and writes a file on each
-// writable FAT32 volume.
+// writable FAT32 and ext4 volume.
 func showDisks(ctx context.Context, w io.Writer, k *kernel.Kernel) (volumes, error) {
 	disks := k.Disks.Devices()
 	if len(disks) == 0 {
@@ -77,7 +78,7 @@ func showDisks(ctx context.Context, w io.Writer, k *kernel.Kernel) (volumes, err
 		}
 		fmt.Fprintf(w, "guest: %s disk %s: %d MiB, %d-byte sectors, %s\n", bus, info.Name,
 			info.Size()>>20, info.SectorSize, mode)
-		vols, tab, err := mount.Mount(ctx, d, mount.Options{Now: k.Now})
+		vols, tab, err := mount.Mount(ctx, d, mount.Options{Now: k.Now, Ext4Write: true})
 		if tab != nil {
 			fmt.Fprintf(w, "guest:   %s partition table, %d partitions\n", strings.ToUpper(tab.Kind.String()), len(tab.Partitions))
 		}
@@ -98,11 +99,28 @@ func showDisks(ctx context.Context, w io.Writer, k *kernel.Kernel) (volumes, err
 			if err := listFiles(w, v.FS); err != nil {
 				return nil, fmt.Errorf("guest: reading %s %s: %w", info.Name, where, err)
 			}
-			if f, ok := v.FS.(*fat.FS); ok && !info.ReadOnly {
-				if err := stamp(w, k, f); err != nil {
+			switch f := v.FS.(type) {
+			case *fat.FS:
+				if info.ReadOnly {
+					break
+				}
+				if err := stamp(w, k, f.Create); err != nil {
 					return nil, fmt.Errorf("guest: writing to %s %s: %w", info.Name, where, err)
 				}
 				out = append(out, fatVolume{name: info.Name + " " + where, fs: f})
+			case *ext4.FS:
+				if !f.Writable() {
+					if v.WriteErr != nil {
+						fmt.Fprintf(w, "guest:     read-only: %v\n", v.WriteErr)
+					}
+					break
+				}
+				if err := stamp(w, k, f.Create); err != nil {
+					return nil, fmt.Errorf("guest: writing to %s %s: %w", info.Name, where, err)
+				}
+				if err := f.Sync(); err != nil {
+					return nil, fmt.Errorf("guest: syncing %s %s: %w", info.Name, where, err)
+				}
 			}
 		}
 	}
@@ -181,10 +199,17 @@ func preview(b []byte) (string, bool) {
 	return s, true
 }
 
+// stampFile is what the FAT and ext4 volumes' Create return.
+type stampFile interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Close() error
+}
+
 // stamp writes /gohv-sim.txt with the time and syncs the volume.
-func stamp(w io.Writer, k *kernel.Kernel, f *fat.FS) error {
+func stamp[F stampFile](w io.Writer, k *kernel.Kernel, create func(name string) (F, error)) error {
 	text := fmt.Sprintf("written by gohv-sim at %s\n", k.Now().UTC().Format("2006-01-02 15:04:05 MST"))
-	file, err := f.Create(stampName)
+	file, err := create(stampName)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,9 @@ type queue struct {
 	// reaches len(slots) no slot can free up until the host answers, so
 	// waiting work fails with ErrTimeout instead of waiting unbounded.
 	abandoned int
+	// atHost counts slots in slotAtHost (changed under mu, read without
+	// it): while it is non-zero the interrupt goroutine polls.
+	atHost atomic.Int32
 
 	ctlMu   sync.Mutex // serialises control operations
 	ctlSeq  uint64     // guarded by ctlMu
@@ -387,6 +391,7 @@ func (s *slot) send() {
 	s.tgen, s.esc = s.gen, 0
 	txid := s.txid()
 	s.state = slotAtHost
+	q.atHost.Add(1)
 	s.timer.Reset(q.c.cfg.Timeout)
 	q.mu.Unlock()
 
@@ -407,6 +412,7 @@ func (s *slot) send() {
 	}
 	s.timer.Stop()
 	s.gen++
+	q.atHost.Add(-1)
 	if errors.Is(err, vmbus.ErrRingFull) {
 		s.state = slotWaitRetry
 		s.retry.Reset(time.Millisecond)
@@ -464,6 +470,7 @@ func (s *slot) onTimeout() {
 	w, done := s.w, s.done
 	s.w = work{}
 	s.state = slotAbandoned
+	q.atHost.Add(-1)
 	q.abandoned++
 	var stuck []work
 	if q.abandoned == len(q.slots) {
@@ -506,22 +513,54 @@ func (q *queue) sendReset(op Operation, a addr) {
 }
 
 // interrupt drains the channel; it is the channel's OnInterrupt and runs
-// on the channel's dispatch goroutine.
+// on the channel's dispatch goroutine. While requests are at the host it
+// keeps polling for Config.PollTime after the last packet, with the
+// channel's interrupt masked, yielding the processor between looks; it
+// returns with the interrupt unmasked and the ring found empty after
+// unmasking (docs/hyperv-protocol.md §4.6), so the next completion
+// interrupts again.
 func (q *queue) interrupt() {
+	masked := false
+	var idle time.Time // when the ring was found empty, while polling
 	for {
 		p, err := q.ch.ReadPacket(q.rbuf)
-		if err != nil {
-			if errors.Is(err, vmbus.ErrEmpty) {
-				return
-			}
+		if err == nil {
+			idle = time.Time{}
+			q.handle(p)
+			continue
+		}
+		if !errors.Is(err, vmbus.ErrEmpty) {
 			var small *ring.BufferTooSmallError
 			if errors.As(err, &small) && small.Need <= q.c.cfg.RingSize {
 				q.rbuf = make([]byte, small.Need)
 				continue
 			}
+			if masked {
+				q.ch.UnmaskInterrupt()
+			}
 			return // ring closed or corrupt: the rescind/close path cleans up
 		}
-		q.handle(p)
+		if q.c.cfg.PollTime > 0 && q.atHost.Load() > 0 {
+			if !masked {
+				q.ch.MaskInterrupt()
+				masked = true
+			}
+			if idle.IsZero() {
+				idle = time.Now()
+			}
+			if time.Since(idle) < q.c.cfg.PollTime {
+				runtime.Gosched() // the host, or a submitter, may be waiting for this P
+				continue
+			}
+		}
+		if !masked {
+			return
+		}
+		masked, idle = false, time.Time{}
+		if !q.ch.UnmaskInterrupt() {
+			return
+		}
+		// A completion came in before the mask was clear: take it.
 	}
 }
 
@@ -582,6 +621,7 @@ func (q *queue) handle(p ring.Packet) {
 	s.timer.Stop()
 	s.gen++
 	s.state = slotActive
+	q.atHost.Add(-1)
 	q.mu.Unlock()
 	if perr != nil {
 		q.stats.protocolErrors.Add(1)
@@ -746,6 +786,9 @@ func (q *queue) kill(err error) {
 		s := &q.slots[i]
 		switch s.state {
 		case slotAtHost, slotWaitRetry:
+			if s.state == slotAtHost {
+				q.atHost.Add(-1)
+			}
 			s.timer.Stop()
 			s.retry.Stop()
 			failed = append(failed, s.w)

@@ -43,7 +43,7 @@ type Config struct {
 	// (docs/hyperv-protocol.md §4.6), after the last completion while
 	// requests are still at the host: a stream of I/O then costs no
 	// interrupt and no goroutine wake-up per completion, at the price of
-	// at most PollTime of CPU when the host goes quiet. Default 50 µs;
+	// at most PollTime of CPU when the host goes quiet. Default 10 µs;
 	// negative: never poll.
 	PollTime time.Duration
 	// Retries bounds the retries of one request (UNIT ATTENTION, BUSY,
@@ -90,7 +90,7 @@ func (c Config) withDefaults() Config {
 		c.ResetTimeout = 5 * time.Second
 	}
 	if c.PollTime == 0 {
-		c.PollTime = 50 * time.Microsecond
+		c.PollTime = 10 * time.Microsecond
 	}
 	if c.Retries <= 0 {
 		c.Retries = 5

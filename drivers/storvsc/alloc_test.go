@@ -81,7 +81,6 @@ func FuzzHandlePacket(f *testing.F) {
 			t.Fatalf("%d requests ended", ended)
 		}
 		for i := range q.slots {
-			q.slots[i].timer.Stop()
 			q.slots[i].retry.Stop()
 		}
 	})

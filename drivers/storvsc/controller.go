@@ -38,6 +38,14 @@ type Config struct {
 	// ResetTimeout is the wait after each reset before escalating.
 	// Default 5 s.
 	ResetTimeout time.Duration
+	// PollTime is how long the channel goroutine keeps polling the
+	// inbound ring for completions, with the channel's interrupt masked
+	// (docs/hyperv-protocol.md §4.6), after the last completion while
+	// requests are still at the host: a stream of I/O then costs no
+	// interrupt and no goroutine wake-up per completion, at the price of
+	// at most PollTime of CPU when the host goes quiet. Default 10 µs;
+	// negative: never poll.
+	PollTime time.Duration
 	// Retries bounds the retries of one request (UNIT ATTENTION, BUSY,
 	// TASK SET FULL, aborted by a reset). Default 5.
 	Retries int
@@ -80,6 +88,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ResetTimeout <= 0 {
 		c.ResetTimeout = 5 * time.Second
+	}
+	if c.PollTime == 0 {
+		c.PollTime = 10 * time.Microsecond
 	}
 	if c.Retries <= 0 {
 		c.Retries = 5

@@ -22,6 +22,11 @@
 //
 // Concurrency: each channel's completions are handled on that channel's
 // dispatch goroutine (OpenConfig.OnInterrupt), where Request.Done runs.
+// While requests are at the host that goroutine keeps polling for
+// completions, with the channel's interrupt masked, for Config.PollTime
+// after the last one (yielding the processor between looks), then
+// unmasks and re-checks the ring before it returns (docs/hyperv-protocol.md
+// §4.6).
 // Timeouts and back-off retries run on timer goroutines; a rescind is
 // handled on a watcher goroutine that fails every outstanding request with
 // ErrRemoved. Scans (Attach, Rescan, and automatic rescans after

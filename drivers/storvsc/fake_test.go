@@ -109,8 +109,13 @@ type fakeChan struct {
 	resc     chan struct{}
 	rescOnce sync.Once
 	manual   bool
-	intMu    sync.Mutex
-	wg       sync.WaitGroup
+	// masked is the inbound ring's interrupt mask: deliver does not kick
+	// while it is set (docs/hyperv-protocol.md §4.6). masks and unmasks
+	// count the driver's calls.
+	masked         bool
+	masks, unmasks int
+	intMu          sync.Mutex
+	wg             sync.WaitGroup
 }
 
 func newFakeChan(h *fakeHost, class chanmsg.GUID, index int) *fakeChan {
@@ -229,7 +234,11 @@ func (c *fakeChan) deliver(typ ring.PacketType, txid uint64, payload []byte) {
 	p := &c.inbox[(c.ihead+c.ilen)%len(c.inbox)]
 	p.typ, p.txid, p.n = typ, txid, copy(p.buf[:], payload)
 	c.ilen++
+	masked := c.masked
 	c.mu.Unlock()
+	if masked {
+		return // the guest polls: no interrupt
+	}
 	select {
 	case c.kick <- struct{}{}:
 	default:
@@ -259,8 +268,31 @@ func (c *fakeChan) ReadPacket(buf []byte) (ring.Packet, error) {
 
 func (c *fakeChan) ModifyTargetVP(ctx context.Context, vp uint32) error { return nil }
 func (c *fakeChan) Stats() vmbus.ChannelStats                           { return vmbus.ChannelStats{} }
-func (c *fakeChan) MaskInterrupt()                                      {}
-func (c *fakeChan) UnmaskInterrupt() bool                               { return false }
+
+func (c *fakeChan) MaskInterrupt() {
+	c.mu.Lock()
+	c.masked = true
+	c.masks++
+	c.mu.Unlock()
+}
+
+// UnmaskInterrupt clears the mask and reports packets queued meanwhile,
+// which were not signalled.
+func (c *fakeChan) UnmaskInterrupt() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.masked = false
+	c.unmasks++
+	return c.ilen > 0
+}
+
+// maskCounts returns the mask state and the MaskInterrupt and
+// UnmaskInterrupt calls so far.
+func (c *fakeChan) maskCounts() (masked bool, masks, unmasks int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.masked, c.masks, c.unmasks
+}
 
 func (c *fakeChan) WaitSubChannels(ctx context.Context, n int) ([]Channel, error) {
 	c.h.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,12 @@ import (
 // bounce buffers and timers are allocated once, so an I/O allocates
 // nothing.
 //
+// Request timeouts are coarse: one timer per queue, running only while a
+// request is at the host, ticks every 1/timeoutTicks of the shorter of
+// Config.Timeout and ResetTimeout; a request times out at the first tick
+// at least Timeout after it was sent, so at most one tick late. A send or
+// a completion costs no timer operation.
+//
 // Transaction ids: a slot's txid is gen<<32 | index, with gen in
 // [1, 2^31) bumped on every send, so a late completion for an earlier send
 // of the same slot is recognised and dropped. Control operations (init,
@@ -32,7 +39,7 @@ import (
 //
 //	free      on the free list
 //	active    a goroutine is preparing, sending or completing it
-//	atHost    sent; waiting for the completion (or the timeout timer)
+//	atHost    sent; waiting for the completion (or the timeout scan)
 //	waitRetry parked on the retry timer (back-off)
 //	abandoned failed by timeout; the host may still complete it, and only
 //	          then is the slot (and its bounce buffer) reused
@@ -58,6 +65,19 @@ type queue struct {
 	// reaches len(slots) no slot can free up until the host answers, so
 	// waiting work fails with ErrTimeout instead of waiting unbounded.
 	abandoned int
+	// atHost counts slots in slotAtHost (changed under mu, read without
+	// it): while it is non-zero the interrupt goroutine polls.
+	atHost atomic.Int32
+	// The timeout scan: scanTimer runs scanTimeouts every tickLen while
+	// scanning is true, which holds while a slot is at the host. tick
+	// counts the scans (guarded by mu); a request sent now is due
+	// dueTimeout ticks later, one reset dueReset ticks later (fixed by
+	// initSlots).
+	scanTimer            *time.Timer
+	scanning             bool
+	tick                 uint64
+	tickLen              time.Duration
+	dueTimeout, dueReset uint64
 
 	ctlMu   sync.Mutex // serialises control operations
 	ctlSeq  uint64     // guarded by ctlMu
@@ -133,7 +153,7 @@ type slot struct {
 	idx   uint32
 	gen   uint32    // guarded by q.mu
 	state slotState // guarded by q.mu
-	tgen  uint32    // gen the timeout timer was armed for; guarded by q.mu
+	due   uint64    // tick at which the request at the host times out; guarded by q.mu
 	esc   int       // timeout escalation: 0, 1 after RESET_LUN, 2 after RESET_BUS; guarded by q.mu
 
 	// Owned by the goroutine that moved the slot out of its last state.
@@ -150,7 +170,6 @@ type slot struct {
 	parts   [1][]byte // the payload part passed to the channel without a per-call slice
 	bounce  *bounceBuffer
 
-	timer *time.Timer // request timeout
 	retry *time.Timer // back-off
 }
 
@@ -164,6 +183,11 @@ func (q *queue) initSlots(depth int, pool *bouncePool, maxPFN int) {
 	q.slots = make([]slot, depth)
 	q.free = make([]int32, 0, depth)
 	q.pend = make([]work, 2*depth)
+	cfg := &q.c.cfg
+	q.tickLen = max(min(cfg.Timeout, cfg.ResetTimeout)/timeoutTicks, time.Millisecond)
+	q.dueTimeout, q.dueReset = q.ticksFor(cfg.Timeout), q.ticksFor(cfg.ResetTimeout)
+	q.scanTimer = time.AfterFunc(time.Hour, q.scanTimeouts)
+	q.scanTimer.Stop()
 	hs := gpaHeaderSize(maxPFN)
 	hdrs := make([]byte, depth*hs)
 	for i := range q.slots {
@@ -171,8 +195,6 @@ func (q *queue) initSlots(depth int, pool *bouncePool, maxPFN int) {
 		s.q, s.idx, s.gen = q, uint32(i), 1
 		s.hdr = hdrs[i*hs : (i+1)*hs]
 		s.bounce, _ = pool.TryGet()
-		s.timer = time.AfterFunc(time.Hour, s.onTimeout)
-		s.timer.Stop()
 		s.retry = time.AfterFunc(time.Hour, s.onRetry)
 		s.retry.Stop()
 		q.free = append(q.free, int32(depth-1-i))
@@ -384,10 +406,11 @@ func (s *slot) send() {
 	if s.gen >= maxGen {
 		s.gen = 1
 	}
-	s.tgen, s.esc = s.gen, 0
+	s.esc = 0
 	txid := s.txid()
 	s.state = slotAtHost
-	s.timer.Reset(q.c.cfg.Timeout)
+	q.atHost.Add(1)
+	s.due = q.dueIn(q.dueTimeout)
 	q.mu.Unlock()
 
 	s.parts[0] = pkt
@@ -405,8 +428,8 @@ func (s *slot) send() {
 		q.mu.Unlock()
 		return
 	}
-	s.timer.Stop()
 	s.gen++
+	q.atHost.Add(-1)
 	if errors.Is(err, vmbus.ErrRingFull) {
 		s.state = slotWaitRetry
 		s.retry.Reset(time.Millisecond)
@@ -434,23 +457,67 @@ func (s *slot) onRetry() {
 	s.send()
 }
 
-// onTimeout runs on a timer goroutine when the host has not completed the
-// slot's request in time: first RESET_LUN, then RESET_BUS, each given
+// timeoutTicks is the number of scan ticks in the shorter of
+// Config.Timeout and Config.ResetTimeout.
+const timeoutTicks = 4
+
+// ticksFor is the number of ticks after the current one at which a
+// request sent now has waited at least d: ticks are at least tickLen
+// apart and the current one may end at once.
+func (q *queue) ticksFor(d time.Duration) uint64 {
+	return uint64((d+q.tickLen-1)/q.tickLen) + 1
+}
+
+// dueIn starts the timeout scan if it is not running and returns the tick
+// ticks from now. q.mu held.
+func (q *queue) dueIn(ticks uint64) uint64 {
+	if !q.scanning {
+		q.scanTimer.Reset(q.tickLen)
+		q.scanning = true
+	}
+	return q.tick + ticks
+}
+
+// scanTimeouts runs on a timer goroutine every tick while requests are at
+// the host, and times out those whose tick has come (timeout).
+func (q *queue) scanTimeouts() {
+	q.mu.Lock()
+	if !q.scanning {
+		q.mu.Unlock()
+		return
+	}
+	q.tick++
+	now := q.tick
+	q.mu.Unlock()
+	for i := range q.slots {
+		q.slots[i].timeout(now)
+	}
+	q.mu.Lock()
+	if q.atHost.Load() > 0 && !q.dead {
+		q.scanTimer.Reset(q.tickLen)
+	} else {
+		q.scanning = false
+	}
+	q.mu.Unlock()
+}
+
+// timeout handles tick now for the slot: if its request has been at the
+// host past its due tick, first RESET_LUN, then RESET_BUS, each given
 // Config.ResetTimeout; then the request fails with ErrTimeout and the slot
 // is abandoned until the host completes it. When that leaves every slot
 // abandoned, the work waiting for a slot fails with ErrTimeout too (and
 // submit refuses new work) until the host completes one of them.
-func (s *slot) onTimeout() {
+func (s *slot) timeout(now uint64) {
 	q := s.q
 	q.mu.Lock()
-	if s.state != slotAtHost || s.tgen != s.gen {
+	if s.state != slotAtHost || now < s.due {
 		q.mu.Unlock()
 		return
 	}
 	q.stats.timeouts.Add(1)
 	s.esc++
 	if s.esc <= 2 {
-		s.timer.Reset(q.c.cfg.ResetTimeout)
+		s.due = q.dueIn(q.dueReset)
 		a := s.w.addr()
 		esc := s.esc
 		q.mu.Unlock()
@@ -464,6 +531,7 @@ func (s *slot) onTimeout() {
 	w, done := s.w, s.done
 	s.w = work{}
 	s.state = slotAbandoned
+	q.atHost.Add(-1)
 	q.abandoned++
 	var stuck []work
 	if q.abandoned == len(q.slots) {
@@ -506,22 +574,54 @@ func (q *queue) sendReset(op Operation, a addr) {
 }
 
 // interrupt drains the channel; it is the channel's OnInterrupt and runs
-// on the channel's dispatch goroutine.
+// on the channel's dispatch goroutine. While requests are at the host it
+// keeps polling for Config.PollTime after the last packet, with the
+// channel's interrupt masked, yielding the processor between looks; it
+// returns with the interrupt unmasked and the ring found empty after
+// unmasking (docs/hyperv-protocol.md §4.6), so the next completion
+// interrupts again.
 func (q *queue) interrupt() {
+	masked := false
+	var idle time.Time // when the ring was found empty, while polling
 	for {
 		p, err := q.ch.ReadPacket(q.rbuf)
-		if err != nil {
-			if errors.Is(err, vmbus.ErrEmpty) {
-				return
-			}
+		if err == nil {
+			idle = time.Time{}
+			q.handle(p)
+			continue
+		}
+		if !errors.Is(err, vmbus.ErrEmpty) {
 			var small *ring.BufferTooSmallError
 			if errors.As(err, &small) && small.Need <= q.c.cfg.RingSize {
 				q.rbuf = make([]byte, small.Need)
 				continue
 			}
+			if masked {
+				q.ch.UnmaskInterrupt()
+			}
 			return // ring closed or corrupt: the rescind/close path cleans up
 		}
-		q.handle(p)
+		if q.c.cfg.PollTime > 0 && q.atHost.Load() > 0 {
+			if !masked {
+				q.ch.MaskInterrupt()
+				masked = true
+			}
+			if idle.IsZero() {
+				idle = time.Now()
+			}
+			if time.Since(idle) < q.c.cfg.PollTime {
+				runtime.Gosched() // the host, or a submitter, may be waiting for this P
+				continue
+			}
+		}
+		if !masked {
+			return
+		}
+		masked, idle = false, time.Time{}
+		if !q.ch.UnmaskInterrupt() {
+			return
+		}
+		// A completion came in before the mask was clear: take it.
 	}
 }
 
@@ -579,9 +679,9 @@ func (q *queue) handle(p ring.Packet) {
 		}
 		return
 	}
-	s.timer.Stop()
 	s.gen++
 	s.state = slotActive
+	q.atHost.Add(-1)
 	q.mu.Unlock()
 	if perr != nil {
 		q.stats.protocolErrors.Add(1)
@@ -746,7 +846,9 @@ func (q *queue) kill(err error) {
 		s := &q.slots[i]
 		switch s.state {
 		case slotAtHost, slotWaitRetry:
-			s.timer.Stop()
+			if s.state == slotAtHost {
+				q.atHost.Add(-1)
+			}
 			s.retry.Stop()
 			failed = append(failed, s.w)
 			dones = append(dones, s.done)
@@ -754,7 +856,6 @@ func (q *queue) kill(err error) {
 			s.state = slotDead
 			s.gen++
 		case slotAbandoned, slotFree:
-			s.timer.Stop()
 			s.state = slotDead
 		}
 	}
@@ -764,6 +865,10 @@ func (q *queue) kill(err error) {
 	}
 	q.free = q.free[:0]
 	q.abandoned = 0
+	if q.scanTimer != nil { // nil before initSlots
+		q.scanTimer.Stop()
+	}
+	q.scanning = false
 	q.mu.Unlock()
 	for i, w := range failed {
 		q.stats.errors.Add(1)

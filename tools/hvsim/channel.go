@@ -202,6 +202,37 @@ func (c *Channel) Recv(buf []byte) (p Packet, ok bool, err error) {
 	return p, true, nil
 }
 
+// MaskSignals sets the interrupt mask of the guest→host ring
+// (docs/hyperv-protocol.md §4.2, §4.6): while it is set the guest does not
+// signal the packets it writes, for a device that drains the ring by
+// polling. End the polling with UnmaskSignals. No-op on a closed channel.
+func (c *Channel) MaskSignals() {
+	c.inMu.Lock()
+	if !c.closed.Load() {
+		store32(c.in.hdr, ringOffIntMask, 1)
+	}
+	c.inMu.Unlock()
+}
+
+// UnmaskSignals clears the interrupt mask of the guest→host ring and then
+// reports whether packets are pending: one the guest wrote while the mask
+// was set was not signalled, so on true the device must drain again (and
+// may mask again) instead of waiting on Signaled for a signal that never
+// comes (docs/hyperv-protocol.md §4.6). The clear and the look at the
+// write index are sequentially consistent, as the guest's publish of its
+// write index and its look at the mask are: either the guest sees the
+// clear and signals, or this sees the packet. True on a closed channel, so
+// that the next Recv reports ErrClosed.
+func (c *Channel) UnmaskSignals() bool {
+	c.inMu.Lock()
+	defer c.inMu.Unlock()
+	if c.closed.Load() {
+		return true
+	}
+	store32(c.in.hdr, ringOffIntMask, 0)
+	return load32(c.in.hdr, ringOffWrite) != c.in.idx
+}
+
 // Send writes one packet (no type-specific header) into the host→guest
 // ring, waiting for room until ctx ends.
 func (c *Channel) Send(ctx context.Context, typ, flags uint16, txid uint64, payload []byte) error {

@@ -2,15 +2,22 @@ package hvsim
 
 import (
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gohv/gohv/hv"
-	"sync"
-	"time"
 )
 
 // Faults are the host's fault-injection controls. All are off by default;
 // every method is safe for concurrent use and takes effect at once.
 type Faults struct {
+	// perPacket is true while a fault consulted for every channel packet
+	// or interrupt is armed (dropped interrupts, completion delay or
+	// reordering), so the packet path takes mu only then. Updated under
+	// mu by every change of those faults.
+	perPacket atomic.Bool
+
 	mu             sync.Mutex
 	rng            *rand.Rand
 	dropNext       int
@@ -36,6 +43,16 @@ func (f *Faults) DropInterrupts(n int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.dropNext = n
+	f.updatePerPacket()
+}
+
+// updatePerPacket recomputes perPacket; mu held.
+func (f *Faults) updatePerPacket() {
+	on := f.dropNext > 0 || f.dropFraction > 0 || f.complDelay > 0
+	for _, r := range f.reorder {
+		on = on || r
+	}
+	f.perPacket.Store(on)
 }
 
 // DropInterruptFraction loses each channel interrupt with probability p.
@@ -43,6 +60,7 @@ func (f *Faults) DropInterruptFraction(p float64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.dropFraction = p
+	f.updatePerPacket()
 }
 
 // DelayMessages delays every host→guest SynIC message by d.
@@ -58,6 +76,7 @@ func (f *Faults) DelayCompletions(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.complDelay = d
+	f.updatePerPacket()
 }
 
 // ReorderCompletions swaps completions on relid in pairs: the first is
@@ -66,6 +85,7 @@ func (f *Faults) ReorderCompletions(relid uint32, on bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reorder[relid] = on
+	f.updatePerPacket()
 }
 
 // FailPostMessage makes the next n HvPostMessage calls return
@@ -118,10 +138,14 @@ func (f *Faults) takeRescindAtGPADL(relid uint32) bool {
 }
 
 func (f *Faults) takeDropInterrupt() bool {
+	if !f.perPacket.Load() {
+		return false
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.dropNext > 0 {
 		f.dropNext--
+		f.updatePerPacket()
 		return true
 	}
 	return f.dropFraction > 0 && f.rng.Float64() < f.dropFraction
@@ -134,12 +158,18 @@ func (f *Faults) messageDelay() time.Duration {
 }
 
 func (f *Faults) completionDelay() time.Duration {
+	if !f.perPacket.Load() {
+		return 0
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.complDelay
 }
 
 func (f *Faults) reorders(relid uint32) bool {
+	if !f.perPacket.Load() {
+		return false
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.reorder[relid]

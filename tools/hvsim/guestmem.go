@@ -272,23 +272,57 @@ func (h *Host) WritePageRange(r PageRange, off int, src []byte) error {
 	return h.pageRangeCopy(r, off, src, true)
 }
 
-func (h *Host) pageRangeCopy(r PageRange, off int, b []byte, write bool) error {
-	if off < 0 || off > int(r.ByteCount) || len(b) > int(r.ByteCount)-off {
-		return fmt.Errorf("%d bytes at %d of a %d-byte range: %w", len(b), off, r.ByteCount, ErrRangeBounds)
+// PageRangeBytes returns the n bytes at offset off of range r (see
+// ReadPageRange) as a slice of guest memory itself, for a device that
+// moves data straight between guest memory and its backing store, as a
+// real host's DMA does, instead of through a buffer of its own. ok is
+// false, with a nil error, when the span's pages are not consecutive in
+// guest memory: the device then copies with ReadPageRange and
+// WritePageRange. Errors as for ReadPageRange. The guest may change the
+// memory at any time: a device never validates what it reads there.
+func (h *Host) PageRangeBytes(r PageRange, off, n int) (b []byte, ok bool, err error) {
+	first, last, err := h.pageRangeSpan(r, off, n)
+	if err != nil || n == 0 {
+		return nil, false, err
 	}
-	if len(b) == 0 {
-		return nil
+	for i := first; i < last; i++ {
+		if r.PFNs[i+1] != r.PFNs[i]+1 {
+			return nil, false, nil
+		}
+	}
+	a := h.arena
+	start := int(r.PFNs[first]-a.basePFN)*hv.PageSize + (int(r.ByteOffset)+off)%hv.PageSize
+	return a.mem[start : start+n : start+n], true, nil
+}
+
+// pageRangeSpan checks n bytes at off of r against the range and guest
+// memory and returns the indices of the first and last PFN they touch
+// (both 0 when n is 0).
+func (h *Host) pageRangeSpan(r PageRange, off, n int) (first, last int, err error) {
+	if off < 0 || n < 0 || off > int(r.ByteCount) || n > int(r.ByteCount)-off {
+		return 0, 0, fmt.Errorf("%d bytes at %d of a %d-byte range: %w", n, off, r.ByteCount, ErrRangeBounds)
+	}
+	if n == 0 {
+		return 0, 0, nil
 	}
 	start := int(r.ByteOffset) + off
-	first, last := start/hv.PageSize, (start+len(b)-1)/hv.PageSize
+	first, last = start/hv.PageSize, (start+n-1)/hv.PageSize
 	if r.ByteOffset >= hv.PageSize || last >= len(r.PFNs) {
-		return fmt.Errorf("range of %d PFNs at offset %d: %w", len(r.PFNs), r.ByteOffset, ErrRangeBounds)
+		return 0, 0, fmt.Errorf("range of %d PFNs at offset %d: %w", len(r.PFNs), r.ByteOffset, ErrRangeBounds)
 	}
 	for _, p := range r.PFNs[first : last+1] {
 		if !h.arena.contains(p) {
-			return fmt.Errorf("PFN %#x: %w", p, ErrGuestAddress)
+			return 0, 0, fmt.Errorf("PFN %#x: %w", p, ErrGuestAddress)
 		}
 	}
+	return first, last, nil
+}
+
+func (h *Host) pageRangeCopy(r PageRange, off int, b []byte, write bool) error {
+	if _, _, err := h.pageRangeSpan(r, off, len(b)); err != nil || len(b) == 0 {
+		return err
+	}
+	start := int(r.ByteOffset) + off
 	for len(b) > 0 {
 		pg, in := start/hv.PageSize, start%hv.PageSize
 		page := h.arena.page(r.PFNs[pg])

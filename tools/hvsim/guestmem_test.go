@@ -340,3 +340,47 @@ func TestRecordViolation(t *testing.T) {
 		t.Fatalf("count %d seen %v", h.ViolationCount(), seen)
 	}
 }
+
+// PageRangeBytes aliases guest memory for spans on consecutive pages, says
+// "copy instead" for spans crossing non-consecutive pages, and refuses what
+// Read/WritePageRange refuse.
+func TestPageRangeBytes(t *testing.T) {
+	h, err := New(Config{MemoryBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	// 9000 bytes from offset 100 of PFN 0x110: pages 0x110, 0x111, then
+	// 0x105 (not consecutive).
+	r := PageRange{ByteCount: 9000, ByteOffset: 100, PFNs: []uint64{0x110, 0x111, 0x105}}
+	b, ok, err := h.PageRangeBytes(r, 50, 6000) // 0x110+150 .. 0x111+2054
+	if err != nil || !ok || len(b) != 6000 || cap(b) != 6000 {
+		t.Fatalf("consecutive span: len %d cap %d ok %v err %v", len(b), cap(b), ok, err)
+	}
+	b[0], b[5999] = 0xA1, 0xA2
+	if h.ArenaPage(0x110)[150] != 0xA1 || h.ArenaPage(0x111)[2053] != 0xA2 {
+		t.Fatal("slice is not the guest's memory at the range offset")
+	}
+	if _, ok, err := h.PageRangeBytes(r, 8100, 900); err != nil || !ok {
+		t.Fatalf("span inside the last page: ok %v err %v", ok, err)
+	}
+	if b, ok, err := h.PageRangeBytes(r, 4000, 5000); err != nil || ok || b != nil {
+		t.Fatalf("span over a non-consecutive page: %d bytes ok %v err %v", len(b), ok, err)
+	}
+	for _, c := range []struct {
+		off, n int
+		want   error
+	}{{-1, 10, ErrRangeBounds}, {8991, 10, ErrRangeBounds}, {0, -1, ErrRangeBounds}, {0, 9001, ErrRangeBounds}} {
+		if _, ok, err := h.PageRangeBytes(r, c.off, c.n); !errors.Is(err, c.want) || ok {
+			t.Errorf("%d bytes at %d: ok %v err %v, want %v", c.n, c.off, ok, err, c.want)
+		}
+	}
+	out := PageRange{ByteCount: 8192, PFNs: []uint64{0x120, 0x50}}
+	if _, ok, err := h.PageRangeBytes(out, 4000, 200); !errors.Is(err, ErrGuestAddress) || ok {
+		t.Errorf("partly outside guest memory: ok %v err %v", ok, err)
+	}
+	short := PageRange{ByteCount: 5000, PFNs: []uint64{0x110}}
+	if _, ok, err := h.PageRangeBytes(short, 4000, 100); !errors.Is(err, ErrRangeBounds) || ok {
+		t.Errorf("PFN list too short: ok %v err %v", ok, err)
+	}
+}

@@ -185,7 +185,9 @@ func (r *ring) send(typ, flags uint16, txid uint64, hdr, payload []byte) (signal
 	le.PutUint64(t[:], uint64(w)<<32)
 	r.copyIn(w+total, t[:])
 	r.idx = (w + need) % r.size
-	store32(r.hdr, ringOffPending, 0)
+	if load32(r.hdr, ringOffPending) != 0 { // only the host writes it: skip the barrier when clear
+		store32(r.hdr, ringOffPending, 0)
+	}
 	store32(r.hdr, ringOffWrite, r.idx)
 	return load32(r.hdr, ringOffIntMask) == 0 && load32(r.hdr, ringOffRead) == w, nil
 }

@@ -52,5 +52,12 @@
 //
 // Each open channel is served by its own goroutine, which runs requests
 // to completion one at a time; the API (Attach, Detach, faults, Crash,
-// Stats) may be called from any goroutine.
+// Stats) may be called from any goroutine. The goroutine drains the
+// guest's ring with the guest's signals masked and keeps polling it for
+// 10 µs after the last packet before it unmasks (re-checking the ring,
+// docs/hyperv-protocol.md §4.6) and sleeps, as a host with processors of
+// its own would see a stream of requests without a signal per batch.
+// Reads and writes move data straight between the store and guest memory
+// when the GPA-direct range is contiguous there (Host.PageRangeBytes), and
+// through a per-channel buffer otherwise.
 package storvsp

@@ -3,6 +3,7 @@ package storvsp
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,6 +44,10 @@ type failRule struct {
 // faults is the controller's fault state; every method is safe for
 // concurrent use.
 type faults struct {
+	// armed is true while any fault is set or a completion is held, so
+	// the SRB path takes mu only then. Updated under mu by every change.
+	armed atomic.Bool
+
 	mu           sync.Mutex
 	rules        []failRule
 	lose         int
@@ -65,6 +70,13 @@ func (d *StorVSP) FailNext(n int, f Failure) {
 	d.faults.mu.Lock()
 	defer d.faults.mu.Unlock()
 	d.faults.rules = append(d.faults.rules, failRule{left: n, res: res, f: f})
+	d.faults.update()
+}
+
+// update recomputes armed; mu held.
+func (f *faults) update() {
+	f.armed.Store(len(f.rules) > 0 || f.lose > 0 || f.delayN > 0 || f.reorder || f.held != nil ||
+		f.shortN > 0 || f.rescindAfter > 0)
 }
 
 // LoseCompletions drops the completions of the next n SRBs after they ran:
@@ -73,6 +85,7 @@ func (d *StorVSP) LoseCompletions(n int) {
 	d.faults.mu.Lock()
 	defer d.faults.mu.Unlock()
 	d.faults.lose = n
+	d.faults.update()
 }
 
 // DelayCompletions sends the completions of the next n SRBs dl late,
@@ -81,6 +94,7 @@ func (d *StorVSP) DelayCompletions(n int, dl time.Duration) {
 	d.faults.mu.Lock()
 	defer d.faults.mu.Unlock()
 	d.faults.delayN, d.faults.delay = n, dl
+	d.faults.update()
 }
 
 // ReorderCompletions swaps SRB completions in pairs while on: each odd one
@@ -95,6 +109,7 @@ func (d *StorVSP) ReorderCompletions(on bool) {
 		held, txid, c = d.faults.held, d.faults.heldTxID, d.faults.heldCh
 		d.faults.held, d.faults.heldCh = nil, nil
 	}
+	d.faults.update()
 	d.faults.mu.Unlock()
 	if c != nil {
 		c.send(txid, held)
@@ -108,6 +123,7 @@ func (d *StorVSP) ShortTransfers(n int, bytes uint32) {
 	d.faults.mu.Lock()
 	defer d.faults.mu.Unlock()
 	d.faults.shortN, d.faults.shortBytes = n, bytes
+	d.faults.update()
 }
 
 // RescindAfter takes n more SRBs normally, then on the next one withdraws
@@ -117,6 +133,7 @@ func (d *StorVSP) RescindAfter(n int) {
 	d.faults.mu.Lock()
 	defer d.faults.mu.Unlock()
 	d.faults.rescindAfter = n + 1
+	d.faults.update()
 }
 
 // Rescind withdraws the controller's primary channel and sub-channels
@@ -163,8 +180,12 @@ func (d *StorVSP) Crashed() bool { return d.crashed.Load() }
 // before is consulted for each well-formed SRB: an injected failure to
 // complete with, or rescind == true to rescind instead of completing.
 func (f *faults) before(cdb []byte, present bool) (res *result, rescind bool) {
+	if !f.armed.Load() {
+		return nil, false
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.update()
 	if f.rescindAfter > 0 {
 		f.rescindAfter--
 		if f.rescindAfter == 0 {
@@ -188,11 +209,12 @@ func (f *faults) before(cdb []byte, present bool) (res *result, rescind bool) {
 
 // shorten applies ShortTransfers to a successful result.
 func (f *faults) shorten(res *result) {
-	if res.srb != SRBSuccess || res.transferred == 0 {
+	if res.srb != SRBSuccess || res.transferred == 0 || !f.armed.Load() {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	defer f.update()
 	if f.shortN <= 0 {
 		return
 	}
@@ -208,16 +230,21 @@ func (f *faults) shorten(res *result) {
 // route applies the completion faults; true means the completion was
 // taken care of (dropped, delayed or held).
 func (f *faults) route(c *chanState, txid uint64, b []byte) bool {
+	if !f.armed.Load() {
+		return false
+	}
 	f.mu.Lock()
 	switch {
 	case f.lose > 0:
 		f.lose--
+		f.update()
 		f.mu.Unlock()
 		c.d.stats.lost.Add(1)
 		return true
 	case f.delayN > 0:
 		f.delayN--
 		dl := f.delay
+		f.update()
 		f.mu.Unlock()
 		cp := append([]byte(nil), b...)
 		time.AfterFunc(dl, func() { c.send(txid, cp) })
@@ -225,11 +252,13 @@ func (f *faults) route(c *chanState, txid uint64, b []byte) bool {
 	case f.reorder && f.held == nil:
 		f.held = append(f.held[:0:0], b...)
 		f.heldTxID, f.heldCh = txid, c
+		f.update()
 		f.mu.Unlock()
 		return true
 	case f.reorder:
 		held, htx, hc := f.held, f.heldTxID, f.heldCh
 		f.held, f.heldCh = nil, nil
+		f.update()
 		f.mu.Unlock()
 		c.send(txid, b)
 		hc.send(htx, held)
@@ -244,6 +273,7 @@ func (f *faults) dropHeld() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.held, f.heldCh = nil, nil
+	f.update()
 }
 
 // send writes a completion unless the controller crashed.

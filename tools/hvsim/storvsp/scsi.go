@@ -442,6 +442,21 @@ func (t *target) readWrite(write bool, lba, count uint64, fua bool, x *xfer) res
 	done := 0
 	for uint64(done) < bytes {
 		m := int(min(bytes-uint64(done), uint64(len(t.scratch))))
+		// Straight between the store and guest memory when the span is
+		// contiguous there (a real host's DMA); else through scratch.
+		if g, ok, err := x.h.PageRangeBytes(x.r, done, m); err != nil {
+			return illegal(ascInvalidFieldCDB)
+		} else if ok {
+			if write {
+				if err := u.writeAt(g, off+int64(done), fua); err != nil {
+					return checkCondition(SRBError, senseMediumError, ascWriteError, 0)
+				}
+			} else if err := u.readAt(g, off+int64(done)); err != nil {
+				return checkCondition(SRBError, senseMediumError, ascUnrecoveredRead, 0)
+			}
+			done += m
+			continue
+		}
 		chunk := t.scratch[:m]
 		if write {
 			if err := x.fromGuest(chunk, done); err != nil {

@@ -1,17 +1,13 @@
 package storvsc_test
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gohv/gohv/drivers/storvsc"
-	"github.com/gohv/gohv/tools/hvsim"
 	"github.com/gohv/gohv/tools/hvsim/storvsp"
-	"github.com/gohv/gohv/vmbus"
-	"github.com/gohv/gohv/vmbus/chanmsg"
 )
 
 // BenchmarkSimSequential1M reads a 64 MiB memory-backed disk front to back
@@ -40,44 +36,12 @@ func BenchmarkSimSequential1M(b *testing.B) {
 	})
 	for _, qd := range []int{1, 4} {
 		b.Run(fmt.Sprintf("storvsc-hvsim/qd%d", qd), func(b *testing.B) {
-			ctx := context.Background()
-			h, err := hvsim.New(hvsim.Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer h.Close()
-			vsp, _ := storvsp.New(storvsp.Config{Instance: hvsim.MustParseGUID("f2d3a7b1-0c3e-4b8e-9a56-123456789abd")})
-			if err := vsp.Attach(storvsp.Addr{}, storvsp.LUNConfig{Store: store}); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := h.AddDevice(vsp); err != nil {
-				b.Fatal(err)
-			}
-			bus, err := vmbus.Connect(ctx, h.Platform(), vmbus.Config{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer bus.Close(ctx)
-			var ch *vmbus.Channel
-			for _, c := range bus.Channels() {
-				if c.Offer().InterfaceType == chanmsg.ClassSCSI {
-					ch = c
-				}
-			}
-			ctrl, err := storvsc.Attach(ctx, ch, storvsc.Config{Memory: h.Platform(), QueueDepth: 32})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ctrl.Close(ctx)
+			h, ctrl := simController(b, store, storvsc.Config{QueueDepth: 32})
 			d := ctrl.Disks()[0]
 			done := make(chan *storvsc.Request, qd)
 			reqs := make([]storvsc.Request, qd)
 			for i := range reqs {
-				pages, err := h.Platform().AllocPages(chunk / 4096)
-				if err != nil {
-					b.Fatal(err)
-				}
-				reqs[i] = storvsc.Request{Op: storvsc.OpRead, Buf: pages.Mem, Queue: i, Done: func(r *storvsc.Request) { done <- r }}
+				reqs[i] = storvsc.Request{Op: storvsc.OpRead, Buf: guestBuffer(b, h, chunk), Queue: i, Done: func(r *storvsc.Request) { done <- r }}
 			}
 			next := 0
 			submit := func(r *storvsc.Request) {

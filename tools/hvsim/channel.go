@@ -278,54 +278,82 @@ func (c *Channel) SendRaw(ctx context.Context, typ, flags uint16, txid uint64, h
 
 func (c *Channel) send(ctx context.Context, typ, flags uint16, txid uint64, header, payload []byte) error {
 	for {
+		err := c.write(typ, flags, txid, header, payload, true)
+		if !errors.Is(err, errRingFull) {
+			return err
+		}
+		c.stats.ringFull.Add(1)
+		var werr error
+		select {
+		case <-c.spaceKick:
+		case <-ctx.Done():
+			werr = ctx.Err()
+		case <-c.done:
+			werr = ErrClosed
+		}
 		c.outMu.Lock()
-		if c.closed.Load() {
-			c.outMu.Unlock()
-			return ErrClosed
-		}
-		signal, err := c.out.send(typ, flags, txid, header, payload)
-		full := errors.Is(err, errRingFull)
-		if full {
-			c.spaceWaiters++
-		} else {
-			c.kickSpaceWaitersLocked()
-		}
+		c.spaceWaiters--
 		c.outMu.Unlock()
-		switch {
-		case err == nil:
-			n := uint64(descSize + len(header) + len(payload))
-			c.stats.packetsOut.Add(1)
-			c.stats.bytesOut.Add((n + 7) &^ 7)
-			if signal {
-				c.signalGuest()
-			} else {
-				c.stats.suppressed.Add(1)
-			}
-			return nil
-		case full:
-			c.stats.ringFull.Add(1)
-			var werr error
-			select {
-			case <-c.spaceKick:
-			case <-ctx.Done():
-				werr = ctx.Err()
-			case <-c.done:
-				werr = ErrClosed
-			}
-			c.outMu.Lock()
-			c.spaceWaiters--
-			c.outMu.Unlock()
-			if werr != nil {
-				return werr
-			}
-		case errors.Is(err, ErrRing):
-			err = fmt.Errorf("relid %d: %w", c.relid, err)
-			c.h.violate(err)
-			c.h.srv.hostClose(c)
-			return err
-		default:
-			return err
+		if werr != nil {
+			return werr
 		}
+	}
+}
+
+// ErrRingFull is TrySendRaw's answer when the packet does not fit the
+// host→guest ring now. The guest has been asked, by the pending send size,
+// to signal once it has room (docs/hyperv-protocol.md §4.6).
+var ErrRingFull = errRingFull
+
+// TrySendRaw is SendRaw without waiting: it returns ErrRingFull when the
+// packet does not fit now. It applies none of the completion faults
+// (delays, reordering): it is for data packets.
+func (c *Channel) TrySendRaw(typ, flags uint16, txid uint64, header, payload []byte) error {
+	err := c.write(typ, flags, txid, header, payload, false)
+	if errors.Is(err, errRingFull) {
+		c.stats.ringFull.Add(1)
+	}
+	return err
+}
+
+// write makes one attempt to write a packet into the host→guest ring and
+// signals the guest as §4.6 asks. A sender that will wait for room (wait)
+// is counted in spaceWaiters, under the same lock as the failed attempt;
+// it must uncount itself when it stops waiting.
+func (c *Channel) write(typ, flags uint16, txid uint64, header, payload []byte, wait bool) error {
+	c.outMu.Lock()
+	if c.closed.Load() {
+		c.outMu.Unlock()
+		return ErrClosed
+	}
+	signal, err := c.out.send(typ, flags, txid, header, payload)
+	full := errors.Is(err, errRingFull)
+	if full && wait {
+		c.spaceWaiters++
+	} else if !full {
+		c.kickSpaceWaitersLocked()
+	}
+	c.outMu.Unlock()
+	switch {
+	case err == nil:
+		n := uint64(descSize + len(header) + len(payload))
+		c.stats.packetsOut.Add(1)
+		c.stats.bytesOut.Add((n + 7) &^ 7)
+		if signal {
+			c.signalGuest()
+		} else {
+			c.stats.suppressed.Add(1)
+		}
+		return nil
+	case full:
+		return errRingFull
+	case errors.Is(err, ErrRing):
+		err = fmt.Errorf("relid %d: %w", c.relid, err)
+		c.h.violate(err)
+		c.h.srv.hostClose(c)
+		return err
+	default:
+		return err
 	}
 }
 

@@ -10,7 +10,8 @@ type Backend interface {
 	Send(frame []byte)
 	// SetReceiver installs the function the backend calls with each frame
 	// for the guest, from any goroutine; fn copies the frame and never
-	// blocks. The Device calls it once, from New.
+	// waits for the guest, only (briefly) for the Device's own goroutine
+	// when it is behind. The Device calls it once, from New.
 	SetReceiver(fn func(frame []byte))
 }
 

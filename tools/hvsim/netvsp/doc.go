@@ -76,10 +76,13 @@
 // RNDIS control, completions, and on the primary the control messages and
 // indirection table) and rxLoop (host→guest frames). Backends call the
 // receiver from their own goroutine; it copies the frame into a fixed
-// per-queue slot and never blocks. Device.mu guards the protocol state,
-// Device.rxMu the receive buffer; mu is taken before rxMu, and neither is
-// held while calling into hvsim.Host, whose server lock ranks first (it is
-// held when Open and Close run). The per-packet paths allocate nothing.
+// per-queue slot, waiting for one only while rxLoop is behind and not
+// itself waiting for the guest (a frame is lost only for want of guest
+// room, never because a host goroutine ran late). Device.mu guards the
+// protocol state, Device.rxMu the receive buffer; mu is taken before rxMu,
+// and neither is held while calling into hvsim.Host, whose server lock
+// ranks first (it is held when Open and Close run). The per-packet paths
+// allocate nothing.
 //
 // # Faults
 //

@@ -34,13 +34,19 @@ type queue struct {
 	ctrlKick chan struct{} // control message, indication or table due
 
 	// Frames waiting for the receive buffer: a ring of fixed slots.
-	qmu    sync.Mutex // guards fhead, fsize and the slots between them
+	qmu    sync.Mutex // guards fhead, fsize, the slots between them, guestWait and room
 	frames [][]byte
 	flen   []int
 	fhash  []uint32
 	fhas   []bool
 	fhead  int
 	fsize  int
+	// guestWait is set while rxLoop waits for the guest (no free data
+	// sub-allocation, or no room in the ring) and once it has ended:
+	// then a frame finding every slot taken is dropped. Otherwise the
+	// deliverer waits on room for rxLoop to free a slot.
+	guestWait bool
+	room      chan struct{} // closed and cleared to wake deliverers; nil when none waits
 
 	// serve's buffers.
 	pkt []byte

@@ -1,9 +1,17 @@
 package netvsp
 
+import (
+	"errors"
+
+	"github.com/gohv/gohv/tools/hvsim"
+)
+
 // deliver is the Backend's receiver: it queues one frame towards the guest
 // on the queue RSS picks (the primary without RSS). It runs on the
-// backend's goroutine, copies the frame and never blocks; frames the guest
-// cannot take are dropped and counted.
+// backend's goroutine and copies the frame. It never waits for the guest:
+// frames the guest cannot take (its receive buffer or ring is full) beyond
+// the queue's HoldFrames are dropped and counted. It waits only while the
+// queue's own goroutine is behind, so that host scheduling loses nothing.
 func (d *Device) deliver(frame []byte) {
 	if !d.link.Load() {
 		d.stats.rxDroppedLink.Add(1)
@@ -58,12 +66,28 @@ func (d *Device) passesFilterLocked(frame []byte) bool {
 	}
 }
 
-// enqueue copies frame into the queue's next free slot.
+// enqueue copies frame into the queue's next free slot. When every slot
+// is taken it drops the frame (false) if rxLoop waits for the guest (its
+// receive buffer or ring is full) or the queue is closing; otherwise rxLoop
+// is merely behind, and enqueue waits for it to free a slot: the host's own
+// goroutine running late must not lose frames the guest has room for.
 func (q *queue) enqueue(frame []byte, hash uint32, hasHash bool) bool {
 	q.qmu.Lock()
-	if q.fsize == len(q.frames) {
+	for q.fsize == len(q.frames) {
+		if q.guestWait || q.ctx.Err() != nil {
+			q.qmu.Unlock()
+			return false
+		}
+		if q.room == nil {
+			q.room = make(chan struct{})
+		}
+		room := q.room
 		q.qmu.Unlock()
-		return false
+		select {
+		case <-room:
+		case <-q.ctx.Done():
+		}
+		q.qmu.Lock()
 	}
 	i := (q.fhead + q.fsize) % len(q.frames)
 	q.flen[i] = copy(q.frames[i], frame)
@@ -74,12 +98,30 @@ func (q *queue) enqueue(frame []byte, hash uint32, hasHash bool) bool {
 	return true
 }
 
+// wakeRoomLocked wakes the deliverers waiting in enqueue (qmu held).
+func (q *queue) wakeRoomLocked() {
+	if q.room != nil {
+		close(q.room)
+		q.room = nil
+	}
+}
+
+// setGuestWait records whether rxLoop waits for the guest, waking the
+// deliverers waiting for a slot so that they drop their frames instead.
+func (q *queue) setGuestWait(on bool) {
+	q.qmu.Lock()
+	q.guestWait = on
+	q.wakeRoomLocked()
+	q.qmu.Unlock()
+}
+
 // rxLoop is the host→guest data goroutine: it moves queued frames into
 // data sub-allocations, several per transfer-page packet when they have
 // queued up (§7.5), and waits for the guest's completions when the receive
 // buffer is full.
 func (q *queue) rxLoop() {
 	d := q.d
+	defer q.setGuestWait(true) // nothing takes frames any more
 	for {
 		q.qmu.Lock()
 		pending := q.fsize
@@ -110,8 +152,10 @@ func (q *queue) rxLoop() {
 		if got == 0 {
 			d.rxMu.Unlock()
 			d.stats.rxBufferWaits.Add(1)
+			q.setGuestWait(true)
 			select {
 			case <-q.rxKick:
+				q.setGuestWait(false)
 				continue
 			case <-q.ctx.Done():
 				return
@@ -138,13 +182,21 @@ func (q *queue) rxLoop() {
 		q.qmu.Lock()
 		q.fhead = (q.fhead + got) % len(q.frames)
 		q.fsize -= got
+		q.wakeRoomLocked()
 		q.qmu.Unlock()
 
 		le.PutUint16(hdr[offTPSetID:], id)
 		le.PutUint16(hdr[offTPReserved:], 0)
 		le.PutUint32(hdr[offTPCount:], uint32(got))
 		k := encodeSendRNDISPacket(q.rxnv[:], size, channelTypeData)
-		if err := q.ch.SendRaw(q.ctx, pktTransferPages, flagCompletionWanted, txid, hdr[:tpHdrSize+got*tpRangeSize], q.rxnv[:k]); err != nil {
+		err := q.ch.TrySendRaw(pktTransferPages, flagCompletionWanted, txid, hdr[:tpHdrSize+got*tpRangeSize], q.rxnv[:k])
+		if errors.Is(err, hvsim.ErrRingFull) {
+			// The guest has not read its ring: it is the one behind.
+			q.setGuestWait(true)
+			err = q.ch.SendRaw(q.ctx, pktTransferPages, flagCompletionWanted, txid, hdr[:tpHdrSize+got*tpRangeSize], q.rxnv[:k])
+			q.setGuestWait(false)
+		}
+		if err != nil {
 			d.rxMu.Lock()
 			if d.recv == r {
 				r.release(slot)
@@ -163,6 +215,7 @@ func (q *queue) drop(n int) {
 	q.qmu.Lock()
 	q.fhead = (q.fhead + n) % len(q.frames)
 	q.fsize -= n
+	q.wakeRoomLocked()
 	q.qmu.Unlock()
 	q.d.stats.rxDroppedFilter.Add(uint64(n))
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gohv/gohv/netstack/nic"
 	"gvisor.dev/gvisor/pkg/buffer"
@@ -28,6 +29,10 @@ type LinkStats struct {
 	TxPackets, TxBytes, TxGSO uint64
 	// TxBusy counts sends that found the queue full and waited.
 	TxBusy uint64
+	// TxStalled counts packets dropped because the queue stayed full for
+	// the whole stall timeout (NICOptions.TxStallTimeout): the host
+	// stopped completing sends.
+	TxStalled uint64
 	// TxErrors counts packets the NIC refused for another reason.
 	TxErrors           uint64
 	RxPackets, RxBytes uint64
@@ -39,6 +44,7 @@ type LinkStats struct {
 
 type linkCounters struct {
 	txPackets, txBytes, txGSO, txBusy, txErrors        atomic.Uint64
+	txStalled                                          atomic.Uint64
 	rxPackets, rxBytes, rxOffloaded, rxBadCsum, rxRunt atomic.Uint64
 	rxOverflow, rxIntercepted                          atomic.Uint64
 }
@@ -65,13 +71,14 @@ type rxQueue struct {
 // Lock order: txQueue.mu and rxQueue.mu are leaves; dmu is never held while
 // calling into the NIC or gVisor.
 type linkEndpoint struct {
-	nic    nic.NIC
-	mac    tcpip.LinkAddress
-	off    nic.Offloads
-	caps   stack.LinkEndpointCapabilities
-	gso    bool
-	gsoMax uint32
-	mtu    atomic.Uint32
+	txStall time.Duration // the longest a send waits for a full queue
+	nic     nic.NIC
+	mac     tcpip.LinkAddress
+	off     nic.Offloads
+	caps    stack.LinkEndpointCapabilities
+	gso     bool
+	gsoMax  uint32
+	mtu     atomic.Uint32
 
 	txq []txQueue
 	rxq []rxQueue
@@ -96,14 +103,23 @@ var (
 	_ stack.GSOEndpoint  = (*linkEndpoint)(nil)
 )
 
+// DefaultTxStallTimeout is how long a send waits for a full NIC queue
+// before the packet is dropped (NICOptions.TxStallTimeout).
+const DefaultTxStallTimeout = 2 * time.Second
+
 // newLinkEndpoint wraps n. It installs n's receiver and starts one delivery
-// goroutine per queue; close stops them.
-func newLinkEndpoint(n nic.NIC) *linkEndpoint {
+// goroutine per queue; close stops them. A send waits at most txStall for
+// a full queue (zero: DefaultTxStallTimeout).
+func newLinkEndpoint(n nic.NIC, txStall time.Duration) *linkEndpoint {
+	if txStall <= 0 {
+		txStall = DefaultTxStallTimeout
+	}
 	mac := n.MAC()
 	e := &linkEndpoint{
-		nic: n,
-		mac: tcpip.LinkAddress(mac[:]),
-		off: n.Offloads(),
+		txStall: txStall,
+		nic:     n,
+		mac:     tcpip.LinkAddress(mac[:]),
+		off:     n.Offloads(),
 	}
 	e.caps = stack.CapabilityResolutionRequired
 	o := e.off
@@ -250,7 +266,7 @@ func (e *linkEndpoint) Stats() LinkStats {
 	s := &e.stats
 	return LinkStats{
 		TxPackets: s.txPackets.Load(), TxBytes: s.txBytes.Load(), TxGSO: s.txGSO.Load(),
-		TxBusy: s.txBusy.Load(), TxErrors: s.txErrors.Load(),
+		TxBusy: s.txBusy.Load(), TxStalled: s.txStalled.Load(), TxErrors: s.txErrors.Load(),
 		RxPackets: s.rxPackets.Load(), RxBytes: s.rxBytes.Load(), RxCsumOffloaded: s.rxOffloaded.Load(),
 		RxBadCsum: s.rxBadCsum.Load(), RxRunt: s.rxRunt.Load(), RxOverflow: s.rxOverflow.Load(),
 		RxIntercepted: s.rxIntercepted.Load(),
@@ -258,8 +274,12 @@ func (e *linkEndpoint) Stats() LinkStats {
 }
 
 // WritePackets implements stack.LinkEndpoint. It runs on the goroutine of
-// the gVisor caller and blocks while the NIC queue is full (back-pressure);
-// it never drops a packet because the queue is busy.
+// the gVisor caller and blocks while the NIC queue is full (back-pressure),
+// but at most the stall timeout per packet: a host that stops completing
+// sends must not hold the caller for ever, because gVisor calls this with
+// the connection's lock held, where no deadline can reach it. A packet
+// that waited that long is dropped (TxStalled), as a NIC driver's watchdog
+// does; TCP sends it again.
 func (e *linkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
@@ -312,9 +332,13 @@ func (e *linkEndpoint) writePacket(pkt *stack.PacketBuffer) tcpip.Error {
 			return &tcpip.ErrAborted{}
 		}
 		e.stats.txBusy.Add(1)
-		if err := e.nic.WaitWritable(e.ctx, qi); err != nil {
-			e.stats.txErrors.Add(1)
+		if err := e.waitWritable(qi); err != nil {
 			clear(parts)
+			if e.ctx.Err() == nil {
+				e.stats.txStalled.Add(1)
+				return &tcpip.ErrWouldBlock{}
+			}
+			e.stats.txErrors.Add(1)
 			return &tcpip.ErrClosedForSend{}
 		}
 	}
@@ -325,6 +349,15 @@ func (e *linkEndpoint) writePacket(pkt *stack.PacketBuffer) tcpip.Error {
 		e.stats.txGSO.Add(1)
 	}
 	return nil
+}
+
+// waitWritable waits until queue qi can take a packet, the endpoint
+// closes, or the stall timeout passes. Only a full queue gets here, so the
+// timer it arms is off the per-packet path.
+func (e *linkEndpoint) waitWritable(qi int) error {
+	ctx, cancel := context.WithTimeout(e.ctx, e.txStall)
+	defer cancel()
+	return e.nic.WaitWritable(ctx, qi)
 }
 
 // txInfo prepares pkt's checksum fields for the NIC's offloads (see

@@ -85,7 +85,7 @@ func TestLinkAllocs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := &sinkNIC{off: tc.off}
-			ep := newLinkEndpoint(n)
+			ep := newLinkEndpoint(n, 0)
 			defer ep.Close()
 			pkt := tcpPacket(ep, tc.size, tc.gso)
 			defer pkt.DecRef()
@@ -109,12 +109,12 @@ func TestLinkAllocs(t *testing.T) {
 	}
 	t.Run("rx", func(t *testing.T) {
 		n := &sinkNIC{off: nic.Offloads{RxCsum: true}}
-		ep := newLinkEndpoint(n)
+		ep := newLinkEndpoint(n, 0)
 		defer ep.Close()
 		d := &countingDispatcher{got: make(chan struct{}, 1)}
 		ep.Attach(d)
 		src := &sinkNIC{}
-		sep := newLinkEndpoint(src)
+		sep := newLinkEndpoint(src, 0)
 		defer sep.Close()
 		var frame []byte
 		pkt := tcpPacket(sep, 1460, false)
@@ -149,7 +149,7 @@ func (d *countingDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *sta
 // TestVerifyFrame checks the software verification used for frames the NIC
 // did not check: a good frame passes, a flipped payload bit fails.
 func TestVerifyFrame(t *testing.T) {
-	ep := newLinkEndpoint(&sinkNIC{})
+	ep := newLinkEndpoint(&sinkNIC{}, 0)
 	defer ep.Close()
 	pkt := tcpPacket(ep, 100, false)
 	var frame []byte
@@ -179,7 +179,7 @@ func TestVerifyFrame(t *testing.T) {
 // through the receive path: the DHCP intercept, checksum verification and
 // hand-off to the dispatcher. Nothing may panic.
 func FuzzReceive(f *testing.F) {
-	ep := newLinkEndpoint(&sinkNIC{})
+	ep := newLinkEndpoint(&sinkNIC{}, 0)
 	pkt := tcpPacket(ep, 64, false)
 	var frame []byte
 	for _, s := range pkt.AsSlices() {
@@ -192,7 +192,7 @@ func FuzzReceive(f *testing.F) {
 	// A DHCP reply as the intercept sees it: our own DISCOVER frame with the
 	// UDP ports swapped.
 	sink := &sinkNIC{}
-	dep := newLinkEndpoint(sink)
+	dep := newLinkEndpoint(sink, 0)
 	tr := newDHCPTransport(dep)
 	disc, _ := (&dhcp4.Message{Type: dhcp4.Offer, XID: 1}).Append(nil)
 	var captured []byte
@@ -212,7 +212,7 @@ func FuzzReceive(f *testing.F) {
 	f.Add(make([]byte, 14), false)
 	f.Fuzz(func(t *testing.T, b []byte, checked bool) {
 		n := &sinkNIC{off: nic.Offloads{RxCsum: true}}
-		ep := newLinkEndpoint(n)
+		ep := newLinkEndpoint(n, 0)
 		defer ep.Close()
 		ep.Attach(&countingDispatcher{got: make(chan struct{}, 1<<20)})
 		tr := newDHCPTransport(ep)

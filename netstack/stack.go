@@ -92,6 +92,10 @@ type NICOptions struct {
 	DisableSLAAC bool
 	// Routes are extra static routes.
 	Routes []Route
+	// TxStallTimeout bounds how long a send waits for the NIC's full
+	// queue before the packet is dropped (LinkStats.TxStalled); zero means
+	// DefaultTxStallTimeout.
+	TxStallTimeout time.Duration
 }
 
 // Route is one routing table entry. An invalid Via means on link.
@@ -371,7 +375,7 @@ func (st *Stack) addNIC(n NIC, opts NICOptions) (*Interface, error) {
 	st.nextID++
 	st.mu.Unlock()
 
-	ep := newLinkEndpoint(n)
+	ep := newLinkEndpoint(n, opts.TxStallTimeout)
 	ifc := &Interface{st: st, id: id, nic: n, ep: ep, opts: opts,
 		routes: map[routeKey]tcpip.Route{}, dns: map[routeKey][]netip.Addr{}}
 	if err := st.s.CreateNICWithOptions(id, ep, stack.NICOptions{Disabled: true}); err != nil {

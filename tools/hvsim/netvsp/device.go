@@ -85,8 +85,10 @@ type Config struct {
 	// MaxQueues bounds the channels (primary + sub-channels).
 	MaxQueues int
 	// HoldFrames is how many host→guest frames each queue holds while the
-	// guest's receive buffer is full; beyond it frames are dropped and
-	// counted (Stats.RxDroppedFull).
+	// guest has no room (its receive buffer or its ring is full); beyond
+	// it frames are dropped and counted (Stats.RxDroppedFull). While the
+	// guest has room the backend waits for a slot instead: a frame is
+	// lost only to a guest that is behind.
 	HoldFrames int
 	// Instance is the offer's instance GUID (default fixed per MAC).
 	Instance hvsim.GUID
@@ -108,7 +110,7 @@ type Stats struct {
 	RxFrames        uint64 // frames written into the receive buffer
 	RxBytes         uint64
 	RxPackets       uint64 // transfer-page packets with data
-	RxDroppedFull   uint64 // dropped: queue over HoldFrames (receive buffer exhausted)
+	RxDroppedFull   uint64 // dropped: queue over HoldFrames while the guest had no room (receive buffer or ring full)
 	RxDroppedLink   uint64 // dropped: link down
 	RxDroppedFilter uint64 // dropped by the packet filter or before the guest is ready
 	RxDroppedSize   uint64 // dropped: larger than the guest's MTU

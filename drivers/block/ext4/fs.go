@@ -771,11 +771,10 @@ func (r *File) Seek(offset int64, whence int) (int64, error) {
 
 // dirFile is an open directory.
 type dirFile struct {
-	fs      *FS
-	name    string
-	info    *fileInfo
-	entries []fs.DirEntry
-	read    bool
+	fs    *FS
+	name  string
+	info  *fileInfo
+	pager block.DirPager
 }
 
 func (d *dirFile) Stat() (fs.FileInfo, error) { return d.info, nil }
@@ -786,25 +785,9 @@ func (d *dirFile) Read([]byte) (int, error) {
 
 // ReadDir implements fs.ReadDirFile.
 func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
-	if !d.read {
+	return d.pager.ReadDir(n, func() ([]fs.DirEntry, error) {
 		d.fs.mu.RLock()
-		es, err := d.fs.dirEntries(d.name, d.info.in)
-		d.fs.mu.RUnlock()
-		if err != nil {
-			return nil, err
-		}
-		d.entries, d.read = es, true
-	}
-	if n <= 0 {
-		es := d.entries
-		d.entries = nil
-		return es, nil
-	}
-	if len(d.entries) == 0 {
-		return nil, io.EOF
-	}
-	k := min(n, len(d.entries))
-	es := d.entries[:k]
-	d.entries = d.entries[k:]
-	return es, nil
+		defer d.fs.mu.RUnlock()
+		return d.fs.dirEntries(d.name, d.info.in)
+	})
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/gohv/gohv/drivers/block"
 )
 
 const (
@@ -198,11 +200,10 @@ func (f *FS) infoOf(name string, e *entry) *fileInfo {
 
 // dirFile is an open directory.
 type dirFile struct {
-	fs      *FS
-	name    string
-	info    *fileInfo
-	entries []fs.DirEntry
-	read    bool
+	fs    *FS
+	name  string
+	info  *fileInfo
+	pager block.DirPager
 }
 
 func (d *dirFile) Stat() (fs.FileInfo, error) { return d.info, nil }
@@ -213,25 +214,7 @@ func (d *dirFile) Close() error { return nil }
 
 // ReadDir implements fs.ReadDirFile.
 func (d *dirFile) ReadDir(n int) ([]fs.DirEntry, error) {
-	if !d.read {
-		es, err := d.fs.ReadDir(d.name)
-		if err != nil {
-			return nil, err
-		}
-		d.entries, d.read = es, true
-	}
-	if n <= 0 {
-		es := d.entries
-		d.entries = nil
-		return es, nil
-	}
-	if len(d.entries) == 0 {
-		return nil, io.EOF
-	}
-	k := min(n, len(d.entries))
-	es := d.entries[:k]
-	d.entries = d.entries[k:]
-	return es, nil
+	return d.pager.ReadDir(n, func() ([]fs.DirEntry, error) { return d.fs.ReadDir(d.name) })
 }
 
 // Create creates or truncates the file name for reading and writing.

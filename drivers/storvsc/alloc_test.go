@@ -1,6 +1,10 @@
 package storvsc
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/gohv/gohv/hv/dma"
+)
 
 // TestSubmitCompleteAllocs proves the I/O path allocates nothing: Submit,
 // the EXECUTE_SRB send, the completion on the channel goroutine and Done,
@@ -60,7 +64,7 @@ func FuzzHandlePacket(f *testing.F) {
 		c := &Controller{cfg: Config{Memory: mem}.withDefaults(), primary: ch, version: VersionWin10,
 			maxTransfer: 64 << 10, rescan: make(chan struct{}, 1), stop: make(chan struct{}), disks: map[addr]*Disk{}}
 		q := newQueue(c, 0, ch)
-		pool, _ := newBouncePool(mem, c.cfg.BounceSize, 2)
+		pool, _ := dma.NewPool(mem, c.cfg.BounceSize, 2)
 		q.initSlots(2, pool, c.maxPFN())
 		c.queues = []*queue{q}
 		d := &Disk{c: c}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/hv/dma"
 	"github.com/gohv/gohv/vmbus"
 )
 
@@ -161,7 +162,7 @@ type Controller struct {
 
 	translator PhysTranslator
 	queues     []*queue
-	pools      []*bouncePool
+	pools      []*dma.Pool // one per queue: its slots' bounce buffers
 	rr         atomic.Uint32
 
 	scanMu sync.Mutex // serialises scans
@@ -301,9 +302,9 @@ func (c *Controller) maxPFN() int {
 // setupQueue gives q its slots and bounce buffers.
 func (c *Controller) setupQueue(q *queue) error {
 	d := c.depth()
-	pool, err := newBouncePool(c.cfg.Memory, c.cfg.BounceSize, d)
+	pool, err := dma.NewPool(c.cfg.Memory, c.cfg.BounceSize, d)
 	if err != nil {
-		return err
+		return fmt.Errorf("storvsc: bounce buffers: %w", err)
 	}
 	c.pools = append(c.pools, pool)
 	q.initSlots(d, pool, c.maxPFN())
@@ -457,6 +458,9 @@ func (c *Controller) shutdown(ctx context.Context, cause error) error {
 		q.kill(cause)
 	}
 	c.removeAll()
+	for _, q := range c.queues {
+		q.releaseBounce()
+	}
 	for _, p := range c.pools {
 		p.Close()
 	}

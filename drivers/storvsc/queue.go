@@ -11,6 +11,7 @@ import (
 
 	"github.com/gohv/gohv/drivers/scsi"
 	"github.com/gohv/gohv/hv"
+	"github.com/gohv/gohv/hv/dma"
 	"github.com/gohv/gohv/vmbus"
 	"github.com/gohv/gohv/vmbus/ring"
 )
@@ -48,9 +49,10 @@ import (
 // Lock order: Controller.mu before queue.mu; queue.mu is never held while
 // sending, calling Done or waiting.
 type queue struct {
-	c   *Controller
-	idx int
-	ch  Channel
+	c    *Controller
+	idx  int
+	ch   Channel
+	pool *dma.Pool // the slots' bounce buffers, each slot holding one for good
 
 	rbuf []byte // receive buffer: interrupt goroutine only
 
@@ -168,7 +170,7 @@ type slot struct {
 	pkt     [packetSizeWin8]byte
 	hdr     []byte
 	parts   [1][]byte // the payload part passed to the channel without a per-call slice
-	bounce  *bounceBuffer
+	bounce  *dma.Buffer
 
 	retry *time.Timer // back-off
 }
@@ -179,7 +181,8 @@ func newQueue(c *Controller, idx int, ch Channel) *queue {
 
 // initSlots gives q depth slots, each with a bounce buffer from pool and a
 // header buffer for maxPFN pages. It runs before the queue carries I/O.
-func (q *queue) initSlots(depth int, pool *bouncePool, maxPFN int) {
+func (q *queue) initSlots(depth int, pool *dma.Pool, maxPFN int) {
+	q.pool = pool
 	q.slots = make([]slot, depth)
 	q.free = make([]int32, 0, depth)
 	q.pend = make([]work, 2*depth)
@@ -198,6 +201,17 @@ func (q *queue) initSlots(depth int, pool *bouncePool, maxPFN int) {
 		s.retry = time.AfterFunc(time.Hour, s.onRetry)
 		s.retry.Stop()
 		q.free = append(q.free, int32(depth-1-i))
+	}
+}
+
+// releaseBounce gives the slots' bounce buffers back to the pool, at
+// Close, once the channel is closed and the host no longer uses them.
+func (q *queue) releaseBounce() {
+	for i := range q.slots {
+		if s := &q.slots[i]; s.bounce != nil {
+			q.pool.Put(s.bounce)
+			s.bounce = nil
+		}
 	}
 }
 

@@ -104,6 +104,7 @@ type Kernel struct {
 	adapters  atomic.Pointer[[]adapterSnapshot] // for KVP's GET_IP_INFO
 	nicMu     sync.Mutex
 	nicMACs   map[int][6]byte // stack interface id -> MAC; under nicMu
+	refreshMu sync.Mutex      // serialises refreshAddresses
 	netDone   chan struct{}   // closed when the network shuts down
 	netWG     sync.WaitGroup  // NIC removal watchers
 	stopAzure context.CancelFunc

@@ -148,6 +148,9 @@ func (k *Kernel) waitAddress(ctx context.Context) {
 		k.logf("gohv: no network address after %v; starting the application anyway", wait)
 		return
 	}
+	// What KVP tells the host is current before the application starts
+	// (the watcher would catch up a moment later).
+	k.refreshAddresses()
 	k.logf("gohv: address %s (%s)", a.Prefix, a.Origin)
 	k.startAzure()
 }
@@ -189,6 +192,9 @@ func (k *Kernel) watchAddresses(w *netstack.Watcher) {
 
 // refreshAddresses rebuilds the snapshots KVP reads without locking.
 func (k *Kernel) refreshAddresses() {
+	// One refresh at a time, so an older snapshot never replaces a newer.
+	k.refreshMu.Lock()
+	defer k.refreshMu.Unlock()
 	list := make([]netip.Addr, 0, 4)
 	addrs := k.net.Addresses()
 	for _, a := range addrs {

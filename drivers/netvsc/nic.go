@@ -311,6 +311,13 @@ func (n *NIC) watchRescind() {
 func (n *NIC) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
 		n.closed.Store(true)
+		// The rescind may not have reached watchRescind yet (a caller
+		// woken by Removed closes at once): look at the channel itself.
+		select {
+		case <-n.primary.Rescinded():
+			n.removed.Store(true)
+		default:
+		}
 		graceful := !n.removed.Load()
 		if graceful {
 			n.quiesce(ctx)
@@ -363,14 +370,15 @@ func (n *NIC) teardown(ctx context.Context, revoke bool) error {
 	if revoke && !n.removed.Load() {
 		// Revoke messages before any GPADL teardown (Linux
 		// drivers/net/hyperv/netvsc.c netvsc_revoke_buf, then
-		// netvsc_teardown_gpadl).
+		// netvsc_teardown_gpadl). A rescind that lands meanwhile makes
+		// them moot, not a failure.
 		if n.recvRevoke {
-			if err := n.primary.SendWithHeader(ctx, ring.TypeDataInband, 0, 0, nil, nvsp.PutRevokeReceiveBuffer(msg[:], receiveBufferID)); err != nil {
+			if err := n.primary.SendWithHeader(ctx, ring.TypeDataInband, 0, 0, nil, nvsp.PutRevokeReceiveBuffer(msg[:], receiveBufferID)); err != nil && !errors.Is(err, vmbus.ErrRescinded) {
 				errs = append(errs, fmt.Errorf("netvsc: REVOKE_RECEIVE_BUFFER: %w", err))
 			}
 		}
 		if n.sendRevoke {
-			if err := n.primary.SendWithHeader(ctx, ring.TypeDataInband, 0, 0, nil, nvsp.PutRevokeSendBuffer(msg[:], sendBufferID)); err != nil {
+			if err := n.primary.SendWithHeader(ctx, ring.TypeDataInband, 0, 0, nil, nvsp.PutRevokeSendBuffer(msg[:], sendBufferID)); err != nil && !errors.Is(err, vmbus.ErrRescinded) {
 				errs = append(errs, fmt.Errorf("netvsc: REVOKE_SEND_BUFFER: %w", err))
 			}
 		}

@@ -99,9 +99,11 @@ func (c *chanState) drain() bool {
 				return true
 			}
 			c.handle(p)
+			c.pollNotifications()
 			idle = time.Time{}
 			continue
 		}
+		c.pollNotifications()
 		if idle.IsZero() {
 			idle = time.Now()
 		}
@@ -115,6 +117,17 @@ func (c *chanState) drain() bool {
 		// A packet came in before the mask was clear: take it, masked.
 		c.ch.MaskSignals()
 		idle = time.Time{}
+	}
+}
+
+// pollNotifications sends notifications queued meanwhile, so that a
+// stream of I/O, which keeps drain polling, does not hold back a hot-plug
+// notification until it ends.
+func (c *chanState) pollNotifications() {
+	select {
+	case <-c.kick:
+		c.sendNotifications()
+	default:
 	}
 }
 

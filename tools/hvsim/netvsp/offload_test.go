@@ -230,40 +230,47 @@ func TestJoinPeers(t *testing.T) {
 		if err := JoinPeers(a, z); err != nil {
 			t.Fatal(err)
 		}
-		ln, err := z.ListenTCP(5001)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
 		data := bytes.Repeat([]byte("joined "), 200000)
-		got := make(chan []byte, 1)
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				got <- nil
-				return
-			}
-			defer c.Close()
-			b, _ := io.ReadAll(c)
-			got <- b
-		}()
-		ctx, cancel := context.WithTimeout(context.Background(), testWait)
-		defer cancel()
-		c, err := a.DialTCP(ctx, netip.MustParseAddrPort("10.9.0.2:5001"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Write(data); err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-		if b := <-got; !bytes.Equal(b, data) {
+		if b := transfer(t, a, z, data); !bytes.Equal(b, data) {
 			t.Fatalf("offload %v: read %d bytes, want the %d written", offload, len(b), len(data))
 		}
 		if in, _ := z.Frames(); in == 0 {
 			t.Fatalf("offload %v: no frame counted into the joined peer", offload)
 		}
 	}
+}
+
+// transfer sends data over TCP from peer a to z's port 5001 (z being
+// 10.9.0.2) and returns what z read.
+func transfer(t *testing.T, a, z *Peer, data []byte) []byte {
+	t.Helper()
+	ln, err := z.ListenTCP(5001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), testWait)
+	defer cancel()
+	c, err := a.DialTCP(ctx, netip.MustParseAddrPort("10.9.0.2:5001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	return <-got
 }
 
 // TestOffloadPeerPairBulk joins two offloading peers directly: large
@@ -287,34 +294,8 @@ func TestOffloadPeerPairBulk(t *testing.T) {
 		z.SendOffloaded(f)
 	})
 	z.SetOffloadedReceiver(a.SendOffloaded)
-	ln, err := z.ListenTCP(5001)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	data := bytes.Repeat([]byte("gohv-offload "), 100000)
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- nil
-			return
-		}
-		defer c.Close()
-		b, _ := io.ReadAll(c)
-		got <- b
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), testWait)
-	defer cancel()
-	c, err := a.DialTCP(ctx, netip.MustParseAddrPort("10.9.0.2:5001"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	if b := <-got; !bytes.Equal(b, data) {
+	if b := transfer(t, a, z, data); !bytes.Equal(b, data) {
 		t.Fatalf("read %d bytes, want the %d written", len(b), len(data))
 	}
 	a.Close() // stops a's pump before large is read

@@ -96,8 +96,18 @@ func TestMirrorFATWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	writeThroughMirror(t, v, FATWriter(v))
+	if b, _ := fs.ReadFile(v, "notes.txt"); string(b) != "FIRST version, extended" {
+		t.Errorf("on the volume: %q", b)
+	}
+}
+
+// writeThroughMirror mirrors fsys, whose notes.txt holds "first version",
+// with write, and overwrites and extends the file through its device node.
+func writeThroughMirror(t *testing.T, fsys fs.FS, write WriteFunc) {
+	t.Helper()
 	tr := &tree{dirs: []string{"/"}}
-	if err := Mirror(v, "/disk", tr.hooks(FATWriter(v))); err != nil {
+	if err := Mirror(fsys, "/disk", tr.hooks(write)); err != nil {
 		t.Fatal(err)
 	}
 	d, _ := tr.devs["/disk/notes.txt"]()
@@ -109,9 +119,6 @@ func TestMirrorFATWrite(t *testing.T) {
 	}
 	if got := readAll(t, d); got != "FIRST version, extended" {
 		t.Errorf("read back %q", got)
-	}
-	if b, _ := fs.ReadFile(v, "notes.txt"); string(b) != "FIRST version, extended" {
-		t.Errorf("on the volume: %q", b)
 	}
 }
 
@@ -152,20 +159,7 @@ func TestMirrorExt4Write(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &tree{dirs: []string{"/"}}
-	if err := Mirror(v, "/disk", tr.hooks(Ext4Writer(v))); err != nil {
-		t.Fatal(err)
-	}
-	d, _ := tr.devs["/disk/notes.txt"]()
-	if n, err := d.Pwrite([]byte("FIRST"), 0); n != 5 || err != nil {
-		t.Fatal(n, err)
-	}
-	if n, err := d.Pwrite([]byte(", extended"), 13); n != 10 || err != nil {
-		t.Fatal(n, err)
-	}
-	if got := readAll(t, d); got != "FIRST version, extended" {
-		t.Errorf("read back %q", got)
-	}
+	writeThroughMirror(t, v, Ext4Writer(v))
 	if err := v.Sync(); err != nil {
 		t.Fatal(err)
 	}

@@ -124,27 +124,7 @@ func TestScriptedGuestTalksToPeer(t *testing.T) {
 	}
 
 	// TCP: handshake by hand, then one LSO send of 5000 bytes.
-	ln, err := peer.ListenTCP(8080)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- nil
-			return
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(testWait))
-		b := make([]byte, 5000)
-		if _, err := io.ReadFull(c, b); err != nil {
-			got <- nil
-			return
-		}
-		got <- b
-	}()
+	got := acceptRead(t, peer, 8080, 5000)
 	const iss = 1000
 	n.transmit(n.c, guestPacket(ipv4Frame(6, tcpSegment(40000, 8080, iss, 0, header.TCPFlagSyn, nil), false), ppi{0, csumReqTCP4}))
 	frames, csum := n.frames(n.c)
@@ -242,4 +222,33 @@ func peerDialsGuestTCP(t *testing.T, peer *Peer) {
 		t.Fatal("guest received different bytes")
 	}
 	noViolations(t, n.g.h)
+}
+
+// acceptRead listens on the peer's port, accepts one connection and sends
+// its first size bytes on the returned channel (nil on any failure, or
+// when nothing arrives within testWait). The listener closes with the test.
+func acceptRead(t *testing.T, peer *Peer, port uint16, size int) <-chan []byte {
+	t.Helper()
+	ln, err := peer.ListenTCP(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(testWait))
+		b := make([]byte, size)
+		if _, err := io.ReadFull(c, b); err != nil {
+			got <- nil
+			return
+		}
+		got <- b
+	}()
+	return got
 }

@@ -313,28 +313,8 @@ func TestLentLSOReachesPeerWhole(t *testing.T) {
 	peer := newOffloadPeer(t)
 	n := newNIC(t, Config{Backend: peer})
 	n.ready()
-	ln, err := peer.ListenTCP(8080)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	const size = 20000
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			got <- nil
-			return
-		}
-		defer c.Close()
-		c.SetReadDeadline(time.Now().Add(testWait))
-		b := make([]byte, size)
-		if _, err := io.ReadFull(c, b); err != nil {
-			got <- nil
-			return
-		}
-		got <- b
-	}()
+	got := acceptRead(t, peer, 8080, size)
 	// Teach the peer our MAC with an ARP request of our own.
 	n.transmit(n.c, guestPacket(arpRequest()))
 	n.frames(n.c) // the reply
